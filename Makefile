@@ -1,0 +1,30 @@
+# The two set-up commands of the README. Both create or reuse .venv (scripts/bootstrap.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Extra arguments for `make lab`, e.g. LAB_ARGS="--no-browser --port=8899".
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: setup lab test lint browser
+
+setup:
+	@bash scripts/bootstrap.sh
+
+## Install everything and open JupyterLab on the tour notebook.
+lab: setup
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) notebooks/00_tour.ipynb
+
+## Install everything and run the whole test suite (lint, unit, widget, notebook, browser).
+test: setup browser
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+## The real-browser tests drive Debian's chromium; install it if it is missing and we can.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
+	  else echo "Real-browser tests need /usr/bin/chromium: sudo apt-get install -y chromium"; exit 1; fi; }
+
+lint:
+	$(VENV)/bin/ruff check .

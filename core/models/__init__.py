@@ -1,0 +1,1 @@
+"""visloupe.core.models"""

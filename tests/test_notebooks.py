@@ -1,0 +1,34 @@
+"""Every tutorial notebook runs top to bottom offline (testing layer 3, DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_is_a_tour() -> None:
+    assert any(path.name == "00_tour.ipynb" for path in NOTEBOOKS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_executes(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    first = "".join(notebook.cells[0].source)
+    assert "colab-badge" in first, "each notebook opens with an Open-in-Colab badge"
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": path.parent}}
+    ).execute()
+    errors = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]
+    assert not errors

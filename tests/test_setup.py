@@ -1,0 +1,53 @@
+"""The README's set-up works: the lab command serves the tour, and a regular install imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from labserver import SERVER_FLAGS, free_port, running, wait_for_http
+
+
+def test_readme_lab_command_serves_the_tour(repo_root: Path, tmp_path: Path) -> None:
+    readme = (repo_root / "README.md").read_text()
+    assert "make lab" in readme and "make test" in readme
+    port = free_port()
+    args = " ".join((*SERVER_FLAGS, f"--port={port}", f"--ServerApp.runtime_dir={tmp_path}"))
+    with running(["make", "lab", f"LAB_ARGS={args}"], repo_root, tmp_path / "lab.log") as proc:
+        base = f"http://127.0.0.1:{port}"
+        page = wait_for_http(f"{base}/lab/tree/notebooks/00_tour.ipynb", timeout=180, proc=proc)
+        assert b"JupyterLab" in page or b"jupyter-config-data" in page
+        model = json.loads(wait_for_http(f"{base}/api/contents/notebooks/00_tour.ipynb", proc=proc))
+        assert model["type"] == "notebook"
+        assert any("colab-badge" in "".join(c["source"]) for c in model["content"]["cells"])
+    assert proc.poll() is not None, "the lab server was not stopped"
+
+
+def test_regular_install_imports_namespaced_packages(repo_root: Path, tmp_path: Path) -> None:
+    """A built wheel (non-editable) holds visloupe/core and visloupe/widgets and nothing bare."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "dist"), str(repo_root)],
+        check=True,
+    )
+    wheel = next((tmp_path / "dist").glob("visloupe-*.whl"))
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"visloupe"}, tops
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
+         str(wheel)],
+        check=True,
+    )
+    probe = (
+        "import visloupe.core, visloupe.widgets, visloupe.core.data, visloupe.core.models;"
+        "print(visloupe.core.__file__); print(visloupe.widgets.__file__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, check=True, capture_output=True, text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+    ).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in out), out

@@ -1,0 +1,1 @@
+"""visloupe.widgets: interactive views over :mod:`visloupe.core` for Jupyter."""

@@ -1,0 +1,555 @@
+"""One adapter so that every widget and metric reads any image data the same way.
+
+:func:`as_image_source` takes a Hugging Face ``Dataset`` or ``IterableDataset``, a torch
+map-style dataset, a folder of images, a list of paths or PIL images, or arrays, and returns an
+:class:`ImageSource` of :class:`Sample` objects. Samples carry the *raw* image (original mode and
+size) for display and geometric transforms; model inputs are made only on request, through the
+``preprocess`` contract (``preprocess(PIL.Image) -> Tensor (C, H, W)``). Keeping the two apart
+avoids showing normalised tensors as images and the grayscale-permute bugs that hit Captum
+Insights (pytorch/captum PR #1044).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from PIL import Image
+
+_LABEL_NAMES = ("label", "labels", "target", "targets", "class", "y")
+_IMAGE_NAMES = ("image", "img", "pixel_values", "images", "x", "input")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One example: ``image`` raw as stored (any mode and size), ``label`` a class index or None,
+    ``mask`` an optional ground-truth "L" image (255 on the object), ``index`` its position."""
+
+    index: int
+    image: Image.Image
+    label: int | None = None
+    mask: Image.Image | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversions to PIL
+
+
+def _array_to_pil(arr: np.ndarray, arg: str) -> Image.Image:
+    """HW, HWC or CHW array (uint8, bool, int, or float in [0, 1]) -> PIL image."""
+    if arr.ndim == 3:
+        if arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+            arr = np.moveaxis(arr, 0, -1)
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise ValueError(f"{arg}: expected an image of shape (H, W), (H, W, C) or (C, H, W) with "
+                         f"C in 1, 3, 4, got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if lo < -1e-3 or hi > 1 + 1e-3 or not np.isfinite([lo, hi]).all():
+            raise ValueError(f"{arg}: expected float pixel values in [0, 1], got range "
+                             f"[{lo:.3g}, {hi:.3g}] (normalised tensors are not images; pass "
+                             "the raw images and give the normalisation to preprocess=)")
+        arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{arg}: expected integer pixel values in [0, 255], got range "
+                             f"[{lo}, {hi}] with dtype {arr.dtype}")
+        arr = arr.astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise TypeError(f"{arg}: unsupported pixel dtype {arr.dtype}")
+    return Image.fromarray(np.ascontiguousarray(arr))
+
+
+def to_pil(obj: Any, arg: str = "data") -> Image.Image:
+    """A PIL image from a PIL image, a path, an HF ``{"bytes", "path"}`` dict or an array/tensor.
+
+    Arrays: ``(H, W)``, ``(H, W, C)`` or ``(C, H, W)`` (channel-first when the first dim is 1, 3
+    or 4 and the last is not); uint8 as is, floats must lie in [0, 1].
+    """
+    if isinstance(obj, Image.Image):
+        return obj
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        if not path.is_file():
+            raise ValueError(f"{arg}: image file {str(path)!r} does not exist")
+        with Image.open(path) as img:
+            img.load()
+            return img
+    if isinstance(obj, Mapping) and ("bytes" in obj or "path" in obj):
+        if obj.get("bytes") is not None:
+            import io
+            img = Image.open(io.BytesIO(obj["bytes"]))
+            img.load()
+            return img
+        return to_pil(obj["path"], arg)
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return _array_to_pil(obj, arg)
+    raise TypeError(f"{arg}: expected an image (PIL.Image, file path, array or tensor), got "
+                    f"{type(obj).__name__}")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Display conversion: grayscale -> RGB, transparency composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I") and arr.max() > 255 else 255.0
+        if img.mode == "F":
+            hi = 1.0 if arr.max() <= 1.0 else 255.0
+        arr = np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    return img.convert("RGB")
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """Float tensor ``(C, H, W)`` in [0, 1] keeping the image's channels ("L" -> 1, "RGB" -> 3,
+    "RGBA" -> 4); other modes go through :func:`to_rgb`. The default ``preprocess``."""
+    if img.mode not in ("L", "RGB", "RGBA"):
+        img = to_rgb(img)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = np.moveaxis(arr, -1, 0)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: each knows how to fetch raw record i of one kind of input.
+
+
+class _Reader:
+    kind = "?"
+    length: int | None = None
+    class_names: list[str] | None = None
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        """(image-like, label-like or None, mask-like or None) of record ``i`` (0 <= i)."""
+        raise NotImplementedError
+
+
+def _feature_kinds(features: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items())
+
+
+def _pick_columns(features: Mapping[str, Any], image_column: str | None,
+                  label_column: str | None) -> tuple[str, str | None, str | None]:
+    """Image column, label column, mask column from HF ``features`` (or the overrides)."""
+    cols = list(features)
+    if image_column is not None:
+        if image_column not in features:
+            raise ValueError(f"image_column: {image_column!r} is not a column; available columns: "
+                             f"{_feature_kinds(features)}")
+        if not isinstance(features[image_column], datasets.Image):
+            raise ValueError(f"image_column: {image_column!r} is a "
+                             f"{type(features[image_column]).__name__} feature, not an Image; "
+                             f"available columns: {_feature_kinds(features)}")
+        image = image_column
+    else:
+        images = [c for c in cols if isinstance(features[c], datasets.Image)]
+        if not images:
+            raise ValueError("data: no Image feature among the columns "
+                             f"({_feature_kinds(features)}); cast one with "
+                             "ds.cast_column(name, datasets.Image()) or pass image_column=")
+        image = images[0]
+    if label_column is not None:
+        if label_column not in features:
+            raise ValueError(f"label_column: {label_column!r} is not a column; available columns: "
+                             f"{_feature_kinds(features)}")
+        feat = features[label_column]
+        if not (isinstance(feat, datasets.ClassLabel) or (
+                isinstance(feat, datasets.Value) and feat.dtype.startswith(("int", "uint")))):
+            raise ValueError(f"label_column: {label_column!r} is {feat!r}; expected a ClassLabel "
+                             "or an integer Value column")
+        label: str | None = label_column
+    else:
+        labels = [c for c in cols if isinstance(features[c], datasets.ClassLabel)]
+        ints = [c for c in cols if c in _LABEL_NAMES and isinstance(features[c], datasets.Value)
+                and features[c].dtype.startswith(("int", "uint"))]
+        label = (labels or ints or [None])[0]
+    mask = "mask" if ("mask" in features and isinstance(features["mask"], datasets.Image)
+                      and image != "mask") else None
+    return image, label, mask
+
+
+class _HFReader(_Reader):
+    kind = "datasets.Dataset"
+
+    def __init__(self, ds: datasets.Dataset, image_column: str | None,
+                 label_column: str | None) -> None:
+        self.ds = ds.with_format(None)  # raw PIL rows, whatever format/transform the user set
+        self.image, self.label, self.mask = _pick_columns(ds.features, image_column, label_column)
+        self.length = len(ds)
+        feat = ds.features[self.label] if self.label else None
+        self.class_names = list(feat.names) if isinstance(feat, datasets.ClassLabel) else None
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        row = self.ds[i]  # row first: decodes only this row's images
+        return (row[self.image], row[self.label] if self.label else None,
+                row[self.mask] if self.mask else None)
+
+
+class _StreamReader(_Reader):
+    """Buffered pages over an ``IterableDataset``: items are pulled lazily as indices are asked."""
+
+    kind = "datasets.IterableDataset"
+
+    def __init__(self, ds: datasets.IterableDataset, image_column: str | None,
+                 label_column: str | None, buffer_size: int, seed: int) -> None:
+        ds = ds.with_format(None)
+        if buffer_size > 1:
+            ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
+        self._it: Iterator[dict[str, Any]] | None = iter(ds)
+        self._buf: list[dict[str, Any]] = []
+        self.length = None
+        features = ds.features
+        if features is None:  # unknown schema (e.g. after .map): infer from the first item
+            first = self._pull(0)
+            if first is None:
+                raise ValueError("data: the IterableDataset is empty")
+            features = datasets.Features({
+                k: datasets.Image() if isinstance(v, Image.Image) else datasets.Value("int64")
+                if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                else datasets.Value("string") for k, v in first.items()})
+        self.image, self.label, self.mask = _pick_columns(features, image_column, label_column)
+        feat = features[self.label] if self.label else None
+        self.class_names = list(feat.names) if isinstance(feat, datasets.ClassLabel) else None
+        if self._pull(0) is None:
+            raise ValueError("data: the IterableDataset is empty")
+
+    def _pull(self, i: int) -> dict[str, Any] | None:
+        while len(self._buf) <= i and self._it is not None:
+            try:
+                self._buf.append(next(self._it))
+            except StopIteration:
+                self._it = None
+                self.length = len(self._buf)
+        return self._buf[i] if i < len(self._buf) else None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        row = self._pull(i)
+        if row is None:
+            raise IndexError(f"index {i} is past the end of the stream ({len(self._buf)} items)")
+        return (row[self.image], row[self.label] if self.label else None,
+                row[self.mask] if self.mask else None)
+
+
+def _is_image_like(x: Any) -> bool:
+    if isinstance(x, (Image.Image, str, os.PathLike)):
+        return True
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        return x.ndim in (2, 3)
+    return isinstance(x, Mapping) and ("bytes" in x or "path" in x)
+
+
+class _TorchReader(_Reader):
+    """A map-style torch dataset returning ``(image, label)``, ``image`` or a dict."""
+
+    kind = "torch Dataset"
+
+    def __init__(self, ds: Any, image_column: str | None, label_column: str | None) -> None:
+        self.ds = ds
+        self.length = len(ds)
+        self.image_column, self.label_column = image_column, label_column
+        names = getattr(ds, "classes", None)
+        if isinstance(names, Sequence) and names and all(isinstance(c, str) for c in names):
+            self.class_names = list(names)
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        item = self.ds[i]
+        if isinstance(item, Mapping):
+            keys = list(item)
+            img_key = self.image_column or next(
+                (k for k in _IMAGE_NAMES if k in item),
+                next((k for k in keys if _is_image_like(item[k])), None))
+            if img_key is None or img_key not in item:
+                raise ValueError(f"image_column: cannot find the image in the dataset's dict "
+                                 f"items; keys are {keys}")
+            lab_key = self.label_column or next((k for k in _LABEL_NAMES if k in item), None)
+            if lab_key is not None and lab_key not in item:
+                raise ValueError(f"label_column: {lab_key!r} is not a key; keys are {keys}")
+            return (item[img_key], item[lab_key] if lab_key else None,
+                    item.get("mask") if img_key != "mask" else None)
+        if isinstance(item, (tuple, list)):
+            if not item:
+                raise ValueError(f"data: item {i} of the torch dataset is empty")
+            return item[0], (item[1] if len(item) > 1 else None), None
+        return item, None, None
+
+
+class _ListReader(_Reader):
+    kind = "list"
+
+    def __init__(self, images: Sequence[Any], labels: Sequence[Any] | None) -> None:
+        self.images, self.labels = images, labels
+        self.length = len(images)
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        return self.images[i], (self.labels[i] if self.labels is not None else None), None
+
+
+class _ArrayReader(_Reader):
+    kind = "array"
+
+    def __init__(self, arr: np.ndarray | torch.Tensor, labels: Sequence[Any] | None) -> None:
+        if arr.ndim == 4 and arr.shape[1] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+            arr = arr.permute(0, 2, 3, 1) if isinstance(arr, torch.Tensor) else \
+                np.moveaxis(arr, 1, -1)
+        if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4)):
+            raise ValueError("data: expected an array of shape (N, H, W), (N, H, W, C) or "
+                             f"(N, C, H, W) with C in 1, 3, 4, got shape {tuple(arr.shape)}")
+        self.arr, self.labels = arr, labels
+        self.length = int(arr.shape[0])
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        return self.arr[i], (self.labels[i] if self.labels is not None else None), None
+
+
+def _label_int(value: Any, i: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"data: label of item {i} is a tensor of shape "
+                             f"{tuple(value.shape)}; expected one class index")
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float)):
+        raise TypeError(f"data: label of item {i} is {type(value).__name__} {value!r}; expected "
+                        "an int class index")
+    if isinstance(value, float) and not value.is_integer():
+        raise TypeError(f"data: label of item {i} is the non-integer {value}")
+    return None if int(value) < 0 else int(value)  # ClassLabel uses -1 for "no label"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageSource:
+    """Uniform random access to images, labels and masks of any supported input.
+
+    ``length`` is the number of items, or None for a stream that has not been read to its end
+    (then ``len()`` raises TypeError). ``source[i]`` is a :class:`Sample` with the raw image;
+    :meth:`rgb` gives the display version and :meth:`tensors` the model input.
+    """
+
+    def __init__(self, reader: _Reader, class_names: Sequence[str] | None) -> None:
+        self._reader = reader
+        if class_names is not None:
+            class_names = [str(c) for c in class_names]
+            known = reader.class_names
+            if known is not None and len(known) != len(class_names):
+                raise ValueError(f"class_names: got {len(class_names)} names but the data "
+                                 f"declares {len(known)} classes ({known})")
+        self.class_names: list[str] | None = (list(class_names) if class_names is not None
+                                              else reader.class_names)
+        self.kind: str = reader.kind
+
+    @property
+    def length(self) -> int | None:
+        return self._reader.length
+
+    def __len__(self) -> int:
+        if self._reader.length is None:
+            raise TypeError("this ImageSource streams an IterableDataset whose length is unknown "
+                            "until it has been read to the end; use .length (None here) or "
+                            "iterate instead of len()")
+        return self._reader.length
+
+    def __repr__(self) -> str:
+        n = self.length if self.length is not None else "unknown"
+        return f"ImageSource(kind={self.kind!r}, length={n}, class_names={self.class_names})"
+
+    def _index(self, i: Any) -> int:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"index: expected an int, got {type(i).__name__}")
+        i = int(i)
+        n = self._reader.length
+        if i < 0:
+            if n is None:
+                raise IndexError(f"index: negative index {i} on a stream of unknown length")
+            i += n
+        if i < 0 or (n is not None and i >= n):
+            raise IndexError(f"index {i} is out of range for {n} items")
+        return i
+
+    def __getitem__(self, i: int) -> Sample:
+        i = self._index(i)
+        image, label, mask = self._reader.get(i)
+        return Sample(index=i, image=to_pil(image, "data"), label=_label_int(label, i),
+                      mask=None if mask is None else to_pil(mask, "data"))
+
+    def __iter__(self) -> Iterator[Sample]:
+        i = 0
+        while self._reader.length is None or i < self._reader.length:
+            try:
+                yield self[i]
+            except IndexError:
+                return
+            i += 1
+
+    def rgb(self, i: int) -> Image.Image:
+        """The image of item ``i`` for display: RGB, transparency composited on white."""
+        return to_rgb(self[i].image)
+
+    def labels(self, indices: Sequence[int]) -> torch.Tensor:
+        """LongTensor ``(N,)`` of the labels of ``indices``; ValueError if one has no label."""
+        out = []
+        for i in indices:
+            label = self[i].label
+            if label is None:
+                raise ValueError(f"indices: item {i} has no label (pass label_column=, or labels "
+                                 "with the images)")
+            out.append(label)
+        return torch.tensor(out, dtype=torch.long)
+
+    def tensors(self, indices: Sequence[int],
+                preprocess: Callable[[Image.Image], torch.Tensor] | None = None) -> torch.Tensor:
+        """Model inputs ``(N, C, H, W)``: ``preprocess`` applied to each raw image.
+
+        ``preprocess(PIL.Image) -> Tensor (C, H, W)`` receives the image in its stored mode
+        (convert inside it if the model needs RGB). None uses :func:`pil_to_tensor` (floats in
+        [0, 1], channels as stored), which needs all images to share one size.
+        """
+        fn = preprocess if preprocess is not None else pil_to_tensor
+        if not callable(fn):
+            raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
+                            f"{type(preprocess).__name__}")
+        indices = list(indices)
+        if not indices:
+            raise ValueError("indices: expected at least one index")
+        out = []
+        for i in indices:
+            x = fn(self[i].image)
+            if not isinstance(x, torch.Tensor) or x.dim() != 3:
+                got = (f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
+                       else type(x).__name__)
+                raise TypeError(f"preprocess: expected it to return a Tensor (C, H, W), got {got}")
+            if out and x.shape != out[0].shape:
+                raise ValueError(
+                    f"preprocess: returned shape {tuple(x.shape)} for item {i} but "
+                    f"{tuple(out[0].shape)} for item {indices[0]}; images of different sizes "
+                    "need a resize in preprocess")
+            out.append(x)
+        return torch.stack(out)
+
+
+def _is_torch_dataset(obj: Any) -> bool:
+    return isinstance(obj, torch.utils.data.Dataset) and hasattr(obj, "__getitem__") \
+        and hasattr(obj, "__len__")
+
+
+def _from_dataset_dict(dd: datasets.DatasetDict, split: str | None) -> datasets.Dataset:
+    if split is None:
+        if len(dd) != 1:
+            raise ValueError(f"split: the data has splits {list(dd)}; pass split= to pick one")
+        split = next(iter(dd))
+    if split not in dd:
+        raise ValueError(f"split: expected one of {list(dd)}, got {split!r}")
+    return dd[split]
+
+
+def as_image_source(data: Any, image_column: str | None = None,
+                    label_column: str | None = None, class_names: Sequence[str] | None = None,
+                    *, labels: Sequence[Any] | None = None, split: str | None = None,
+                    buffer_size: int = 256, seed: int = 0) -> ImageSource:
+    """Wrap any supported image data as an :class:`ImageSource`.
+
+    Accepted ``data``:
+
+    - ``datasets.Dataset``: the first ``Image`` feature and first ``ClassLabel`` feature (or an
+      int column named ``label``/``labels``) unless ``image_column``/``label_column`` say
+      otherwise; an ``Image`` column named ``mask`` is read as the mask. Rows are read row
+      first (``ds[i][col]``), so only the requested images are decoded.
+    - ``datasets.IterableDataset``: shuffled with ``shuffle(seed=seed, buffer_size=buffer_size)``
+      (``buffer_size <= 1``: stream order), read lazily into a buffer as indices are requested.
+      ``length`` stays None until the end is reached.
+    - ``datasets.DatasetDict`` and a folder path (``str``/``Path``; read with
+      ``datasets.load_dataset("imagefolder", data_dir=...)``, labels from sub-folder names):
+      the split named by ``split``, or the only one.
+    - a torch map-style ``Dataset`` whose items are ``(image, label)``, an image, or a dict;
+      ``class_names`` default to its ``classes`` attribute.
+    - a list/tuple of file paths, PIL images or arrays, or of ``(image, label)`` pairs.
+    - a numpy array / torch tensor ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (channel
+      first when dim 1 is 1, 3 or 4 and the last dim is not), uint8 or floats in [0, 1]; or a
+      pair ``(images, labels)``.
+
+    ``labels`` gives labels for lists and arrays. Raises ValueError for empty data.
+    """
+    if isinstance(data, ImageSource):
+        return data
+    if not isinstance(buffer_size, int) or buffer_size < 0:
+        raise ValueError(f"buffer_size: expected an int >= 0, got {buffer_size!r}")
+    reader: _Reader
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        folder = Path(data)
+        if not any(p.is_file() for p in folder.rglob("*")):
+            raise ValueError(f"data: folder {str(folder)!r} contains no files")
+        data = datasets.load_dataset("imagefolder", data_dir=str(folder))
+    if isinstance(data, datasets.DatasetDict):
+        data = _from_dataset_dict(data, split)
+    if isinstance(data, datasets.Dataset):
+        if len(data) == 0:
+            raise ValueError("data: the Dataset is empty")
+        reader = _HFReader(data, image_column, label_column)
+    elif isinstance(data, datasets.IterableDataset):
+        reader = _StreamReader(data, image_column, label_column, buffer_size, seed)
+    elif isinstance(data, (str, os.PathLike)):
+        if not Path(data).exists():
+            raise ValueError(f"data: path {str(data)!r} does not exist")
+        reader = _ListReader([data], labels)
+    elif isinstance(data, (np.ndarray, torch.Tensor)):
+        if data.ndim == 0 or data.shape[0] == 0:
+            raise ValueError(f"data: the array is empty (shape {tuple(data.shape)})")
+        reader = _ArrayReader(data, labels)
+    elif (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (np.ndarray,
+          torch.Tensor)) and data[0].ndim >= 3 and hasattr(data[1], "__len__")
+          and not _is_image_like(data[1]) and len(data[1]) == len(data[0])):
+        return as_image_source(data[0], image_column, label_column, class_names,
+                               labels=data[1], buffer_size=buffer_size, seed=seed)
+    elif _is_torch_dataset(data):
+        if len(data) == 0:
+            raise ValueError("data: the torch Dataset is empty")
+        reader = _TorchReader(data, image_column, label_column)
+    elif isinstance(data, (list, tuple)):
+        if len(data) == 0:
+            raise ValueError("data: the list is empty")
+        items = list(data)
+        if labels is None and all(isinstance(x, (tuple, list)) and len(x) == 2 for x in items):
+            labels = [x[1] for x in items]
+            items = [x[0] for x in items]
+        if not _is_image_like(items[0]):
+            raise TypeError("data: expected a list of images (PIL, paths, arrays), got a list of "
+                            f"{type(items[0]).__name__}")
+        reader = _ListReader(items, labels)
+    else:
+        raise TypeError("data: expected a datasets.Dataset/IterableDataset, a torch Dataset, a "
+                        "folder path, a list of images or an array, got "
+                        f"{type(data).__name__}")
+    if labels is not None and not isinstance(reader, (_ListReader, _ArrayReader)):
+        raise ValueError(f"labels: only lists and arrays take labels=; {reader.kind} data "
+                         "carries its own (use label_column=)")
+    if labels is not None and reader.length is not None and len(labels) != reader.length:
+        raise ValueError(f"labels: got {len(labels)} labels for {reader.length} images")
+    return ImageSource(reader, class_names)

@@ -1,1 +1,68 @@
-"""visloupe.core.models"""
+"""visloupe.core.models: the built-in model zoo and its weight cache.
+
+- :func:`pretrained` ``(name) -> (model, preprocess)``: ``shapes-cnn``, ``shapes-vit``,
+  ``digits-cnn``, ``text-cnn``, trained on first use (seconds, fixed seed) and cached as
+  safetensors + JSON; :func:`available_models`, :func:`model_info`, :func:`checkpoints`
+  (random init, per-epoch snapshots, final weights of the same run).
+- Architectures: :class:`SmallResNet` (stride-2 3x3 downsampling; padding mode, Softplus,
+  LogSumExp pooling options), :class:`TinyViT`, :class:`TextCNN`; :func:`build_model`.
+- Preprocess contract: :class:`ImagePreprocess` (PIL -> ``(C, H, W)``), :class:`TextPreprocess`
+  (str -> ``LongTensor (T,)``).
+- Users' own models: :func:`as_logits` (one adapter for tensors, tuples, ``ModelOutput``),
+  :func:`propose_target_layers` (Grad-CAM layers; token-grid layout for ViT-like models).
+- Persistence without pickle: :func:`save_model`, :func:`load_model`.
+"""
+
+from .architectures import (
+    ARCHITECTURES,
+    GlobalLSEPool,
+    ResidualBlock,
+    SmallResNet,
+    TextCNN,
+    TinyViT,
+    build_model,
+    make_activation,
+)
+from .introspection import (
+    LayerProposal,
+    TokenLayout,
+    as_logits,
+    infer_token_layout,
+    logits,
+    propose_target_layers,
+)
+from .io import load_model, read_metadata, save_model
+from .preprocess import ImagePreprocess, TextPreprocess
+from .training import TrainConfig, TrainResult, accuracy, train_classifier
+from .zoo import available_models, cache_root, checkpoints, model_info, pretrained
+
+__all__ = [
+    "ARCHITECTURES",
+    "LayerProposal",
+    "TokenLayout",
+    "as_logits",
+    "infer_token_layout",
+    "logits",
+    "propose_target_layers",
+    "GlobalLSEPool",
+    "ImagePreprocess",
+    "ResidualBlock",
+    "SmallResNet",
+    "TextCNN",
+    "TextPreprocess",
+    "TinyViT",
+    "TrainConfig",
+    "TrainResult",
+    "accuracy",
+    "available_models",
+    "build_model",
+    "cache_root",
+    "checkpoints",
+    "load_model",
+    "make_activation",
+    "model_info",
+    "pretrained",
+    "read_metadata",
+    "save_model",
+    "train_classifier",
+]

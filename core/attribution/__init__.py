@@ -1,1 +1,61 @@
-"""visloupe.core.attribution"""
+"""visloupe.core.attribution: saliency maps for image classifiers.
+
+``explain(model, inputs, target, method, ...) -> (N, H, W)`` and ``attribute(...)`` (full shape)
+run any registered method (``available_methods()``, ``method_spec(name)``): Captum's gradient and
+perturbation methods, Grad-CAM / Grad-CAM++ for CNN maps and ViT token grids, and methods other
+modules add with ``register_method``. ``resolve_explainer(s)`` implement the explainer contract
+used by the evaluation modules; ``postprocess`` holds the map operations widgets and metrics share.
+"""
+
+from . import methods, cam  # noqa: F401, I001  (register the built-in methods, in display order)
+from .explain import (
+    Explainer,
+    LogitsModule,
+    attribute,
+    check_inputs,
+    explain,
+    resolve_baseline,
+    resolve_explainer,
+    resolve_explainers,
+    resolve_targets,
+)
+from .postprocess import REDUCTIONS, clip_percentile, normalize, reduce_channels, upsample
+from .split_ig import SplitIGResult, split_integrated_gradients  # registers "split_ig"
+from .text import TokenAttributions, token_attributions
+from .text import to_html as tokens_to_html
+from .registry import (
+    METHODS,
+    MethodSpec,
+    ParamSpec,
+    available_methods,
+    method_spec,
+    register_method,
+)
+
+__all__ = [
+    "METHODS",
+    "REDUCTIONS",
+    "SplitIGResult",
+    "TokenAttributions",
+    "Explainer",
+    "LogitsModule",
+    "MethodSpec",
+    "ParamSpec",
+    "attribute",
+    "available_methods",
+    "check_inputs",
+    "clip_percentile",
+    "explain",
+    "method_spec",
+    "normalize",
+    "reduce_channels",
+    "register_method",
+    "resolve_baseline",
+    "resolve_explainer",
+    "resolve_explainers",
+    "resolve_targets",
+    "split_integrated_gradients",
+    "token_attributions",
+    "tokens_to_html",
+    "upsample",
+]

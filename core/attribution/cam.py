@@ -1,0 +1,148 @@
+"""Grad-CAM and Grad-CAM++ for CNN feature maps and for token models (ViT-style sequences and
+channels-last grids).
+
+Grad-CAM (Selvaraju et al., ICCV 2017): weights ``w_k = mean_ij ∂S/∂A^k_ij``, map
+``ReLU(Σ_k w_k A^k)``. On ``(N, C, h, w)`` maps it goes through Captum's ``LayerGradCam``. Token
+layers ``(N, T, D)`` are first laid out on their patch grid (prefix tokens -- CLS, distillation,
+registers -- dropped; the grid inferred from T and the input size, see
+``models.introspection.infer_token_layout``) and channels-last ``(N, h, w, C)`` maps permuted,
+then the same formula applies.
+
+Grad-CAM++ (Chattopadhyay et al., WACV 2018, eqs. 19-20 with the exponential-score
+simplification ``Y = exp(S)`` of §3.3): with ``g = ∂S/∂A^k_ij``
+
+    α^k_ij = g² / (2 g² + Σ_ab A^k_ab g³),   w_k = Σ_ij α^k_ij ReLU(g),   map = ReLU(Σ_k w_k A^k)
+
+(α = 0 where g = 0). The common factor exp(S) cancels in α and only scales w, so it is dropped.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam
+from torch import Tensor, nn
+
+from ..models.introspection import (
+    LayerProposal,
+    TokenLayout,
+    infer_token_layout,
+    patch_size_hint,
+)
+from .registry import MethodSpec, ParamSpec, register_method
+
+__all__ = ["capture_layer", "grad_cam", "grad_cam_pp", "gradcam_pp_weights", "to_spatial"]
+
+
+def capture_layer(
+    forward: nn.Module, module: nn.Module, inputs: Tensor, target: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Activations of ``module`` and the gradients of the summed target logits w.r.t. them, from
+    one forward and one backward pass (the forward hook is removed, also on errors)."""
+    store: dict[str, Tensor] = {}
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        tensor = output if isinstance(output, Tensor) else None
+        if tensor is None and isinstance(output, (tuple, list)) and output:
+            tensor = output[0] if isinstance(output[0], Tensor) else None
+        if tensor is not None:
+            store["act"] = tensor
+
+    handle = module.register_forward_hook(hook)
+    try:
+        x = inputs.detach().requires_grad_(True)  # a graph exists even with frozen weights
+        out = forward(x)
+    finally:
+        handle.remove()
+    if "act" not in store:
+        raise ValueError("layer: the module produced no tensor output in the forward pass")
+    act = store["act"]
+    score = out.gather(1, target.view(-1, 1)).sum()
+    (grad,) = torch.autograd.grad(score, act, allow_unused=True)
+    if grad is None:
+        raise ValueError("layer: the target logits do not depend on this layer's output")
+    return act.detach(), grad.detach()
+
+
+def to_spatial(
+    tensor: Tensor, layer: LayerProposal, input_hw: tuple[int, int], model: nn.Module
+) -> Tensor:
+    """Lay a layer output out as ``(N, C, h, w)``: conv maps pass through; token sequences are
+    reshaped by the layer's ``TokenLayout`` (re-inferred if the token count changed)."""
+    if layer.kind == "conv":
+        if tensor.dim() != 4:
+            raise ValueError(f"layer {layer.name!r}: expected an (N, C, h, w) map, got "
+                             f"{tuple(tensor.shape)}")
+        return tensor
+    layout = layer.layout
+    if tensor.dim() == 4:
+        if layout is None or not layout.channels_last or layout.grid != tuple(tensor.shape[1:3]):
+            layout = TokenLayout(0, (tensor.shape[1], tensor.shape[2]), channels_last=True)
+    elif tensor.dim() == 3:
+        if layout is None or layout.channels_last or layout.n_tokens != tensor.shape[1]:
+            try:
+                layout = infer_token_layout(tensor.shape[1], input_hw, patch_size_hint(model))
+            except ValueError:
+                layout = infer_token_layout(tensor.shape[1], input_hw)
+    else:
+        raise ValueError(f"layer {layer.name!r}: expected tokens (N, T, D) or a grid "
+                         f"(N, h, w, C), got {tuple(tensor.shape)}")
+    return layout.to_grid(tensor)
+
+
+def _user_model(forward: nn.Module) -> nn.Module:
+    return getattr(forward, "model", forward)
+
+
+def grad_cam(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+             layer: LayerProposal, relu: bool = True) -> Tensor:
+    """Grad-CAM at ``layer`` (Selvaraju et al., ICCV 2017), ``(n, 1, h, w)`` at layer resolution.
+
+    Conv maps use Captum's ``LayerGradCam``; token layers are reshaped to their grid first.
+    """
+    if layer.kind == "conv":
+        return LayerGradCam(forward, layer.module).attribute(
+            inputs, target=target, relu_attributions=relu)
+    act, grad = capture_layer(forward, layer.module, inputs, target)
+    hw = (inputs.shape[-2], inputs.shape[-1])
+    act = to_spatial(act, layer, hw, _user_model(forward))
+    grad = to_spatial(grad, layer, hw, _user_model(forward))
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = (weights * act).sum(dim=1, keepdim=True)
+    return F.relu(cam) if relu else cam
+
+
+def gradcam_pp_weights(act: Tensor, grad: Tensor) -> Tensor:
+    """Grad-CAM++ channel weights ``(N, K)`` from activations and score gradients
+    ``(N, K, h, w)`` (Chattopadhyay et al. 2018, eq. 19 with Y = exp(S))."""
+    g2 = grad.pow(2)
+    g3 = grad.pow(3)
+    denom = 2 * g2 + act.sum(dim=(2, 3), keepdim=True) * g3
+    safe = torch.where(denom != 0, denom, torch.ones_like(denom))
+    alpha = torch.where(grad != 0, g2 / safe, torch.zeros_like(grad))
+    return (alpha * F.relu(grad)).sum(dim=(2, 3))
+
+
+def grad_cam_pp(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+                layer: LayerProposal, relu: bool = True) -> Tensor:
+    """Grad-CAM++ at ``layer`` (Chattopadhyay et al., WACV 2018), ``(n, 1, h, w)``."""
+    act, grad = capture_layer(forward, layer.module, inputs, target)
+    hw = (inputs.shape[-2], inputs.shape[-1])
+    act = to_spatial(act, layer, hw, _user_model(forward))
+    grad = to_spatial(grad, layer, hw, _user_model(forward))
+    weights = gradcam_pp_weights(act, grad)
+    cam = (weights[:, :, None, None] * act).sum(dim=1, keepdim=True)
+    return F.relu(cam) if relu else cam
+
+
+_RELU = ParamSpec("relu", True, "bool", description="keep only positive evidence (ReLU)")
+
+register_method(MethodSpec(
+    "grad_cam", "Grad-CAM", grad_cam, (_RELU,), False, True, False,
+    "Layer activations weighted by their mean gradient (Selvaraju et al. 2017), upsampled; "
+    "works on CNN maps and ViT token grids.",
+))
+register_method(MethodSpec(
+    "grad_cam_pp", "Grad-CAM++", grad_cam_pp, (_RELU,), False, True, False,
+    "Grad-CAM with pixel-wise weights from higher-order terms (Chattopadhyay et al. 2018).",
+))

@@ -1,0 +1,407 @@
+"""``explain`` / ``attribute``: one entry point for every registered method, plus the explainer
+contract used by the evaluation modules.
+
+The model is analysed in eval mode: every module's ``training`` flag is switched off for the call
+and restored afterwards (no copy, no other change; hooks are always removed). Computation runs on
+the model's device; results come back on the inputs' device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..models.introspection import (
+    LayerProposal,
+    as_logits,
+    eval_mode,
+    expected_in_channels,
+    model_device,
+    model_dtype,
+    resolve_layer,
+)
+from .postprocess import REDUCTIONS, reduce_channels, upsample
+from .registry import MethodSpec, method_spec
+
+__all__ = [
+    "Explainer",
+    "LogitsModule",
+    "attribute",
+    "check_inputs",
+    "explain",
+    "resolve_baseline",
+    "resolve_explainer",
+    "resolve_explainers",
+    "resolve_targets",
+]
+
+logger = logging.getLogger(__name__)
+
+_EXPLAIN_KWARGS = ("baseline", "layer", "batch_size", "reduce")
+
+
+class LogitsModule(nn.Module):
+    """Wraps a model so that its forward returns logits (``as_logits``) -- what Captum needs.
+    Holding the model as a child does not modify it.
+
+    With ``targets`` every forward also checks that the logits are ``(N, K)`` with every target
+    below ``K``, so an out-of-range target fails with a clear message at the first forward pass
+    inside a method, without an extra forward pass to count the classes."""
+
+    def __init__(self, model: nn.Module, targets: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.model = model
+        self.targets = sorted(set(int(t) for t in targets))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = as_logits(self.model(x))
+        if self.targets:
+            k = _num_classes(out)
+            if self.targets[-1] >= k:
+                raise ValueError(
+                    f"target: expected class indices in [0, {k - 1}] (the model has {k} "
+                    f"outputs), got {[t for t in self.targets if t >= k]}"
+                )
+        return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
+    """Validate images for ``model``: a float ``(N, C, H, W)`` tensor (numpy arrays accepted) with
+    the channel count the model expects and no NaN/inf. Returns it cast to the model's dtype."""
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{name}: expected a float tensor (N, C, H, W), got "
+                        f"{type(inputs).__name__}")
+    if not inputs.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a float tensor, got dtype {inputs.dtype}; integer images must be "
+            "preprocessed first (e.g. the model's preprocess, or x.float() / 255 and normalise)"
+        )
+    if inputs.dim() != 4:
+        hint = " (add the batch dimension: x.unsqueeze(0))" if inputs.dim() == 3 else ""
+        raise ValueError(
+            f"{name}: expected a batch of images (N, C, H, W), got shape "
+            f"{tuple(inputs.shape)}{hint}"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one image, got an empty batch")
+    channels = expected_in_channels(model)
+    if channels is not None and inputs.shape[1] != channels:
+        raise ValueError(
+            f"{name}: {type(model).__name__} expects {channels} input channel(s), got "
+            f"{inputs.shape[1]} (shape {tuple(inputs.shape)})"
+        )
+    if not torch.isfinite(inputs).all():
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
+    return inputs.to(dtype=model_dtype(model))
+
+
+def _num_classes(out: Tensor) -> int:
+    if out.dim() != 2:
+        raise ValueError(
+            f"model output: expected logits of shape (N, num_classes), got {tuple(out.shape)}"
+        )
+    return int(out.shape[1])
+
+
+def resolve_targets(target: Any, n: int, num_classes: int | None = None) -> Tensor:
+    """Turn ``target`` (int, sequence, array or tensor) into ``LongTensor (n,)`` of indices
+    ``>= 0`` and, when ``num_classes`` is given, ``< num_classes``; None is not handled here (it
+    means "predicted class")."""
+    if isinstance(target, bool):
+        raise TypeError(f"target: expected an int class index, got {target!r}")
+    if isinstance(target, (int, np.integer)):
+        values = torch.full((n,), int(target), dtype=torch.long)
+    else:
+        if isinstance(target, np.ndarray):
+            target = torch.from_numpy(target)
+        elif isinstance(target, Sequence) and not isinstance(target, str):
+            if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool)
+                       for t in target):
+                raise TypeError(f"target: expected a sequence of ints, got {list(target)!r}")
+            target = torch.tensor([int(t) for t in target], dtype=torch.long)
+        if not isinstance(target, Tensor):
+            raise TypeError(
+                f"target: expected None, an int, a sequence of ints or a tensor, got "
+                f"{type(target).__name__}"
+            )
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target: expected integer class indices, got dtype {target.dtype}")
+        values = target.detach().to("cpu", torch.long).reshape(-1)
+        if target.dim() == 0:
+            values = values.expand(n)
+        elif values.numel() != n:
+            raise ValueError(
+                f"target: expected one class index per image ({n}), got {values.numel()}"
+            )
+    if num_classes is None:
+        if (values < 0).any():
+            raise ValueError(
+                f"target: expected non-negative class indices, got "
+                f"{sorted(set(values[values < 0].tolist()))}"
+            )
+        return values
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+        raise ValueError(
+            f"target: expected class indices in [0, {num_classes - 1}] (the model has "
+            f"{num_classes} outputs), got {sorted(set(values[bad].tolist()))}"
+        )
+    return values
+
+
+def resolve_baseline(baseline: Any, x: Tensor) -> Tensor:
+    """``(N, C, H, W)`` baseline from None/"zeros", "mean" (per-image channel means), a number,
+    or a tensor of shape (C, H, W), (1, C, H, W) or (N, C, H, W)."""
+    if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
+        return torch.zeros_like(x)
+    if isinstance(baseline, str):
+        if baseline == "mean":
+            return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
+        raise ValueError(
+            f"baseline: expected None, 'zeros', 'mean', a number or a tensor, got {baseline!r}"
+        )
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(x, float(baseline))
+    if isinstance(baseline, np.ndarray):
+        baseline = torch.from_numpy(baseline)
+    if not isinstance(baseline, Tensor):
+        raise TypeError(f"baseline: expected None, a string, a number or a tensor, got "
+                        f"{type(baseline).__name__}")
+    if not baseline.is_floating_point():
+        raise TypeError(f"baseline: expected a float tensor, got dtype {baseline.dtype}")
+    b = baseline.to(device=x.device, dtype=x.dtype)
+    if b.dim() == 3:
+        b = b.unsqueeze(0)
+    same = b.dim() == 4 and tuple(b.shape[1:]) == tuple(x.shape[1:])
+    if not same or b.shape[0] not in (1, x.shape[0]):
+        raise ValueError(
+            f"baseline: expected shape (C, H, W), (1, C, H, W) or (N, C, H, W) = "
+            f"{tuple(x.shape)}, got {tuple(baseline.shape)}"
+        )
+    if not torch.isfinite(b).all():
+        raise ValueError("baseline: expected finite values, got NaN/inf")
+    return b.expand_as(x).contiguous()
+
+
+
+
+def _check_batch_size(batch_size: Any) -> int | None:
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
+    return batch_size
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def attribute(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Sequence[int] | Tensor | None = None,
+    method: str | MethodSpec = "integrated_gradients",
+    *,
+    baseline: Any = None,
+    layer: str | nn.Module | LayerProposal | None = None,
+    batch_size: int | None = None,
+    **params: Any,
+) -> Tensor:
+    """Full-shape attributions of ``model`` for ``inputs`` ``(N, C, H, W)``.
+
+    Returns ``(N, C, H, W)`` for per-pixel-per-channel methods, or ``(N, 1, H, W)`` for methods
+    whose map is shared by all channels (occlusion, feature ablation, Grad-CAM family), always at
+    the input resolution, on the inputs' device. ``target=None`` explains the predicted class.
+    ``baseline``: None/"zeros", "mean", a number or a tensor. ``layer`` (Grad-CAM family only): a
+    module name, a module, a ``LayerProposal``, or None for the best ``propose_target_layers``.
+    ``params`` are the method's parameters (see ``method_spec(method).params``).
+    """
+    spec = method_spec(method)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    resolved = spec.resolve_params(params)
+    batch_size = _check_batch_size(batch_size)
+    x_user = check_inputs(model, inputs)
+    out_device = x_user.device
+    device = model_device(model)
+    x = x_user.detach().to(device)
+    base = resolve_baseline(baseline, x)
+    if layer is not None and not spec.needs_layer:
+        raise ValueError(
+            f"layer: method {spec.name!r} attributes to the input and takes no layer; layer= "
+            f"applies to {[m for m in _layer_methods()]}"
+        )
+    seed = resolved.pop("seed", 0) if spec.stochastic else None
+    n, hw = x.shape[0], (x.shape[2], x.shape[3])
+    chunk = batch_size or n
+    targets = None
+    if target is not None:  # the class count is checked by the wrapper's first forward
+        targets = resolve_targets(target, n)
+    forward = LogitsModule(model, targets.tolist() if targets is not None else ())
+    forward.training = False  # the wrapper itself holds no layers
+    outputs = []
+    with eval_mode(model), torch.enable_grad():
+        target_layer = resolve_layer(model, layer, x.shape[1:]) if spec.needs_layer else None
+        for start in range(0, n, chunk):
+            xc, bc = x[start:start + chunk], base[start:start + chunk]
+            if targets is None:
+                with torch.no_grad():
+                    out = forward(xc)
+                _num_classes(out)
+                tc = out.argmax(dim=1)
+            else:
+                tc = targets[start:start + chunk].to(device)
+            extra: dict[str, Any] = {}
+            if spec.stochastic:
+                extra["seeds"] = tuple(int(seed) * 1_000_003 + start + i
+                                       for i in range(xc.shape[0]))
+            attr = spec.fn(forward, xc, tc, baseline=bc, layer=target_layer, **resolved, **extra)
+            attr = _check_output(spec, attr, xc)
+            if tuple(attr.shape[-2:]) != hw:
+                attr = upsample(attr, hw)
+            outputs.append(attr.detach().to(out_device))
+    return torch.cat(outputs)
+
+
+def _layer_methods() -> list[str]:
+    from .registry import METHODS
+
+    return [name for name, spec in METHODS.items() if spec.needs_layer]
+
+
+def _check_output(spec: MethodSpec, attr: Any, x: Tensor) -> Tensor:
+    if isinstance(attr, tuple) and len(attr) == 1:
+        attr = attr[0]
+    if not isinstance(attr, Tensor) or attr.dim() != 4 or attr.shape[0] != x.shape[0] or (
+        attr.shape[1] not in (1, x.shape[1])
+    ):
+        got = tuple(attr.shape) if isinstance(attr, Tensor) else type(attr).__name__
+        raise ValueError(
+            f"method {spec.name!r}: expected attributions (n, C, H, W) or (n, 1, h, w) for "
+            f"inputs {tuple(x.shape)}, got {got}"
+        )
+    return attr.float() if not attr.is_floating_point() else attr
+
+
+def explain(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Sequence[int] | Tensor | None = None,
+    method: str | MethodSpec = "integrated_gradients",
+    *,
+    baseline: Any = None,
+    layer: str | nn.Module | LayerProposal | None = None,
+    batch_size: int | None = None,
+    reduce: str = "sum",
+    **params: Any,
+) -> Tensor:
+    """Saliency maps ``(N, H, W)`` at the input resolution: ``attribute(...)`` reduced over
+    channels with ``reduce`` (``"sum" | "abs_sum" | "max_abs" | "l2"``; see ``reduce_channels``)."""
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+    attr = attribute(model, inputs, target, method, baseline=baseline, layer=layer,
+                     batch_size=batch_size, **params)
+    return reduce_channels(attr, reduce)
+
+
+# --------------------------------------------------------------------------- explainer contract
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """A callable ``(model, inputs, target) -> Tensor (N, H, W)``: a registry method with fixed
+    keyword arguments, or a user callable whose output shape is checked. ``key`` is hashable
+    (for caches)."""
+
+    name: str
+    method: str | None
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    fn: Callable[..., Tensor] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.method, tuple((k, repr(v)) for k, v in self.kwargs),
+                id(self.fn) if self.fn is not None else None)
+
+    def __call__(self, model: nn.Module, inputs: Tensor, target: Any = None) -> Tensor:
+        kwargs = dict(self.kwargs)
+        if self.fn is None:
+            return explain(model, inputs, target, self.method, **kwargs)
+        maps = self.fn(model, inputs, target, **kwargs)
+        if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        n, h, w = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]
+        if not isinstance(maps, Tensor) or tuple(maps.shape) != (n, h, w):
+            got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+            raise ValueError(
+                f"explainer {self.name!r}: expected maps of shape (N, H, W) = {(n, h, w)}, "
+                f"got {got}"
+            )
+        return maps
+
+
+def resolve_explainer(explainer: Any, *, name: str | None = None, **defaults: Any) -> Explainer:
+    """Turn a registry name, a ``(name, {params})`` pair, an ``Explainer`` or any callable
+    ``(model, inputs, target, **defaults) -> (N, H, W)`` into an ``Explainer``. For registry
+    names ``defaults`` are ``explain`` keywords (``baseline``, ``layer``, ``batch_size``,
+    ``reduce``) and method parameters, validated now."""
+    if isinstance(explainer, Explainer):
+        if defaults:
+            merged = {**dict(explainer.kwargs), **defaults}
+            return Explainer(name or explainer.name, explainer.method,
+                             tuple(merged.items()), explainer.fn)
+        return explainer
+    if isinstance(explainer, tuple) and len(explainer) == 2 and isinstance(explainer[1], Mapping):
+        return resolve_explainer(explainer[0], name=name, **{**defaults, **explainer[1]})
+    if isinstance(explainer, (str, MethodSpec)):
+        spec = method_spec(explainer)
+        params = {k: v for k, v in defaults.items() if k not in _EXPLAIN_KWARGS}
+        spec.resolve_params(params)  # fail early on unknown/bad parameters
+        reduce = defaults.get("reduce", "sum")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+        return Explainer(name or spec.name, spec.name, tuple(defaults.items()))
+    if callable(explainer):
+        label = name or getattr(explainer, "__name__", type(explainer).__name__)
+        return Explainer(label, None, tuple(defaults.items()), explainer)
+    raise TypeError(
+        "explainer: expected a registry method name, a (name, params) pair or a callable "
+        f"(model, inputs, target) -> (N, H, W), got {type(explainer).__name__}"
+    )
+
+
+def resolve_explainers(explainers: Any, **defaults: Any) -> dict[str, Explainer]:
+    """``{display name: Explainer}`` from one explainer, a list of them, or a dict
+    ``{display name: explainer}``; repeated names get a numeric suffix."""
+    if isinstance(explainers, Mapping):
+        items = [(str(k), resolve_explainer(v, name=str(k), **defaults))
+                 for k, v in explainers.items()]
+    elif isinstance(explainers, (list, tuple)) and not (
+        isinstance(explainers, tuple) and len(explainers) == 2
+        and isinstance(explainers[1], Mapping)
+    ):
+        items = [(e.name, e) for e in (resolve_explainer(v, **defaults) for v in explainers)]
+    else:
+        one = resolve_explainer(explainers, **defaults)
+        items = [(one.name, one)]
+    if not items:
+        raise ValueError("explainers: expected at least one explainer, got none")
+    out: dict[str, Explainer] = {}
+    for label, value in items:
+        key, k = label, 2
+        while key in out:
+            key, k = f"{label} ({k})", k + 1
+        out[key] = value
+    return out

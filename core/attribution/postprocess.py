@@ -1,0 +1,122 @@
+"""Post-processing of attribution maps shared by widgets and metrics.
+
+Maps are ``(N, H, W)`` float tensors (a single ``(H, W)`` map is accepted and returned as such);
+every operation works per map, so one map never rescales another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["REDUCTIONS", "clip_percentile", "normalize", "reduce_channels", "upsample"]
+
+REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
+
+
+def _check_tensor(name: str, value: object) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name}: expected a floating tensor, got dtype {value.dtype}")
+    return value
+
+
+def _as_batch(maps: Tensor, name: str = "maps") -> tuple[Tensor, bool]:
+    _check_tensor(name, maps)
+    if maps.dim() == 2:
+        return maps.unsqueeze(0), True
+    if maps.dim() != 3:
+        raise ValueError(f"{name}: expected (N, H, W) or (H, W), got shape {tuple(maps.shape)}")
+    return maps, False
+
+
+def reduce_channels(
+    attr: Tensor, how: Literal["sum", "abs_sum", "max_abs", "l2"] = "sum"
+) -> Tensor:
+    """``(N, C, H, W)`` attributions -> ``(N, H, W)`` maps.
+
+    ``sum`` keeps the sign (and completeness: the map sums to the attribution total);
+    ``abs_sum`` = sum of |a|; ``max_abs`` = max over channels of |a| (Simonyan et al. 2014's
+    saliency map); ``l2`` = Euclidean norm over channels.
+    """
+    _check_tensor("attr", attr)
+    if attr.dim() != 4:
+        raise ValueError(f"attr: expected (N, C, H, W) attributions, got shape {tuple(attr.shape)}")
+    if how == "sum":
+        return attr.sum(dim=1)
+    if how == "abs_sum":
+        return attr.abs().sum(dim=1)
+    if how == "max_abs":
+        return attr.abs().amax(dim=1)
+    if how == "l2":
+        return attr.pow(2).sum(dim=1).sqrt()
+    raise ValueError(f"how: expected one of {list(REDUCTIONS)}, got {how!r}")
+
+
+def clip_percentile(maps: Tensor, q: float = 99.0) -> Tensor:
+    """Clamp each map to ``[-p, p]`` where ``p`` is the ``q``-th percentile of its |values|.
+
+    Removes the few extreme pixels that otherwise wash out a colour map (q = 100 is the identity);
+    non-negative maps stay non-negative.
+    """
+    batch, single = _as_batch(maps)
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 100:
+        raise ValueError(f"q: expected a percentile in (0, 100], got {q!r}")
+    flat = batch.abs().flatten(1)
+    p = torch.quantile(flat.float(), q / 100.0, dim=1).to(batch.dtype).view(-1, 1, 1)
+    out = torch.maximum(torch.minimum(batch, p), -p)
+    return out[0] if single else out
+
+
+def normalize(maps: Tensor, mode: Literal["unit", "signed"] = "unit") -> Tensor:
+    """Rescale each map: ``unit`` min-max into ``[0, 1]``; ``signed`` divides by max |value| into
+    ``[-1, 1]`` keeping zero at zero. A constant map becomes zeros."""
+    batch, single = _as_batch(maps)
+    flat = batch.flatten(1)
+    if mode == "unit":
+        low = flat.amin(dim=1).view(-1, 1, 1)
+        span = (flat.amax(dim=1).view(-1, 1, 1) - low)
+        out = torch.where(span > 0, (batch - low) / span.clamp_min(1e-30), torch.zeros_like(batch))
+    elif mode == "signed":
+        scale = flat.abs().amax(dim=1).view(-1, 1, 1)
+        out = torch.where(scale > 0, batch / scale.clamp_min(1e-30), torch.zeros_like(batch))
+    else:
+        raise ValueError(f"mode: expected 'unit' or 'signed', got {mode!r}")
+    return out[0] if single else out
+
+
+def upsample(
+    maps: Tensor, size: int | Sequence[int], mode: Literal["bilinear", "nearest"] = "bilinear"
+) -> Tensor:
+    """Resize ``(N, H, W)``, ``(H, W)`` or ``(N, C, H, W)`` maps to ``size`` ``(H', W')``
+    (bilinear, ``align_corners=False``: cell centres stay aligned with the input pixels)."""
+    _check_tensor("maps", maps)
+    size_t = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(size_t) != 2 or min(size_t) < 1:
+        raise ValueError(f"size: expected (H, W) positive ints, got {size!r}")
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode: expected 'bilinear' or 'nearest', got {mode!r}")
+    rank = maps.dim()
+    if rank == 2:
+        x = maps[None, None]
+    elif rank == 3:
+        x = maps[:, None]
+    elif rank == 4:
+        x = maps
+    else:
+        raise ValueError(
+            f"maps: expected (H, W), (N, H, W) or (N, C, H, W), got {tuple(maps.shape)}"
+        )
+    if tuple(x.shape[-2:]) != size_t:
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        x = F.interpolate(x, size=size_t, mode=mode, **kwargs)
+    if rank == 2:
+        return x[0, 0]
+    if rank == 3:
+        return x[:, 0]
+    return x

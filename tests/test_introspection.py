@@ -1,0 +1,340 @@
+"""visloupe.core.models.introspection: logits adapter, target-layer proposals, token layouts.
+
+The ViT mimics below reproduce the module trees of timm (``blocks[i].norm1``, ``num_prefix_tokens``)
+and torchvision (``conv_proj``, ``class_token``, ``encoder.layers[i].ln_1``) -- neither library is
+importable here -- and the Hugging Face ViT is built from a config with random weights.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+from visloupe.core.models.introspection import (
+    LayerProposal,
+    TokenLayout,
+    as_logits,
+    eval_mode,
+    infer_token_layout,
+    logits,
+    propose_target_layers,
+    resolve_layer,
+)
+
+# ----------------------------------------------------------------------------- toy models
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+class TimmViT(nn.Module):
+    """timm-style ViT: ``patch_embed.proj``, ``cls_token`` (+ ``dist_token``, ``reg_token``),
+    ``blocks``, ``norm``, ``head``; any input size fixed at construction (non-square allowed)."""
+
+    def __init__(self, image_hw=(24, 40), patch=4, n_dist=0, n_reg=0, dim=16, depth=2,
+                 num_classes=3) -> None:
+        super().__init__()
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        grid = (image_hw[0] // patch, image_hw[1] // patch)
+        self.num_prefix_tokens = 1 + n_dist + n_reg
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+        self.extra_tokens = nn.Parameter(torch.randn(1, n_dist + n_reg, dim) * 0.1)
+        self.pos_embed = nn.Parameter(torch.randn(1, self.num_prefix_tokens + grid[0] * grid[1],
+                                                  dim) * 0.1)
+        self.blocks = nn.Sequential(*[TimmBlock(dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        n = t.shape[0]
+        t = torch.cat([self.cls_token.expand(n, -1, -1),
+                       self.extra_tokens.expand(n, -1, -1), t], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(t))[:, 0])
+
+
+class TvEncoderBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim)
+        self.self_attention = nn.MultiheadAttention(dim, 2, batch_first=True)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln_1(x)
+        x = x + self.self_attention(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class TorchvisionViT(nn.Module):
+    """torchvision-style ``VisionTransformer`` module tree (``conv_proj``, ``class_token``,
+    ``encoder.pos_embedding``, ``encoder.layers.encoder_layer_i.ln_1``, ``heads.head``)."""
+
+    def __init__(self, image_size=32, patch_size=8, dim=16, depth=2, num_classes=4) -> None:
+        super().__init__()
+        self.image_size, self.patch_size = image_size, patch_size
+        self.conv_proj = nn.Conv2d(3, dim, patch_size, patch_size)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        n = (image_size // patch_size) ** 2 + 1
+        self.encoder = nn.Module()
+        self.encoder.pos_embedding = nn.Parameter(torch.randn(1, n, dim) * 0.1)
+        self.encoder.layers = nn.Sequential(OrderedDict(
+            (f"encoder_layer_{i}", TvEncoderBlock(dim)) for i in range(depth)))
+        self.encoder.ln = nn.LayerNorm(dim)
+        self.heads = nn.Sequential(OrderedDict(head=nn.Linear(dim, num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.conv_proj(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.class_token.expand(t.shape[0], -1, -1), t], 1)
+        t = self.encoder.ln(self.encoder.layers(t + self.encoder.pos_embedding))
+        return self.heads(t[:, 0])
+
+
+class Permute(nn.Module):
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+
+class SwinLike(nn.Module):
+    """Channels-last grid model (Swin/ConvNeXt-style): ``(N, h, w, C)`` through a LayerNorm, a
+    Linear and a Tanh; with ``back=True`` the grid is permuted back to ``(N, C, h, w)`` (module
+    ``to_first``) before pooling, otherwise pooled channels-last like Swin."""
+
+    def __init__(self, dim=12, patch=4, num_classes=3, back=False) -> None:
+        super().__init__()
+        self.back = back
+        self.patch = nn.Conv2d(3, dim, patch, patch)
+        self.to_last = Permute(0, 2, 3, 1)
+        self.norm = nn.LayerNorm(dim)
+        self.mix = nn.Linear(dim, dim)
+        self.act = nn.Tanh()
+        self.to_first = Permute(0, 3, 1, 2)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.act(self.mix(self.norm(self.to_last(self.patch(x)))))
+        if self.back:
+            return self.head(self.to_first(z).mean(dim=(2, 3)))
+        return self.head(z.mean(dim=(1, 2)))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, in_channels=3, num_classes=3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.act1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.act2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.act2(self.conv2(self.act1(self.conv1(x))))).flatten(1))
+
+
+class MLP(nn.Module):
+    def __init__(self, size=8, num_classes=3) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 10), nn.ReLU(),
+                                 nn.Linear(10, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def hf_vit(num_labels: int = 5):
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, num_labels=num_labels)
+    return ViTForImageClassification(config).eval()
+
+
+def no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
+               for m in model.modules())
+
+
+# ----------------------------------------------------------------------------- logits adapter
+
+
+def test_as_logits_variants():
+    t = torch.randn(2, 3)
+    assert as_logits(t) is t
+    assert as_logits((t, torch.zeros(1))) is t
+    assert as_logits(["aux", t]) is t
+    assert as_logits({"logits": t, "hidden": torch.zeros(1)}) is t
+    assert as_logits({"scores": t}) is t
+    from transformers.modeling_outputs import ImageClassifierOutput
+
+    assert as_logits(ImageClassifierOutput(logits=t)) is t
+
+
+def test_as_logits_rejects_non_tensors():
+    with pytest.raises(TypeError, match="got str"):
+        as_logits("logits")
+    with pytest.raises(TypeError, match="containing a tensor"):
+        as_logits((1, 2))
+    with pytest.raises(TypeError, match="'logits' tensor"):
+        as_logits({"a": 1})
+
+
+def test_logits_on_hf_model_returns_tensor():
+    model = hf_vit()
+    out = logits(model, torch.randn(2, 3, 32, 32))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
+
+
+# ----------------------------------------------------------------------------- token layout
+
+
+@pytest.mark.parametrize(
+    ("n_tokens", "hw", "expected"),
+    [
+        (197, (224, 224), TokenLayout(1, (14, 14))),  # ViT-B/16 with CLS
+        (198, (224, 224), TokenLayout(2, (14, 14))),  # DeiT: CLS + distillation
+        (261, (224, 224), TokenLayout(5, (16, 16))),  # patch 14, CLS + 4 registers
+        (257, (256, 256), TokenLayout(1, (16, 16))),  # not 14x14
+        (61, (24, 40), TokenLayout(1, (6, 10))),  # non-square input
+        (64, (32, 32), TokenLayout(0, (8, 8))),  # no prefix
+        (71, (30, 40), TokenLayout(1, (7, 10))),  # patch 4 with floor division
+    ],
+)
+def test_infer_token_layout(n_tokens, hw, expected):
+    assert infer_token_layout(n_tokens, hw) == expected
+
+
+def test_infer_token_layout_with_patch_size_and_errors():
+    assert infer_token_layout(69, (32, 32), patch_size=4) == TokenLayout(5, (8, 8))
+    assert infer_token_layout(20, (16, 32), patch_size=(4, 8)) == TokenLayout(4, (4, 4))
+    with pytest.raises(ValueError, match="do not fit a 8x8 patch grid"):
+        infer_token_layout(80, (32, 32), patch_size=4)
+    with pytest.raises(ValueError, match="cannot lay out 5000 tokens"):
+        infer_token_layout(5000, (32, 32))
+    with pytest.raises(ValueError, match="n_tokens"):
+        infer_token_layout(0, (32, 32))
+
+
+def test_token_layout_to_grid_roundtrip():
+    layout = TokenLayout(2, (3, 5))
+    grid = torch.randn(2, 7, 3, 5)
+    tokens = torch.cat([torch.randn(2, 2, 7), grid.flatten(2).transpose(1, 2)], dim=1)
+    assert torch.equal(layout.to_grid(tokens), grid)
+    with pytest.raises(ValueError, match=r"\(N, 17, D\)"):
+        layout.to_grid(tokens[:, 1:])
+
+
+# ----------------------------------------------------------------------------- proposals
+
+
+@pytest.mark.parametrize(("n_dist", "n_reg"), [(0, 0), (1, 0), (0, 4)])
+def test_timm_style_vit_proposal(n_dist, n_reg):
+    torch.manual_seed(0)
+    model = TimmViT((24, 40), 4, n_dist, n_reg)
+    best = propose_target_layers(model, (3, 24, 40))[0]
+    assert best.name == "blocks.1.norm1" and best.module is model.blocks[1].norm1
+    assert best.kind == "tokens"
+    assert best.layout == TokenLayout(1 + n_dist + n_reg, (6, 10))
+    assert best.layout.grid != (14, 14)
+    assert no_hooks(model)
+
+
+def test_torchvision_style_vit_proposal():
+    model = TorchvisionViT()
+    best = propose_target_layers(model)[0]  # input size read from model.image_size
+    assert best.name == "encoder.layers.encoder_layer_1.ln_1"
+    assert best.layout == TokenLayout(1, (4, 4)) and "torchvision" in best.reason
+
+
+def test_hf_vit_proposal():
+    model = hf_vit()
+    best = propose_target_layers(model)[0]  # input size from config.image_size
+    assert best.name.endswith("1.layernorm_before")
+    assert best.layout == TokenLayout(1, (8, 8)) and "Hugging Face" in best.reason
+    assert isinstance(best, LayerProposal)
+
+
+def test_cnn_proposal_is_last_spatial_map_and_hooks_removed():
+    model = SmallCNN().train()
+    props = propose_target_layers(model, (3, 16, 16))
+    assert props[0].kind == "conv" and props[0].name == "act2"
+    assert props[0].output_shape == (1, 6, 8, 8)
+    assert [p.name for p in props][:3] == ["act2", "conv2", "act1"]
+    assert model.training and all(m.training for m in model.modules())
+    assert no_hooks(model)
+
+
+def test_cnn_proposal_skips_1x1_maps():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=4), nn.ReLU(), nn.Conv2d(2, 2, 2),
+                          nn.Flatten(), nn.Linear(2, 2))
+    props = propose_target_layers(model, (1, 8, 8))  # 8 -> 2x2 -> 1x1
+    assert props[0].name == "1" and props[0].output_shape == (1, 2, 2, 2)
+    assert all(p.output_shape[-1] > 1 for p in props)
+
+
+def test_channels_last_proposal():
+    model = SwinLike()
+    props = propose_target_layers(model, (3, 16, 24))
+    best = props[0]
+    assert best.kind == "tokens" and best.layout.channels_last
+    assert best.layout.grid == (4, 6)
+    assert best.name == "act" and best.output_shape == (1, 4, 6, 12)
+
+
+def test_mlp_has_no_proposal_and_resolve_layer_explains():
+    model = MLP()
+    assert propose_target_layers(model, (3, 8, 8)) == []
+    with pytest.raises(ValueError, match="no module producing a spatial map"):
+        resolve_layer(model, None, (3, 8, 8))
+
+
+def test_resolve_layer_errors():
+    model = SmallCNN()
+    with pytest.raises(ValueError, match=r"close names: \['conv2'"):
+        resolve_layer(model, "conv3", (3, 16, 16))
+    with pytest.raises(ValueError, match="not part of the model"):
+        resolve_layer(model, nn.Conv2d(1, 1, 1), (3, 16, 16))
+    with pytest.raises(ValueError, match="outputs shape"):
+        resolve_layer(model, "fc", (3, 16, 16))
+    with pytest.raises(TypeError, match="layer: expected"):
+        resolve_layer(model, 3, (3, 16, 16))
+    shared = nn.ReLU()
+    reused = nn.Sequential(nn.Conv2d(3, 2, 3), shared, nn.Conv2d(2, 2, 3), shared)
+    with pytest.raises(ValueError, match="called 2 times"):
+        resolve_layer(reused, "1", (3, 16, 16))
+    assert resolve_layer(model, model.conv2, (3, 16, 16)).name == "conv2"
+
+
+def test_dry_pass_failure_names_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        propose_target_layers(TimmViT((24, 40)), (3, 32, 32))  # pos_embed sized for 24x40
+
+
+def test_eval_mode_restores_flags_on_error():
+    model = nn.Sequential(nn.Dropout(0.5), nn.Linear(2, 2))
+    model.train()
+    model[1].eval()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError("boom")
+    assert model.training and model[0].training and not model[1].training

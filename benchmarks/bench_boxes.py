@@ -1,0 +1,213 @@
+"""Task2Box benchmarks: fit time and box-op speed/agreement, measured side by side.
+
+    python benchmarks/bench_boxes.py [--threads 2] [--epochs 1350] [--repeats 3] [--accuracy]
+
+1. Fit time of :class:`visloupe.core.boxes.Task2Box` for N ≈ 150 datasets x 1 350 full-batch
+   epochs (5-D boxes, the paper's network and losses, 128-d features), against a straightforward
+   reference loop written here (same network and loss, box-embeddings-style intersection with
+   stacked tensors, plain Adam) on the same data and seed.
+2. Pairwise soft intersection + log-volume (the core op, N = 500, d = 5): ours against the
+   ``box-embeddings`` library (iesl, v0.1.0, the one Task2Box used) when it is importable
+   (``pip install --no-deps --target /tmp/bx box-embeddings==0.1.0`` then ``PYTHONPATH=/tmp/bx``),
+   else against a reference written here: same numbers (max abs difference) and the speed ratio.
+3. ``--accuracy``: the notebook's protocol with full settings and several seeds: hierarchy F1 on
+   the ImageNet ``instrumentality.n.03`` WordNet tree (existing pairs and novel nodes) for 2/3/5-D
+   boxes and every baseline, next to the paper's Table 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+from visloupe.core import boxes as bx
+
+GAMMA = bx.EULER_GAMMA
+
+
+def _timeit(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------------------------------
+# A straightforward reference (what a first prototype looks like)
+
+
+def _ref_intersection(z1, Z1, z2, Z2, t=1e-4):
+    a = torch.stack((z1, -Z1), -2).expand(*torch.broadcast_shapes(z1.shape, z2.shape)[:-1], 2, -1)
+    b = torch.stack((z2, -Z2), -2)
+    lse = torch.logaddexp(a / t, b / t)
+    return t * lse[..., 0, :], -t * lse[..., 1, :]
+
+
+def _ref_log_volume(z, Z, tv=0.1, ti=1e-4):
+    return torch.log(nn.functional.softplus(Z - z - 2 * GAMMA * ti, beta=1 / tv) + 1e-13).sum(-1)
+
+
+def _ref_pairwise_log_overlap(z, Z):
+    iz, iZ = _ref_intersection(z[:, None, :], Z[:, None, :], z[None, :, :], Z[None, :, :])
+    return _ref_log_volume(iz, iZ) - _ref_log_volume(z, Z)[:, None]
+
+
+def _ref_fit(x, target, mask, dim, epochs, seed):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = bx.BoxNet(x.shape[1], dim)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    t = target.clamp(min=1e-12)
+    for _ in range(epochs):
+        opt.zero_grad()
+        z, Z = net(x)
+        ov = torch.exp(_ref_pairwise_log_overlap(z, Z))
+        loss_o = ((ov - t)[mask] ** 2).sum()
+        vol = torch.exp(_ref_log_volume(z, Z))
+        loss_v = ((1 / (vol + 1e-12)) ** (1 / dim)).sum()
+        c = (z + Z) / 2
+        d = ((c[:, None] - c[None]) ** 2).sum(-1)
+        loss_d = d[mask & (t > 1e-12)].sum()
+        s = Z - z
+        loss_r = sum((s[:, k] - s[:, m]).abs().sum() for k in range(dim)
+                     for m in range(k + 1, dim)) / dim**2
+        loss = 100 * loss_o + 0.7 * loss_v + 0.01 * loss_d + loss_r
+        loss.backward()
+        opt.step()
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_fit(epochs: int, repeats: int) -> None:
+    h = bx.synthetic_hierarchy(depth=3, branching=(3, 4), roots=9, seed=5)
+    f = bx.hierarchical_features(h, dim=64, seed=0)
+    x, o = f.mean_var, h.overlap()
+    train, _, _ = bx.pair_split(len(h), seed=0)
+    print(f"fit: N = {len(h)} datasets, features {x.shape[1]}-d, 5-D boxes, {epochs} epochs")
+    ours = _timeit(lambda: bx.Task2Box(dim=5).fit(x, o, train, epochs=epochs, seed=0), repeats)
+    ref = _timeit(lambda: _ref_fit(x, o, train, 5, epochs, 0), repeats)
+    print(f"  visloupe Task2Box.fit : {ours:7.2f} s  ({1e3 * ours / epochs:.2f} ms/epoch)")
+    print(f"  straightforward loop  : {ref:7.2f} s  ({1e3 * ref / epochs:.2f} ms/epoch)")
+    print(f"  speed-up              : {ref / ours:7.2f} x")
+
+
+def bench_ops(repeats: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    n, d = 500, 5
+    lo = torch.rand(n, d, generator=g) * 3
+    hi = lo + torch.rand(n, d, generator=g) + 0.05
+    ours = bx.pairwise_log_overlap(lo, hi)
+    try:
+        from box_embeddings.modules.intersection import Intersection
+        from box_embeddings.modules.volume.volume import Volume
+        from box_embeddings.parameterizations.box_tensor import BoxTensor
+
+        inter = Intersection(intersection_temperature=1e-4)
+        vol = Volume(volume_temperature=0.1, intersection_temperature=1e-4)
+
+        def theirs() -> torch.Tensor:
+            a = BoxTensor.from_zZ(lo[:, None, :], hi[:, None, :])
+            b = BoxTensor.from_zZ(lo[None, :, :], hi[None, :, :])
+            return vol(inter(a, b)) - vol(BoxTensor.from_zZ(lo, hi))[:, None]
+
+        name = "box-embeddings 0.1.0"
+    except ImportError:
+        def theirs() -> torch.Tensor:
+            return _ref_pairwise_log_overlap(lo, hi)
+
+        name = "reference written here (box-embeddings not importable)"
+    other = theirs()
+    diff = float((ours - other).abs().max())
+    t_ours = _timeit(lambda: bx.pairwise_log_overlap(lo, hi), repeats * 5)
+    t_other = _timeit(theirs, repeats * 5)
+    print(f"pairwise log-overlap, N = {n}, d = {d} ({n * n} pairs) vs {name}")
+    print(f"  max |ours - theirs| (log scale): {diff:.2e}")
+    print(f"  visloupe: {1e3 * t_ours:.2f} ms   theirs: {1e3 * t_other:.2f} ms   "
+          f"ratio theirs/ours: {t_other / t_ours:.2f}")
+
+
+PAPER_TABLE2 = {  # F1 %, "mean, var (CLIP)" columns: existing, novel
+    "Task2Box 2D": (63.33, 48.35), "Task2Box 3D": (82.79, 66.48), "Task2Box 5D": (88.48, 78.84),
+    "MLP": (60.43, 64.56), "Linear": (8.33, 11.87), "KL": (5.53, 10.41),
+    "Asym. cosine": (4.28, 4.52), "Asym. Euclidean": (3.73, 4.52), "Random": (3.64, 5.02),
+}
+
+
+def hierarchy_table(h: bx.Hierarchy, x: torch.Tensor, feats: bx.HierarchyFeatures,
+                    protocol: str, seed: int, epochs: int, clf_epochs: int = 20) -> dict:
+    """Test F1 of every method for one split (``protocol`` "existing" or "novel")."""
+    n, a, o = len(h), h.ancestors(), h.overlap()
+    if protocol == "existing":
+        train_mask, val, test = bx.pair_split(n, seed=seed, stratify=a)
+        fit_nodes = torch.arange(n)
+    else:
+        fit_nodes, nv, nt = bx.novel_split(a, n_val=6, n_test=16, seed=seed)
+        val, test = bx.novel_masks(n, fit_nodes, nv), bx.novel_masks(n, fit_nodes, nt)
+        train_mask = torch.zeros(n, n, dtype=torch.bool)
+        train_mask[fit_nodes[:, None], fit_nodes[None, :]] = True
+    sub = fit_nodes
+    out = {}
+    for dim in (2, 3, 5):
+        m = bx.Task2Box(dim=dim).fit(x[sub], o[sub][:, sub], train_mask[sub][:, sub],
+                                     epochs=epochs, seed=seed)
+        out[f"Task2Box {dim}D"] = bx.hierarchy_f1(m.overlap(x), a, val, test).f1
+    for kind in ("mlp", "linear"):
+        clf = bx.PairClassifier(kind).fit(x, a.float(), train_mask, epochs=clf_epochs, seed=seed)
+        out["MLP" if kind == "mlp" else "Linear"] = bx.hierarchy_f1(
+            clf.scores(x), a, val, test, rule="threshold").f1
+    out["KL"] = bx.hierarchy_f1(bx.gaussian_kl_scores(feats.mean, feats.var), a, val, test,
+                                thresholds="quantile").f1
+    for metric, name in (("cosine", "Asym. cosine"), ("euclidean", "Asym. Euclidean")):
+        out[name] = bx.hierarchy_f1(bx.asymmetric_distance_scores(feats.mean, metric), a, val,
+                                    test, thresholds="quantile").f1
+    out["Random"] = bx.hierarchy_f1(bx.random_scores(n, seed=seed), a, val, test,
+                                    rule="threshold").f1
+    return out
+
+
+def bench_accuracy(epochs: int, seeds: int) -> None:
+    h = bx.imagenet_hierarchy("instrumentality.n.03")
+    feats = bx.hierarchical_features(h, dim=64, seed=0)
+    x = feats.mean_var
+    print(f"hierarchy F1 (%), ImageNet instrumentality: {len(h)} datasets, "
+          f"{int(h.ancestors().sum())} ancestor pairs, synthetic [mean; var] features, "
+          f"{epochs} epochs, mean over {seeds} splits")
+    for protocol, col in (("existing", 0), ("novel", 1)):
+        t = time.perf_counter()
+        runs = [hierarchy_table(h, x, feats, protocol, seed, epochs) for seed in range(seeds)]
+        print(f"  {protocol} ({time.perf_counter() - t:.0f} s)")
+        for name in runs[0]:
+            vals = [100 * r[name] for r in runs]
+            sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
+            print(f"    {name:16s} {statistics.mean(vals):6.2f} ± {sd:5.2f}   "
+                  f"paper {PAPER_TABLE2[name][col]:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1350)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--accuracy", action="store_true", help="also run the F1 protocol")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or '?'}, "
+          f"{platform.platform()}")
+    bench_ops(args.repeats)
+    bench_fit(args.epochs, args.repeats)
+    if args.accuracy:
+        bench_accuracy(args.epochs, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

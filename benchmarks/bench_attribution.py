@@ -1,0 +1,309 @@
+"""Attribution speed: ``explain()`` against Captum, and IG / Split IG against their lower bound.
+
+Run from the repository root (one command)::
+
+    .venv/bin/python benchmarks/bench_attribution.py            # ~2-4 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_attribution.py --quick    # fewer repeats, smaller sizes
+
+Part A -- wrapper overhead (goal: ratio <= 1.05). The same inputs and targets go through
+``visloupe.core.attribution.explain`` and through Captum directly (``IntegratedGradients``,
+``Saliency``, ``LayerGradCam`` + bilinear upsampling), each reduced to the same ``(N, H, W)``
+maps; the outputs are checked to agree. The two are timed interleaved (alternating which goes
+first) and the ratio of the medians is reported, with the median of the per-repeat ratios.
+
+Part B -- gradient-method cost against its lower bound (goal: ratio <= 1.3). IG with ``n`` steps
+and Split IG with ``n`` steps evaluate ``N * n`` path points; the lower bound is a plain loop of
+forward+backward passes over the same number of rows in the same chunk size (the target logit
+summed, the gradient taken with respect to the input), with nothing else. Timed interleaved with
+the methods, at 32x32 on the built-in ``shapes-cnn`` and at 224x224 on a larger randomly
+initialised ``SmallResNet`` (1000 classes).
+
+Everything is printed as a table with the machine (platform, cores, threads, load, torch and
+captum versions). Timings are wall clock; on a shared machine the ratios (measured side by side)
+are the numbers to read, the absolute times less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import captum
+import torch
+import torch.nn.functional as F
+from captum.attr import IntegratedGradients, LayerGradCam, Saliency
+from torch import Tensor, nn
+from visloupe.core.attribution import explain
+from visloupe.core.attribution.split_ig import split_integrated_gradients
+from visloupe.core.models import build_model
+
+OVERHEAD_GOAL = 1.05
+LOWER_BOUND_GOAL = 1.3
+
+
+# ------------------------------------------------------------------------------------ timing
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
+                warmup: int = 1) -> dict[str, list[float]]:
+    """Wall-clock seconds of each function per repeat; the functions run one after another in
+    each repeat, in an order that rotates between repeats, so slow drifts hit all of them."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            _sync(device)
+            start = time.perf_counter()
+            fns[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def paired_ratio(num: list[float], den: list[float]) -> float:
+    """Median of the per-repeat ratios (robust to a repeat where the machine was busy)."""
+    return statistics.median(a / b for a, b in zip(num, den, strict=True))
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+def shapes_cnn(random_weights: bool) -> nn.Module:
+    """The built-in ``shapes-cnn`` (trained and cached on first use), or the same architecture
+    with random weights (timings do not depend on the weights)."""
+    if not random_weights:
+        from visloupe.core.models import pretrained
+
+        model, _ = pretrained("shapes-cnn")
+        return model
+    return build_model("SmallResNet", {"in_channels": 3, "num_classes": 5,
+                                       "widths": [16, 32, 64]}, seed=0)
+
+
+def large_cnn() -> nn.Module:
+    """A larger random CNN for 224x224 inputs: SmallResNet with 4 downsampling stages."""
+    return build_model("SmallResNet", {"in_channels": 3, "num_classes": 1000,
+                                       "widths": [32, 64, 128, 256, 512]}, seed=0)
+
+
+# ------------------------------------------------------------------------------------ part A
+
+
+def overhead_rows(model: nn.Module, x: Tensor, target: Tensor, repeats: int,
+                  device: torch.device, ig_steps: int) -> list[dict[str, Any]]:
+    """explain() vs Captum on identical inputs for IG, saliency and Grad-CAM."""
+    baseline = torch.zeros_like(x)
+    layer = model.features[-1]
+    hw = x.shape[-2:]
+
+    def captum_ig() -> Tensor:
+        attr = IntegratedGradients(model).attribute(x, baselines=baseline, target=target,
+                                                    n_steps=ig_steps)
+        return attr.sum(dim=1)
+
+    def captum_saliency() -> Tensor:
+        return Saliency(model).attribute(x.detach().clone().requires_grad_(True),
+                                         target=target, abs=False).sum(dim=1)
+
+    def captum_gradcam() -> Tensor:
+        cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+        return F.interpolate(cam, size=hw, mode="bilinear", align_corners=False)[:, 0]
+
+    cases = [
+        (f"integrated_gradients (n_steps={ig_steps})", captum_ig,
+         lambda: explain(model, x, target, "integrated_gradients", n_steps=ig_steps)),
+        ("saliency", captum_saliency, lambda: explain(model, x, target, "saliency")),
+        ("grad_cam (layer=None: auto)", captum_gradcam,
+         lambda: explain(model, x, target, "grad_cam")),
+        ("grad_cam (layer given)", captum_gradcam,
+         lambda: explain(model, x, target, "grad_cam", layer=layer)),
+    ]
+    rows = []
+    for name, ref, ours in cases:
+        diff = float((ours() - ref()).detach().abs().max())
+        times = interleaved({"ours": ours, "captum": ref}, repeats, device)
+        rows.append({
+            "method": name, "ours_ms": 1e3 * median(times["ours"]),
+            "captum_ms": 1e3 * median(times["captum"]),
+            "ratio": median(times["ours"]) / median(times["captum"]),
+            "paired": paired_ratio(times["ours"], times["captum"]), "max_abs_diff": diff,
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------ part B
+
+
+def lower_bound_fn(model: nn.Module, x: Tensor, target: Tensor, n_steps: int,
+                   chunk: int) -> Callable[[], None]:
+    """n forward+backward passes' worth of rows: N * n_steps rows in chunks of ``chunk``, each
+    pass the summed target logit differentiated with respect to its input, nothing else."""
+    rows = x.shape[0] * n_steps
+    pool = x.repeat_interleave(n_steps, dim=0)
+    row_targets = target.repeat_interleave(n_steps)
+
+    def run() -> None:
+        for start in range(0, rows, chunk):
+            z = pool[start:start + chunk].detach().requires_grad_(True)
+            out = model(z)
+            score = out.gather(1, row_targets[start:start + chunk, None]).sum()
+            torch.autograd.grad(score, z)
+
+    return run
+
+
+def cost_rows(label: str, model: nn.Module, x: Tensor, target: Tensor, n_steps: int,
+              chunk: int, repeats: int, device: torch.device) -> list[dict[str, Any]]:
+    """IG (ours and Captum) and Split IG against the lower bound, timed interleaved."""
+    baseline = torch.zeros_like(x)
+    # Captum runs chunk // N steps of all N images per pass; keep chunk a multiple of N
+    per_pass = chunk // x.shape[0] * x.shape[0] if chunk >= x.shape[0] else chunk
+
+    def captum_ig() -> None:
+        IntegratedGradients(model).attribute(x, baselines=baseline, target=target,
+                                             n_steps=n_steps, method="riemann_right",
+                                             internal_batch_size=chunk)
+
+    def ours_ig() -> None:
+        explain(model, x, target, "integrated_gradients", n_steps=n_steps,
+                quadrature="riemann_right", internal_batch_size=chunk)
+
+    def split_ig_stored() -> None:
+        split_integrated_gradients(model, x, target, n_steps=n_steps, batch_size=chunk)
+
+    def split_ig_plain() -> None:
+        split_integrated_gradients(model, x, target, n_steps=n_steps, batch_size=chunk,
+                                   store_path=False)
+
+    fns = {
+        "lower bound": lower_bound_fn(model, x, target, n_steps, per_pass),
+        "IG explain()": ours_ig,
+        "IG Captum": captum_ig,
+        "Split IG (store_path)": split_ig_stored,
+        "Split IG (store_path=False)": split_ig_plain,
+    }
+    times = interleaved(fns, repeats, device)
+    bound = times["lower bound"]
+    rows = []
+    for name, values in times.items():
+        rows.append({
+            "config": label, "method": name, "ms": 1e3 * median(values),
+            "ratio": median(values) / median(bound), "paired": paired_ratio(values, bound),
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def machine() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    parts = [
+        f"platform: {platform.platform()} ({platform.machine()}), python {sys.version.split()[0]}",
+        f"cpu: {platform.processor() or 'unknown'}; {os.cpu_count()} logical cores, "
+        f"torch threads {torch.get_num_threads()}; load average {load[0]:.1f} / {load[1]:.1f} "
+        "(1 / 5 min) at start",
+        f"torch {torch.__version__}, captum {captum.__version__}",
+    ]
+    if torch.cuda.is_available():
+        parts.append(f"cuda device: {torch.cuda.get_device_name(0)}")
+    return "\n".join(parts)
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Plain-text table; ``columns`` are (key, header, format)."""
+    cells = [[format(row[k], fmt) for k, _, fmt in columns] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(columns)]
+    line = "  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths, strict=True))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="shapes-cnn architecture with random weights (skips training)")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (5 if args.quick else 11)
+    torch.manual_seed(0)  # only the benchmark's own random inputs; core code takes seeds
+    gen = torch.Generator().manual_seed(0)
+
+    print("visloupe attribution benchmark")
+    print(machine())
+    print(f"device: {device}; repeats per case: {repeats} (interleaved, medians)\n")
+
+    small = shapes_cnn(args.random_weights).to(device).eval()
+    x_small = torch.randn(16, 3, 32, 32, generator=gen).to(device)
+    with torch.no_grad():
+        t_small = small(x_small).argmax(dim=1)
+
+    print(f"A. explain() overhead vs Captum directly: shapes-cnn, batch {x_small.shape[0]} x "
+          f"3x32x32 (goal: ratio <= {OVERHEAD_GOAL})")
+    rows_a = overhead_rows(small, x_small, t_small, repeats, device,
+                           ig_steps=32 if args.quick else 50)
+    print(table(rows_a, [("method", "method", "s"), ("ours_ms", "explain ms", ".2f"),
+                         ("captum_ms", "captum ms", ".2f"), ("ratio", "ratio", ".3f"),
+                         ("paired", "paired ratio", ".3f"),
+                         ("max_abs_diff", "max |diff|", ".1e")]))
+    worst = max(r["ratio"] for r in rows_a)
+    print(f"worst ratio {worst:.3f}: {'within' if worst <= OVERHEAD_GOAL else 'ABOVE'} the goal\n")
+
+    n_small = 32 if args.quick else 64
+    big = large_cnn().to(device).eval()
+    side = 224
+    x_big = torch.randn(1, 3, side, side, generator=gen).to(device)
+    with torch.no_grad():
+        t_big = big(x_big).argmax(dim=1)
+    n_big = 16 if args.quick else 32
+    configs = [
+        (f"shapes-cnn 32x32, 8 images, n={n_small}, chunk 64", small, x_small[:8], t_small[:8],
+         n_small, 64),
+        (f"random CNN 224x224, 1 image, n={n_big}, chunk 16", big, x_big, t_big, n_big, 16),
+    ]
+    print(f"B. IG / Split IG cost vs the lower bound of n forward+backward passes "
+          f"(goal: ratio <= {LOWER_BOUND_GOAL})")
+    rows_b: list[dict[str, Any]] = []
+    for label, model, x, t, n, chunk in configs:
+        rows_b += cost_rows(label, model, x, t, n, chunk, max(3, repeats // 2), device)
+    print(table(rows_b, [("config", "config", "s"), ("method", "method", "s"),
+                         ("ms", "median ms", ".1f"), ("ratio", "x lower bound", ".3f"),
+                         ("paired", "paired", ".3f")]))
+    ours = [r for r in rows_b if r["method"] in ("IG explain()", "Split IG (store_path)",
+                                                 "Split IG (store_path=False)")]
+    worst_b = max(r["ratio"] for r in ours)
+    print(f"worst ratio of ours {worst_b:.3f}: "
+          f"{'within' if worst_b <= LOWER_BOUND_GOAL else 'ABOVE'} the goal")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

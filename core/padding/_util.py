@@ -1,0 +1,124 @@
+"""Small helpers shared inside :mod:`visloupe.core.padding` (eval mode, hooks, input checks).
+
+The padding package stands alone (DESIGN.md §2): it depends on torch only, not on the model zoo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("visloupe.core.padding")
+
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+"""Windowed pooling layers the audit and the foveation map treat like convolutions."""
+
+
+def check_model(model: Any, arg: str = "model") -> nn.Module:
+    """``model`` if it is an ``nn.Module`` containing at least one ``nn.Conv2d``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(model).__name__}")
+    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        raise ValueError(f"{arg}: expected a network with at least one nn.Conv2d, found none "
+                         f"in {type(model).__name__}")
+    return model
+
+
+def as_hw(size: Any, arg: str = "input_size") -> tuple[int, int]:
+    """An int ``n`` -> ``(n, n)``; a pair ``(h, w)`` is checked. Both must be positive ints."""
+    if isinstance(size, bool):
+        raise TypeError(f"{arg}: expected an int or a pair (h, w) of ints, got {size!r}")
+    if isinstance(size, int):
+        size = (size, size)
+    if isinstance(size, torch.Size):
+        size = tuple(size)
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"{arg}: expected an int or a pair (h, w) of ints, got {size!r}")
+    if min(size) < 1:
+        raise ValueError(f"{arg}: expected positive sizes, got {tuple(size)}")
+    return int(size[0]), int(size[1])
+
+
+def in_channels(model: nn.Module) -> int:
+    """Input channels of the first ``nn.Conv2d`` in module order (the usual stem)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    raise ValueError("model: expected a network with at least one nn.Conv2d, found none")
+
+
+def pair(value: Any) -> tuple[int, int]:
+    """An int or a 2-sequence -> ``(h, w)`` ints."""
+    if isinstance(value, (tuple, list)):
+        return int(value[0]), int(value[-1])
+    return int(value), int(value)
+
+
+def first_tensor(output: Any) -> torch.Tensor | None:
+    """The model output as a tensor: itself, ``.logits``, or the first tensor of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            if isinstance(item, torch.Tensor):
+                return item
+    return None
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval() and restore each one's ``training`` flag on exit."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+@contextlib.contextmanager
+def hooks(handles: list) -> Iterator[list]:
+    """Remove every hook handle in ``handles`` on exit, also on exceptions."""
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+        handles.clear()
+
+
+def call_names(names: dict[nn.Module, str]) -> Callable[[nn.Module], str]:
+    """Name each call of a module: its qualified name, then ``name#2``, ``name#3`` for modules
+    that run more than once per forward (a ReLU reused inside a block)."""
+    counts: dict[nn.Module, int] = {}
+
+    def name_of(module: nn.Module) -> str:
+        k = counts.get(module, 0) + 1
+        counts[module] = k
+        base = names[module] or "(model)"
+        return base if k == 1 else f"{base}#{k}"
+
+    return name_of
+
+
+def drop_hooks(model: nn.Module) -> nn.Module:
+    """Remove every hook from ``model`` -- a private copy: ``copy.deepcopy`` also copies the
+    user's hooks, which must not fire on our stand-in networks."""
+    for module in model.modules():
+        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                     "_backward_pre_hooks", "_forward_hooks_with_kwargs",
+                     "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):
+            hooks_dict = getattr(module, attr, None)
+            if hooks_dict is not None:
+                hooks_dict.clear()
+    return model

@@ -1,0 +1,185 @@
+"""Padding modes and padding surgery: ``pad2d``, :class:`PadConv2d` and :func:`swap_padding`.
+
+Alsallakh et al., "Mind the Pad -- CNNs can develop blind spots" (ICLR 2021) recommend padding
+that treats border pixels like interior ones -- TensorFlow's SYMMETRIC mirror or circular padding
+-- over zero padding. PyTorch has ``zeros | reflect | replicate | circular``; ``symmetric``
+(mirror *including* the edge pixel) and partial-convolution padding (Liu et al., "Partial
+Convolution based Padding", 2018) are added here.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._util import check_model, logger
+
+__all__ = ["PADDING_MODES", "PadConv2d", "pad2d", "swap_padding"]
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular", "symmetric", "partial")
+"""Modes :func:`swap_padding` accepts. ``partial`` is a convolution, not a pad (see
+:class:`PadConv2d`)."""
+
+_PAD_ONLY = ("zeros", "reflect", "replicate", "circular", "symmetric")
+
+
+def _check_mode(mode: object, choices: Sequence[str] = PADDING_MODES) -> str:
+    if mode not in choices:
+        raise ValueError(f"mode: expected one of {list(choices)}, got {mode!r}")
+    return str(mode)
+
+
+def _mirror(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
+    """SYMMETRIC mirror along ``dim``: ``[x1 x0 | x0 x1 ... xn | xn xn-1]`` for pad 2."""
+    if before == 0 and after == 0:
+        return x
+    n = x.shape[dim]
+    parts = []
+    if before:
+        parts.append(x.narrow(dim, 0, before).flip(dim))
+    parts.append(x)
+    if after:
+        parts.append(x.narrow(dim, n - after, after).flip(dim))
+    return torch.cat(parts, dim)
+
+
+def pad2d(x: torch.Tensor, pad: Sequence[int], mode: str = "zeros") -> torch.Tensor:
+    """Pad the last two dims of ``x (..., H, W)`` by ``pad = (left, right, top, bottom)``.
+
+    ``mode``: ``zeros``, ``reflect`` (mirror excluding the edge, needs pad < size),
+    ``replicate``, ``circular`` (needs pad <= size) or ``symmetric`` (mirror including the edge,
+    TensorFlow's SYMMETRIC; needs pad <= size; equals ``replicate`` for pad 1).
+    """
+    mode = _check_mode(mode, _PAD_ONLY)
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise TypeError(f"x: expected a tensor (..., H, W), got "
+                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    left, right, top, bottom = (int(p) for p in pad)
+    if min(left, right, top, bottom) < 0:
+        raise ValueError(f"pad: expected non-negative pads, got {tuple(pad)}")
+    if not (left or right or top or bottom):
+        return x
+    h, w = x.shape[-2], x.shape[-1]
+    limit = {"reflect": (h - 1, w - 1), "circular": (h, w), "symmetric": (h, w)}.get(mode)
+    if limit is not None and (max(top, bottom) > limit[0] or max(left, right) > limit[1]):
+        need = "smaller than" if mode == "reflect" else "at most"
+        raise ValueError(
+            f"pad: {mode} padding needs each pad {need} the input size, got pads (left, right, "
+            f"top, bottom) = {(left, right, top, bottom)} for an input of {h}x{w}; use a larger "
+            "input_size or another padding mode")
+    if mode == "zeros":
+        return F.pad(x, (left, right, top, bottom))
+    if mode == "symmetric":
+        return _mirror(_mirror(x, left, right, x.dim() - 1), top, bottom, x.dim() - 2)
+    if x.dim() == 2:  # torch's non-constant modes want a batch/channel dim
+        return F.pad(x[None, None], (left, right, top, bottom), mode=mode)[0, 0]
+    if x.dim() == 3 and mode != "circular":
+        return F.pad(x[None], (left, right, top, bottom), mode=mode)[0]
+    return F.pad(x, (left, right, top, bottom), mode=mode)
+
+
+class PadConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` that pads explicitly with ``pad_mode`` before a padding-free convolution.
+
+    Same parameters and state-dict keys as the ``nn.Conv2d`` it replaces, so weights load either
+    way and ``isinstance(m, nn.Conv2d)`` holds. ``pad_mode="partial"`` is partial-convolution
+    padding (Liu et al. 2018): zero padding whose output is re-weighted by ``window size / number
+    of real pixels in the window``, so a constant input gives a constant output.
+    """
+
+    def __init__(self, *args, pad_mode: str = "symmetric", **kwargs) -> None:
+        kwargs["padding_mode"] = "zeros"
+        super().__init__(*args, **kwargs)
+        self.pad_mode = _check_mode(pad_mode)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, pad_mode: str) -> PadConv2d:
+        """A ``PadConv2d`` with ``conv``'s geometry, weights, device, dtype and training flag."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                  conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
+                  device=conv.weight.device, dtype=conv.weight.dtype, pad_mode=pad_mode)
+        with torch.no_grad():
+            new.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias)
+        new.weight.requires_grad_(conv.weight.requires_grad)
+        new.train(conv.training)
+        return new
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` as the convolution would pad."""
+        left, right, top, bottom = self._reversed_padding_repeated_twice
+        return int(left), int(right), int(top), int(bottom)
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if self.pad_mode == "partial":
+            return self._partial(input, weight, bias)
+        return F.conv2d(pad2d(input, self.pads, self.pad_mode), weight, bias, self.stride, 0,
+                        self.dilation, self.groups)
+
+    def _partial(self, x: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        h, w = x.shape[-2:]
+        mask = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), self.pads)
+        valid = F.conv2d(mask, torch.ones(1, 1, kh, kw, dtype=x.dtype, device=x.device),
+                         None, self.stride, 0, self.dilation)
+        covered = (valid > 0).to(x.dtype)
+        ratio = (kh * kw) / valid.clamp_min(1.0) * covered
+        out = F.conv2d(F.pad(x, self.pads), weight, None, self.stride, 0, self.dilation,
+                       self.groups) * ratio
+        if bias is not None:
+            out = out + bias.view(1, -1, 1, 1) * covered
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pad_mode={self.pad_mode!r}"
+
+
+def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
+                    padding_mode="zeros", device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight)
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    new.train(conv.training)
+    return new
+
+
+def swap_padding(model: nn.Module, mode: str) -> nn.Module:
+    """A copy of ``model`` in which every ``nn.Conv2d`` pads with ``mode``; weights are kept.
+
+    ``mode`` is one of :data:`PADDING_MODES`. The input model is never changed. Convolutions of
+    other ``nn.Conv2d`` subclasses (which may pad in their own way, e.g. TF-"same" wrappers) are
+    left alone and logged. Pooling layers keep their own padding. A ``config`` dict with a
+    ``padding_mode`` key (the built-in ``SmallResNet``) is updated on the copy for the native
+    torch modes.
+    """
+    check_model(model)
+    mode = _check_mode(mode)
+    out = copy.deepcopy(model)
+    for name, module in list(out.named_modules()):
+        if not isinstance(module, nn.Conv2d) or name == "":
+            if name == "" and isinstance(module, nn.Conv2d):
+                return (_plain_conv(module) if mode == "zeros"
+                        else PadConv2d.from_conv(module, mode))
+            continue
+        if type(module) not in (nn.Conv2d, PadConv2d):
+            logger.warning("swap_padding: leaving %s (%s) as it is", name, type(module).__name__)
+            continue
+        new = _plain_conv(module) if mode == "zeros" else PadConv2d.from_conv(module, mode)
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        parent._modules[child] = new
+    config = getattr(out, "config", None)
+    if isinstance(config, dict) and "padding_mode" in config and mode in PADDING_MODES[:4]:
+        out.config = {**config, "padding_mode": mode}
+    return out

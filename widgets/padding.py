@@ -1,0 +1,389 @@
+"""PaddingInspector: where a CNN pads unevenly, which pixels it under-uses, and what to change.
+
+Built on :mod:`visloupe.core.padding` (Alsallakh et al., "Mind the Pad -- CNNs can develop blind
+spots", ICLR 2021). An input-size slider (the sizes with even padding everywhere are listed
+under it), a padding-mode dropdown and a layer selector drive: the per-layer padding table with
+uneven layers highlighted, the foveation map, the chosen layer's mean feature map over the data,
+the blind-spot map of a small stimulus, and a one-line recommendation ("225 instead of 224
+removes uneven padding at 5 layers"). Only core ipywidgets (7.6+ and 8): no front-end build.
+
+The model runs only when the size or the padding mode changes (slider release) and results are
+cached per (size, mode); the layer selector re-renders from the cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import render
+from ._common import LRU, close_tree, error_html, guarded
+
+__all__ = ["PaddingInspector"]
+
+MODES = ("model", "zeros", "reflect", "replicate", "circular", "symmetric", "partial")
+"""Padding-mode choices; ``model`` keeps each convolution's own padding."""
+
+_TABLE_COLUMNS = (
+    ("name", "layer"), ("type", "type"), ("in", "input"), ("kernel", "k"), ("stride", "s"),
+    ("padding", "p"), ("leftover", "unused rows/cols"), ("torch", "PyTorch pad (t,b | l,r)"),
+    ("tf", "TF SAME pad (t,b | l,r)"),
+)
+
+
+def _pair_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return str(value[0]) if len(set(value)) == 1 else "x".join(str(v) for v in value)
+    return str(value)
+
+
+def _heat(arr: np.ndarray, cmap: str = "viridis", px: int = 192, lo: float | None = None
+          ) -> bytes:
+    """A float map as a colormapped PNG, scaled from ``lo`` (default: its minimum) to its
+    maximum and enlarged to ``px``."""
+    a = np.nan_to_num(np.asarray(arr, dtype=np.float64))
+    lo = float(a.min()) if lo is None else float(lo)
+    hi = float(a.max())
+    scaled = (a - lo) / (hi - lo) if hi > lo else np.full(a.shape, 0.5)
+    rgb = render.colormap_lut(cmap)[(np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)]
+    return render.to_png(render.fit_image(rgb, px))
+
+
+def _blank(px: int = 192) -> bytes:
+    return render.to_png(np.full((px, px, 3), 240, np.uint8))
+
+
+def _load_tensors(data: Any, preprocess: Any, max_samples: int) -> torch.Tensor | None:
+    """Up to ``max_samples`` model inputs ``(N, C, H, W)`` from a tensor or an image source."""
+    if data is None:
+        return None
+    if isinstance(data, torch.Tensor):
+        if data.dim() != 4:
+            raise ValueError(f"data: expected a tensor (N, C, H, W), got shape "
+                             f"{tuple(data.shape)}")
+        return data[:max_samples].float()
+    from visloupe.core.data import as_image_source
+
+    source = as_image_source(data)
+    n = source.length if source.length is not None else max_samples
+    n = min(int(n), max_samples)
+    if n < 1:
+        raise ValueError("data: expected at least one image, got an empty source")
+    return source.tensors(range(n), preprocess).float()
+
+
+class PaddingInspector(w.VBox):
+    """Inspect the padding of ``model`` interactively (see the module docstring).
+
+    Args:
+        model: a ``torch.nn.Module`` with at least one ``nn.Conv2d``; never modified.
+        data: optional inputs for the mean feature maps and the blind-spot probe: a tensor
+            ``(N, C, H, W)`` or anything ``data.as_image_source`` reads (with ``preprocess``).
+        preprocess: ``PIL.Image -> Tensor (C, H, W)`` for non-tensor ``data``.
+        input_size: the starting size (default: the data's size, else 224).
+        sizes: ``(lo, hi)`` slider range, inclusive (default: ``input_size`` -25% to +25%).
+        stimulus, background, target: the blind-spot probe (``(C, h, w)``, ``(C, H, W)``
+            resized to the slider size, class index). Default: the first data item shrunk to
+            a quarter of the area on the data's mean colour, target its predicted class; without
+            data, a bright square on zeros.
+        max_samples: inputs used for the mean feature maps.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data: Any = None,
+        *,
+        preprocess: Any = None,
+        input_size: int | None = None,
+        sizes: Sequence[int] | None = None,
+        stimulus: torch.Tensor | None = None,
+        background: torch.Tensor | None = None,
+        target: int | None = None,
+        max_samples: int = 256,
+    ) -> None:
+        from visloupe.core import padding as core
+
+        super().__init__()
+        self.add_class("visloupe-padding-inspector")
+        self._core = core
+        from visloupe.core.padding._util import check_model
+
+        self._model = check_model(model)
+        self._data = _load_tensors(data, preprocess, max_samples)
+        n0 = input_size or (int(self._data.shape[-1]) if self._data is not None else 224)
+        if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
+            raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
+        lo, hi = ((max(4, n0 * 3 // 4), n0 * 5 // 4 + 1) if sizes is None
+                  else (int(sizes[0]), int(sizes[1])))
+        if not lo <= n0 <= hi:
+            raise ValueError(f"sizes: expected lo <= input_size <= hi, got {(lo, hi)} and {n0}")
+        self._stimulus, self._background, self._target = stimulus, background, target
+        self._models: dict[str, torch.nn.Module] = {"model": model}
+        self._results: LRU = LRU(32)
+        self._errors: list[str] = []
+        self._even = core.even_input_sizes(model, lo, hi + 1)
+        self._build_ui(n0, lo, hi)
+        self._closed = False
+        self._refresh()
+
+    # ------------------------------------------------------------------ UI
+
+    def _build_ui(self, n0: int, lo: int, hi: int) -> None:
+        self.size = w.IntSlider(value=n0, min=lo, max=hi, step=1, description="input size",
+                                continuous_update=False, style={"description_width": "initial"})
+        self.size.add_class("visloupe-padding-size")
+        self.mode = w.Dropdown(options=list(MODES), value="model", description="padding")
+        self.layer = w.Dropdown(options=[], description="layer")
+        self.even_marks = w.HTML()
+        self.recommendation = w.HTML()
+        self.recommendation.add_class("visloupe-padding-recommendation")
+        self.table = w.HTML()
+        self.table.add_class("visloupe-padding-table")
+        self.foveation = w.Image(format="png", value=_blank())
+        self.foveation.add_class("visloupe-padding-foveation")
+        self.mean_map = w.Image(format="png", value=_blank())
+        self.blind_spots = w.Image(format="png", value=_blank())
+        self.captions = [w.HTML() for _ in range(3)]
+        self.status = w.HTML()
+        self.errors = w.HTML()
+        panels = [w.VBox([c, img]) for c, img in zip(
+            self.captions, (self.foveation, self.mean_map, self.blind_spots), strict=True)]
+        self.children = [
+            w.HBox([self.size, self.mode, self.layer]), self.even_marks, self.recommendation,
+            w.HBox(panels), self.table, self.status, self.errors,
+        ]
+        self.size.observe(self._on_size, names="value")
+        self.mode.observe(self._on_size, names="value")
+        self.layer.observe(self._on_layer, names="value")
+
+    def _on_size(self, change: dict) -> None:
+        self._refresh()
+
+    def _on_layer(self, change: dict) -> None:
+        self._render()
+
+    def _report_error(self, message: str) -> None:
+        self._errors = [*self._errors, message]
+        self.errors.value = error_html(self._errors)
+
+    # ------------------------------------------------------------------ compute (cached)
+
+    def _model_for(self, mode: str) -> torch.nn.Module:
+        if mode not in self._models:
+            self._models[mode] = self._core.swap_padding(self._model, mode).eval()
+        return self._models[mode]
+
+    def _compute(self, n: int, mode: str) -> dict[str, Any]:
+        key = (n, mode)
+        cached = self._results.get(key)
+        if cached is not None:
+            return cached
+        core = self._core
+        model = self._model_for(mode)
+        out: dict[str, Any] = {"audit": core.audit_padding(model, n)}
+        out["foveation"] = core.foveation_map(model, n).numpy()
+        out["uneven"] = int(out["audit"]["uneven"].sum())
+        if self._data is not None:
+            out["mean"] = core.mean_feature_maps(model, self._data, input_size=n)
+        out["blind"] = self._blind_spots(model, n)
+        self._results.put(key, out)
+        return out
+
+    def _probe(self, n: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """Stimulus ``(C, h, w)``, background ``(C, n, n)`` and target for size ``n``."""
+        from visloupe.core.padding._util import in_channels
+
+        channels = in_channels(self._model)
+        if self._background is not None:
+            bg = F.interpolate(self._background.float()[None], size=(n, n), mode="bilinear",
+                               align_corners=False)[0]
+        elif self._data is not None:
+            bg = self._data.mean((0, 2, 3))[:, None, None].expand(-1, n, n).clone()
+        else:
+            bg = torch.zeros(channels, n, n)
+        if self._stimulus is not None:
+            return self._stimulus.float(), bg, self._target
+        side = max(3, n // 2)
+        if self._data is not None:
+            stim = F.interpolate(self._data[:1], size=(side, side), mode="bilinear",
+                                 align_corners=False)[0]
+        else:
+            side = max(3, n // 4)
+            stim = torch.ones(channels, side, side) * 2.0
+        return stim, bg, self._target
+
+    def _blind_spots(self, model: torch.nn.Module, n: int) -> Any:
+        stim, bg, target = self._probe(n)
+        if stim.shape[-1] > n or stim.shape[-2] > n:
+            return None
+        if target is None:
+            from visloupe.core.padding._util import eval_mode
+
+            with eval_mode(model), torch.no_grad():
+                centre = bg.clone()
+                h, w_ = stim.shape[-2:]
+                y, x = (n - h) // 2, (n - w_) // 2
+                centre[:, y:y + h, x:x + w_] = stim
+                logits = model(centre[None])
+            target = int(torch.as_tensor(getattr(logits, "logits", logits)).argmax(1)[0])
+        positions = n - stim.shape[-1] + 1
+        stride = max(1, -(-positions // 24))
+        return self._core.blind_spot_map(model, stim, bg, target, stride=stride)
+
+    # ------------------------------------------------------------------ render
+
+    @guarded
+    def _refresh(self) -> None:
+        self._errors = []
+        self.errors.value = ""
+        n, mode = int(self.size.value), str(self.mode.value)
+        self.status.value = f"<i>computing {n}x{n}, padding: {html.escape(mode)} …</i>"
+        try:
+            result = self._compute(n, mode)
+        finally:
+            self.status.value = ""
+        self._result = result
+        names = list(result["mean"].layers) if "mean" in result else \
+            list(result["audit"]["name"])
+        if list(self.layer.options) != names:
+            keep = self.layer.value if self.layer.value in names else (names[-1] if names else
+                                                                        None)
+            self.layer.options = names
+            self.layer.value = keep
+        self._render_marks(n)
+        self._render_recommendation(n, mode, result)
+        self._render()
+
+    def _render_marks(self, n: int) -> None:
+        marks = " · ".join(f"<b>{s}</b>" if s == n else str(s) for s in self._even) or "none"
+        state = ("<span style='color:#0a7a28'>✓ even padding at every layer</span>"
+                 if n in self._even else
+                 "<span style='color:#b00020'>✗ uneven padding</span>")
+        self.even_marks.value = (f"<div style='font-size:12px'>{state} &nbsp; even sizes in "
+                                 f"[{self.size.min}, {self.size.max}]: {marks}</div>")
+
+    def _render_recommendation(self, n: int, mode: str, result: dict[str, Any]) -> None:
+        audit = result["audit"]
+        bad = int(((audit.leftover_h != 0) | (audit.leftover_w != 0)).sum())
+        if bad == 0:
+            text = f"{n}: no layer leaves padded rows or columns unused."
+        else:
+            try:
+                best = self._core.suggest_input_size(self._model_for(mode), n)
+                fixed = bad - self._core.uneven_count(self._model_for(mode), best)
+                text = (f"{best} instead of {n} removes uneven padding at {fixed} "
+                        f"layer{'s' if fixed != 1 else ''}")
+            except ValueError:
+                text = f"{n}: {bad} layers pad unevenly and no nearby size pads evenly."
+        if mode in ("model", "zeros"):
+            text += " · zero padding still under-uses the border (try symmetric or circular)"
+        self.recommendation.value = f"<div style='font-weight:600'>{html.escape(text)}</div>"
+
+    @guarded
+    def _render(self) -> None:
+        result = getattr(self, "_result", None)
+        if result is None:
+            return
+        layer = self.layer.value
+        self.table.value = self._table_html(result["audit"], layer)
+        fov = result["foveation"]
+        self.foveation.value = _heat(fov)
+        asym = float(np.linalg.norm(fov - fov[::-1, ::-1]) / max(np.linalg.norm(fov), 1e-300))
+        self.captions[0].value = (f"<b>foveation map</b> (paths per pixel)<br>min/max "
+                                  f"{fov.min() / max(fov.max(), 1e-300):.3f}, flip asymmetry "
+                                  f"{asym:.3f}")
+        mean = result.get("mean")
+        if mean is not None and layer in mean.maps:
+            self.mean_map.value = _heat(mean.maps[layer].numpy(), "magma")
+            self.captions[1].value = (f"<b>mean feature map</b> {html.escape(str(layer))}<br>"
+                                      f"flip asymmetry {mean.asymmetry[layer]:.3f} "
+                                      f"({mean.n_samples} inputs)")
+        else:
+            self.mean_map.value = _blank()
+            self.captions[1].value = ("<b>mean feature map</b><br><i>pass data= to see "
+                                      "it</i>")
+        blind = result.get("blind")
+        if blind is not None:
+            # from 0, so that a flat map stays flat instead of stretching noise
+            self.blind_spots.value = _heat(blind.scores.numpy(), "inferno", lo=0.0)
+            s = blind.summary()
+            self.captions[2].value = (f"<b>blind-spot map</b> (class {blind.target})<br>score "
+                                      f"{s['min']:.2f}–{s['max']:.2f}, blind "
+                                      f"{100 * s['blind_fraction']:.0f}%")
+        else:
+            self.blind_spots.value = _blank()
+            self.captions[2].value = "<b>blind-spot map</b><br><i>stimulus too large</i>"
+
+    @staticmethod
+    def _table_html(audit: Any, layer: Any) -> str:
+        head = "".join(f"<th style='padding:2px 6px'>{html.escape(t)}</th>"
+                       for _, t in _TABLE_COLUMNS)
+        rows = []
+        for r in audit.itertuples(index=False):
+            cells = {
+                "name": r.name, "type": r.type, "in": f"{r.in_h}x{r.in_w}",
+                "kernel": _pair_text(r.kernel), "stride": _pair_text(r.stride),
+                "padding": _pair_text(r.padding), "leftover": _pair_text((r.leftover_h,
+                                                                          r.leftover_w)),
+                "torch": f"{r.pad_before_h},{r.pad_after_h} | {r.pad_before_w},{r.pad_after_w}",
+                "tf": (f"{r.tf_pad_before_h},{r.tf_pad_after_h} | {r.tf_pad_before_w},"
+                       f"{r.tf_pad_after_w}"),
+            }
+            style = "background:#ffd6d6;" if r.uneven else ""
+            if r.name == layer:
+                style += "font-weight:bold;"
+            cls = "visloupe-uneven" if r.uneven else "visloupe-even"
+            tds = "".join(f"<td style='padding:1px 6px'>{html.escape(str(cells[k]))}</td>"
+                          for k, _ in _TABLE_COLUMNS)
+            rows.append(f"<tr class='{cls}' style='{style}'>{tds}</tr>")
+        return ("<div style='max-height:260px;overflow:auto'><table style='border-collapse:"
+                "collapse;font-size:11px;font-family:monospace'>"
+                f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+    # ------------------------------------------------------------------ export, lifecycle
+
+    def to_html(self) -> str:
+        """A static snapshot: recommendation, maps and the table (images inlined)."""
+        imgs = "".join(
+            f"<figure style='display:inline-block;margin:4px'><img src='data:image/png;base64,"
+            f"{base64.b64encode(img.value).decode()}'/><figcaption>{cap.value}</figcaption>"
+            "</figure>"
+            for cap, img in zip(self.captions, (self.foveation, self.mean_map,
+                                                self.blind_spots), strict=True))
+        return (f"<div class='visloupe-padding-inspector'>{self.even_marks.value}"
+                f"{self.recommendation.value}<div>{imgs}</div>{self.table.value}</div>")
+
+    def _repr_png_(self) -> bytes:
+        """The three maps side by side (static export)."""
+        tiles = [render.from_png(img.value) for img in (self.foveation, self.mean_map,
+                                                        self.blind_spots)]
+        return render.to_png(render.image_grid(tiles, ["foveation", "mean map", "blind spots"],
+                                               ncols=3, cell=192))
+
+    def clear_cache(self) -> None:
+        """Forget computed results and swapped models."""
+        self._results.clear()
+        self._models = {"model": self._model} if hasattr(self, "_model") else {}
+
+    def close(self) -> None:
+        """Close every child widget and drop caches, data and model references."""
+        if getattr(self, "_closed", True):
+            return super().close()
+        self._closed = True
+        self.clear_cache()
+        self._models = {}
+        self._data = None
+        self._result = None
+        for child in list(self.children):
+            close_tree(child)
+        self.children = []
+        super().close()
+

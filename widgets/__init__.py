@@ -1,1 +1,17 @@
-"""visloupe.widgets: interactive views over :mod:`visloupe.core` for Jupyter."""
+"""visloupe.widgets: interactive views over :mod:`visloupe.core` for Jupyter.
+
+- :class:`SaliencyExplorer`: page through a dataset and compare saliency maps of several models
+  and methods (the successor to Captum Insights).
+- :class:`SplitIGExplorer`: where Integrated Gradients saturates; move the split by hand.
+- :class:`PaddingInspector`: uneven padding, foveation and blind spots of a CNN ("Mind the Pad").
+- :class:`BoxExplorer`: Task2Box boxes you can drag and resize; containment follows in Python.
+- :mod:`visloupe.widgets.render`: overlays, colormaps, image grids and PNG bytes (numpy + PIL).
+"""
+
+from . import render
+from .boxes import BoxExplorer
+from .padding import PaddingInspector
+from .saliency import SaliencyExplorer
+from .splitig import SplitIGExplorer
+
+__all__ = ["BoxExplorer", "PaddingInspector", "SaliencyExplorer", "SplitIGExplorer", "render"]

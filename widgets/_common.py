@@ -1,0 +1,174 @@
+"""Plumbing shared by the explorers: argument normalisation, errors shown in the widget,
+predictions and widget-tree clean-up. Nothing here draws."""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+logger = logging.getLogger("visloupe.widgets")
+
+Preprocess = Callable[[Image.Image], torch.Tensor]
+
+
+def resolve_models(models: Any) -> dict[str, nn.Module]:
+    """One ``nn.Module`` -> ``{"model": m}``; a mapping name -> module is checked and copied."""
+    if isinstance(models, nn.Module):
+        return {"model": models}
+    if isinstance(models, Mapping) and models:
+        out: dict[str, nn.Module] = {}
+        for name, model in models.items():
+            if not isinstance(model, nn.Module):
+                raise TypeError(
+                    f"models[{name!r}]: expected a torch.nn.Module, got {type(model).__name__}"
+                )
+            out[str(name)] = model
+        return out
+    raise TypeError(
+        "models: expected a torch.nn.Module or a non-empty dict {name: nn.Module}, got "
+        f"{type(models).__name__}{' (empty)' if isinstance(models, Mapping) else ''}"
+    )
+
+
+def default_preprocess(model: nn.Module) -> Preprocess:
+    """PIL -> float tensor in [0, 1], grayscale when the model's first conv takes one channel
+    (else RGB), at the image's own size. Used when the caller passes no ``preprocess``."""
+    from visloupe.core.models.introspection import expected_in_channels
+
+    channels = expected_in_channels(model) or 3
+    mode = "L" if channels == 1 else "RGB"
+
+    def preprocess(image: Image.Image) -> torch.Tensor:
+        arr = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[None]
+        else:
+            arr = arr.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(arr))
+
+    preprocess.mode = mode  # type: ignore[attr-defined]
+    return preprocess
+
+
+def resolve_preprocess(preprocess: Any, models: Mapping[str, nn.Module]) -> dict[str, Preprocess]:
+    """One callable for every model, a dict name -> callable, or None (``default_preprocess``)."""
+    if preprocess is None:
+        return {name: default_preprocess(model) for name, model in models.items()}
+    if callable(preprocess) and not isinstance(preprocess, Mapping):
+        return {name: preprocess for name in models}
+    if isinstance(preprocess, Mapping):
+        missing = [name for name in models if name not in preprocess]
+        out = {}
+        for name, model in models.items():
+            fn = preprocess.get(name)
+            if fn is not None and not callable(fn):
+                raise TypeError(
+                    f"preprocess[{name!r}]: expected a callable PIL.Image -> Tensor, got "
+                    f"{type(fn).__name__}"
+                )
+            out[name] = fn if fn is not None else default_preprocess(model)
+        if missing:
+            logger.info("no preprocess for %s: using the default [0, 1] tensor", missing)
+        return out
+    raise TypeError(
+        "preprocess: expected None, a callable PIL.Image -> Tensor (C, H, W) or a dict "
+        f"{{model name: callable}}, got {type(preprocess).__name__}"
+    )
+
+
+def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> torch.Tensor:
+    """``preprocess(image)`` checked to be a ``(C, H, W)`` float tensor."""
+    x = preprocess(image)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"preprocess for {name!r}: expected it to return a torch.Tensor (C, H, W), got "
+            f"{type(x).__name__}"
+        )
+    if x.dim() == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.dim() != 3:
+        raise ValueError(
+            f"preprocess for {name!r}: expected a (C, H, W) tensor, got shape {tuple(x.shape)}"
+        )
+    return x.float() if not x.is_floating_point() else x
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Softmax probabilities ``(N, K)`` of ``model`` on ``x (N, C, H, W)``, in eval mode (the
+    model's own training flags are restored), without gradients."""
+    from visloupe.core.models.introspection import as_logits, eval_mode, model_device
+
+    with eval_mode(model), torch.no_grad():
+        out = as_logits(model(x.to(model_device(model))))
+    if out.dim() != 2:
+        raise ValueError(
+            f"model output: expected logits of shape (N, num_classes), got {tuple(out.shape)}"
+        )
+    return torch.softmax(out.float(), dim=1).cpu().numpy()
+
+
+def error_html(messages: list[str]) -> str:
+    """The error area's HTML: one red line per message (escaped), empty when none."""
+    if not messages:
+        return ""
+    lines = "".join(f"<div>{html.escape(m)}</div>" for m in messages)
+    return (
+        '<div class="visloupe-error" style="color:#b00020;white-space:pre-wrap;'
+        f'font-family:monospace;font-size:12px">{lines}</div>'
+    )
+
+
+def guarded(method: Callable) -> Callable:
+    """Decorate an explorer callback so an exception is shown in its error area (and logged)
+    instead of vanishing in the front end's console."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - shown to the user, never swallowed
+            logger.exception("%s failed", method.__name__)
+            self._report_error(f"{type(error).__name__}: {error}")
+            return None
+
+    return wrapper
+
+
+def close_tree(widget: Any) -> None:
+    """Close ``widget`` and every widget below it (children, and the per-widget layout/style)."""
+    for child in getattr(widget, "children", ()) or ():
+        close_tree(child)
+    for attr in ("layout", "style"):
+        sub = getattr(widget, attr, None)
+        if sub is not None and hasattr(sub, "close"):
+            sub.close()
+    widget.close()
+
+
+class LRU(OrderedDict):
+    """A small least-recently-used dict (``maxsize`` entries)."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__()
+        self.maxsize = maxsize
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.maxsize:
+            self.popitem(last=False)

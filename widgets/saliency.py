@@ -1,0 +1,795 @@
+"""SaliencyExplorer: browse a dataset and compare saliency maps of several models and methods.
+
+The successor to Captum Insights' ``AttributionVisualizer`` (removed in Captum 0.9), built only
+from core ipywidgets so it renders wherever ipywidgets 7.6+ or 8 do (JupyterLab 3/4, Notebook 7,
+Colab, VS Code) with no server, iframe or separately built front end. It fixes Insights' pain
+points by design: random-access paging and seeking instead of four examples from a one-pass
+generator; grayscale, RGBA and any image size; every registered method with controls built from
+its ``ParamSpec``; explicit, cached, progress-reporting computation; errors shown in the widget.
+
+Work is split in two: *expensive* steps (the model: predictions and attributions) run on an
+explicit action -- Explain, a new sample, target, model, method or a parameter slider released --
+and are cached by ``(sample index, model, method, params, target)``; *cheap* steps (alpha,
+colormap, percentile clip, signed/absolute, overlay mode) re-render the cached maps with numpy and
+PIL and never call the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+import torch
+from PIL import Image
+
+from . import render
+from ._common import (
+    LRU,
+    close_tree,
+    error_html,
+    guarded,
+    logger,
+    predict_proba,
+    preprocess_image,
+    resolve_models,
+    resolve_preprocess,
+)
+
+__all__ = ["SaliencyExplorer"]
+
+DEFAULT_METHODS = ("saliency", "integrated_gradients", "grad_cam")
+"""Shown when ``methods=None`` (those of them that are registered)."""
+
+COLORMAPS = (
+    "auto", "inferno", "viridis", "magma", "jet", "turbo", "hot", "gray",
+    "RdBu_r", "coolwarm", "bwr", "seismic",
+)
+"""``auto``: ``inferno`` for absolute maps, the diverging ``RdBu_r`` (red +, blue -) for signed."""
+
+PREDICTED, LABEL, ALL = "predicted", "label", "all"
+
+_EXPLAIN_ARGS = frozenset(
+    {"model", "inputs", "target", "method", "baseline", "layer", "batch_size", "reduce"}
+)
+"""``explain``'s own argument names; a method parameter with one of these names (IG's
+``method``) cannot travel in ``**params`` and is passed as the spec's default instead."""
+
+Explainer = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class _Method:
+    """A column of the grid: a registry method (with its spec) or a user callable."""
+
+    def __init__(self, title: str, key: str | None, fn: Explainer | None, spec: Any) -> None:
+        self.title, self.key, self.fn, self.spec = title, key, fn, spec
+
+    @property
+    def signed(self) -> bool:
+        return bool(getattr(self.spec, "signed", True))
+
+
+def _resolve_methods(methods: Any) -> dict[str, _Method]:
+    from visloupe.core.attribution import available_methods, method_spec
+
+    if methods is None:
+        names = [m for m in DEFAULT_METHODS if m in available_methods()]
+        if not names:
+            names = available_methods()[:2]
+        methods = names
+    if isinstance(methods, str) or callable(methods):
+        methods = [methods]
+    if isinstance(methods, Mapping):
+        items = list(methods.items())
+    elif isinstance(methods, Sequence):
+        items = [
+            (m if isinstance(m, str) else getattr(m, "__name__", f"method {i}"), m)
+            for i, m in enumerate(methods)
+        ]
+    else:
+        raise TypeError(
+            "methods: expected None, a method name, a callable (model, inputs, target) -> "
+            f"(N, H, W), a list of those or a dict {{title: those}}, got {type(methods).__name__}"
+        )
+    if not items:
+        raise ValueError("methods: expected at least one method, got none")
+    out: dict[str, _Method] = {}
+    for title, m in items:
+        if isinstance(m, str):
+            spec = method_spec(m)  # raises ValueError naming the available methods
+            label = title if isinstance(methods, Mapping) else (getattr(spec, "label", "") or m)
+            out[str(label)] = _Method(str(label), spec.name, None, spec)
+        elif callable(m):
+            out[str(title)] = _Method(str(title), None, m, None)
+        else:
+            raise TypeError(
+                f"methods[{title!r}]: expected a method name or a callable, got {type(m).__name__}"
+            )
+    return out
+
+
+def _param_widget(spec: Any) -> w.Widget:
+    """A control for one ``ParamSpec``; sliders fire on release (``continuous_update=False``)."""
+    common = {"description": spec.name, "style": {"description_width": "initial"}}
+    kind = spec.kind
+    if kind == "bool":
+        return w.Checkbox(value=bool(spec.default), indent=False, **common)
+    if kind == "choice":
+        return w.Dropdown(options=list(spec.choices), value=spec.default, **common)
+    bounded = spec.min is not None and spec.max is not None
+    if kind == "int":
+        if bounded and spec.max - spec.min > 10_000:  # seeds and the like: type a number
+            return w.BoundedIntText(value=int(spec.default), min=int(spec.min),
+                                    max=int(spec.max), **common)
+        if bounded:
+            return w.IntSlider(
+                value=int(spec.default), min=int(spec.min), max=int(spec.max),
+                step=int(spec.step or 1), continuous_update=False, **common,
+            )
+        return w.IntText(value=int(spec.default), **common)
+    if bounded:
+        return w.FloatSlider(
+            value=float(spec.default), min=float(spec.min), max=float(spec.max),
+            step=float(spec.step or (spec.max - spec.min) / 100), continuous_update=False,
+            readout_format=".3g", **common,
+        )
+    return w.FloatText(value=float(spec.default), **common)
+
+
+class SaliencyExplorer(w.VBox):
+    """Page through ``data`` and show saliency maps in a grid: rows = models, columns = the input
+    and each selected method.
+
+    Args:
+        models: one ``nn.Module`` or a dict ``{name: module}`` returning logits ``(N, K)`` (or a
+            tuple / Hugging Face output holding them). Never modified: analysed in eval mode with
+            the training flags restored.
+        data: anything ``visloupe.core.data.as_image_source`` accepts (HF dataset, torch dataset,
+            folder, list of images, arrays).
+        preprocess: ``PIL.Image -> Tensor (C, H, W)``, one for all models or a dict per model
+            name; None = the image as a [0, 1] tensor (grayscale for one-channel models).
+        class_names: overrides the names the data carries.
+        methods: None (saliency, integrated gradients, Grad-CAM), registry names, callables
+            ``(model, inputs, target) -> (N, H, W)``, or a dict ``{title: name or callable}``.
+        top_k: prediction bars per model (click one to explain that class).
+        cell: display size in pixels of each grid cell (images are fitted, maps upsampled).
+        auto_explain: compute maps as soon as the sample/target/model/method/params change; if
+            False only the Explain button computes.
+        batch_size: forwarded to ``explain`` (rows per model pass, e.g. IG steps).
+        cache_size: number of maps kept (least recently used are dropped).
+        stream_page: for a stream of unknown length (``IterableDataset``), how many items are
+            read (and buffered) at a time; stepping past the last one reads the next page.
+    """
+
+    def __init__(
+        self,
+        models: Any,
+        data: Any,
+        preprocess: Any = None,
+        class_names: Sequence[str] | None = None,
+        methods: Any = None,
+        *,
+        top_k: int = 3,
+        cell: int = 160,
+        auto_explain: bool = True,
+        batch_size: int | None = None,
+        cache_size: int = 512,
+        stream_page: int = 64,
+    ) -> None:
+        from visloupe.core.data import as_image_source
+
+        super().__init__()
+        self.add_class("visloupe-saliency-explorer")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
+        if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
+            raise ValueError(f"cell: expected an int >= 16 (pixels), got {cell!r}")
+        self._models = resolve_models(models)
+        self._pre = resolve_preprocess(preprocess, self._models)
+        self._source = as_image_source(data)
+        self._known = 0
+        self._stream_page = stream_page
+        self._extend(stream_page)
+        if self._length() == 0:
+            raise ValueError("data: expected at least one image, got an empty source")
+        self._methods = _resolve_methods(methods)
+        self._inputs: LRU = LRU(64)
+        self._class_names = self._init_class_names(class_names)
+        self._top_k = min(top_k, max(1, len(self._class_names)))
+        self._cell = cell
+        self._batch_size = batch_size
+        # caches: maps by (index, model, method, params, target); the rest are cheap helpers
+        self._maps: LRU = LRU(cache_size)
+        self._cell_errors: dict[tuple, str] = {}
+        self._probs: dict[tuple[int, str], np.ndarray] = {}
+        self._display: LRU = LRU(32)
+        self._labels: np.ndarray | None = None
+        self._order: list[int] = list(range(self._length()))
+        self._grid: Image.Image | None = None
+        self._errors: list[str] = []
+        self._suspend = 0
+        self._build_ui(auto_explain)
+        self._refresh(compute=auto_explain)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _length(self) -> int:
+        """Items known to exist: the source's length, or for a stream of unknown length the
+        number read so far (paging past the end pulls more, see ``_extend``)."""
+        n = self._source.length
+        return int(n) if n is not None else self._known
+
+    def _extend(self, count: int) -> int:
+        """Read up to ``count`` more items of a stream of unknown length; returns how many."""
+        if self._source.length is not None:
+            return 0
+        added = 0
+        for _ in range(count):
+            try:
+                self._source[self._known]
+            except IndexError:
+                break
+            self._known += 1
+            added += 1
+        return added
+
+    def _init_class_names(self, class_names: Sequence[str] | None) -> list[str]:
+        if class_names is not None:
+            names = [str(c) for c in class_names]
+        else:
+            names = list(getattr(self._source, "class_names", None) or [])
+        if not names:  # fall back to the model's output width
+            name, model = next(iter(self._models.items()))
+            k = predict_proba(model, self._input(0, name)[None]).shape[1]
+            names = [str(i) for i in range(k)]
+        return names
+
+    def _build_ui(self, auto_explain: bool) -> None:
+        n = len(self._order)
+        wide = {"description_width": "initial"}
+        # navigation
+        self.prev_button = w.Button(description="◀", layout=w.Layout(width="36px"))
+        self.next_button = w.Button(description="▶", layout=w.Layout(width="36px"))
+        self.position = w.IntSlider(
+            value=0, min=0, max=max(n - 1, 0), description="sample", continuous_update=False,
+            style=wide, layout=w.Layout(width="340px"),
+        )
+        self.seek = w.IntText(
+            value=0, description="go to index", style=wide, layout=w.Layout(width="160px")
+        )
+        self.status = w.HTML()
+        # filters
+        self.class_filter = w.Dropdown(
+            options=[("all classes", ALL)] + [(c, i) for i, c in enumerate(self._class_names)],
+            value=ALL, description="class", style=wide,
+        )
+        pred_options: list[tuple[str, Any]] = [("all predictions", ALL)]
+        for name in self._models:
+            pred_options += [(f"{name} correct", (name, True)), (f"{name} wrong", (name, False))]
+        self.prediction_filter = w.Dropdown(
+            options=pred_options, value=ALL, description="show", style=wide
+        )
+        # what to explain
+        names = list(self._models)
+        self.model_select = w.SelectMultiple(
+            options=names, value=tuple(names), description="models", rows=min(4, len(names)),
+            style=wide,
+        )
+        titles = list(self._methods)
+        self.method_select = w.SelectMultiple(
+            options=titles, value=tuple(titles), description="methods",
+            rows=min(6, len(titles)), style=wide,
+        )
+        self.target = w.Dropdown(
+            options=[("predicted class", PREDICTED), ("label", LABEL)]
+            + [(f"{i}: {c}", i) for i, c in enumerate(self._class_names)],
+            value=PREDICTED, description="target", style=wide,
+        )
+        self.explain_button = w.Button(description="Explain", button_style="primary", icon="play")
+        self.auto_explain = w.Checkbox(value=auto_explain, description="auto", indent=False)
+        # method parameters, from the registry's ParamSpecs
+        self.param_widgets: dict[str, dict[str, w.Widget]] = {}
+        param_boxes = []
+        for title, method in self._methods.items():
+            specs = getattr(method.spec, "params", ()) or ()
+            if not specs:
+                continue
+            controls = {spec.name: _param_widget(spec) for spec in specs}
+            self.param_widgets[title] = controls
+            param_boxes.append(w.VBox([w.HTML(f"<b>{title}</b>"), *controls.values()]))
+        self.params_box = w.HBox(param_boxes)
+        # overlay (cheap)
+        self.alpha = w.FloatSlider(
+            value=0.5, min=0.0, max=1.0, step=0.05, description="alpha", continuous_update=True,
+            style=wide,
+        )
+        self.cmap = w.Dropdown(options=list(COLORMAPS), value="auto", description="colormap",
+                               style=wide)
+        self.clip = w.FloatSlider(
+            value=99.0, min=90.0, max=100.0, step=0.1, description="clip percentile",
+            continuous_update=True, style=wide,
+        )
+        self.sign = w.ToggleButtons(options=["absolute", "signed"], value="absolute",
+                                    description="values", style=wide)
+        self.mode = w.ToggleButtons(options=list(render.MODES), value="blend",
+                                    description="show", style=wide)
+        # output
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="explain",
+                                      style=wide, bar_style="")
+        self.errors = w.HTML(value="")
+        self.view = w.Image(format="png")
+        self.topk_box = w.VBox()
+        self._topk_buttons: dict[str, list[tuple[w.Button, w.FloatProgress]]] = {}
+        self._topk_classes: dict[str, list[int]] = {}
+        rows = []
+        for name in self._models:
+            pairs = []
+            for _ in range(self._top_k):
+                button = w.Button(description="", layout=w.Layout(width="150px"))
+                bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="90px"))
+                button.on_click(self._make_retarget(name, len(pairs)))
+                pairs.append((button, bar))
+            self._topk_buttons[name] = pairs
+            self._topk_classes[name] = [0] * self._top_k
+            rows.append(w.VBox([w.HTML(f"<b>{name}</b> top-{self._top_k}")]
+                               + [w.HBox([b, p]) for b, p in pairs]))
+        self.topk_box.children = rows
+        self.save_path = w.Text(value="visloupe-saliency.png", description="file", style=wide,
+                                layout=w.Layout(width="260px"))
+        self.save_button = w.Button(description="Save PNG", icon="download")
+        self.children = [
+            w.HBox([self.prev_button, self.next_button, self.position, self.seek, self.status]),
+            w.HBox([self.class_filter, self.prediction_filter]),
+            w.HBox([self.model_select, self.method_select,
+                    w.VBox([self.target, w.HBox([self.explain_button, self.auto_explain])])]),
+            self.params_box,
+            w.HBox([self.alpha, self.cmap, self.clip]),
+            w.HBox([self.sign, self.mode]),
+            w.HBox([self.progress, self.save_path, self.save_button]),
+            self.errors,
+            w.HBox([self.view, self.topk_box]),
+        ]
+        # wiring
+        self.prev_button.on_click(lambda _: self._step(-1))
+        self.next_button.on_click(lambda _: self._step(+1))
+        self.position.observe(self._on_position, names="value")
+        self.seek.observe(self._on_seek, names="value")
+        self.class_filter.observe(self._on_filter, names="value")
+        self.prediction_filter.observe(self._on_filter, names="value")
+        for control in (self.model_select, self.method_select, self.target):
+            control.observe(self._on_expensive, names="value")
+        for controls in self.param_widgets.values():
+            for control in controls.values():
+                control.observe(self._on_expensive, names="value")
+        for control in (self.alpha, self.cmap, self.clip, self.sign, self.mode):
+            control.observe(self._on_cheap, names="value")
+        self.explain_button.on_click(lambda _: self.explain())
+        self.save_button.on_click(lambda _: self._save_clicked())
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def index(self) -> int | None:
+        """Dataset index of the sample on view (None when the filters leave nothing)."""
+        if not self._order:
+            return None
+        return self._order[min(self.position.value, len(self._order) - 1)]
+
+    @property
+    def visible_indices(self) -> list[int]:
+        """Dataset indices that pass the current filters, in paging order."""
+        return list(self._order)
+
+    def show(self, index: int) -> None:
+        """Seek to dataset ``index`` (it must pass the current filters)."""
+        if index not in self._order:
+            raise ValueError(
+                f"index: expected a dataset index that passes the filters "
+                f"({len(self._order)} of {self._length()} do), got {index}"
+            )
+        self.position.value = self._order.index(index)
+
+    @guarded
+    def explain(self) -> None:
+        """Compute every missing map of the current view (the Explain button), then render."""
+        self._refresh(compute=True)
+
+    def maps(self) -> dict[tuple[str, str], np.ndarray]:
+        """The raw cached maps ``(h, w)`` of the current view, keyed by ``(model, method)``."""
+        out = {}
+        for model_name in self.model_select.value:
+            for title in self.method_select.value:
+                key = self._key(model_name, title)
+                if key is not None and key in self._maps:
+                    out[(model_name, title)] = self._maps[key]
+        return out
+
+    def to_png(self) -> bytes:
+        """PNG bytes of the current view (the grid of inputs and overlays)."""
+        if self._grid is None:
+            self._render()
+        return render.to_png(self._grid, compress_level=6)
+
+    def save_png(self, path: str | Path) -> Path:
+        """Write the current view to ``path`` as PNG and return the path."""
+        path = Path(path)
+        path.write_bytes(self.to_png())
+        return path
+
+    def _repr_png_(self) -> bytes:
+        return self.to_png()
+
+    def cache_info(self) -> dict[str, int]:
+        """Entry counts of the caches (maps, predictions, inputs)."""
+        return {"maps": len(self._maps), "predictions": len(self._probs),
+                "inputs": len(self._inputs)}
+
+    def clear_cache(self) -> None:
+        """Forget every computed map and prediction (the next view recomputes)."""
+        self._maps.clear()
+        self._cell_errors.clear()
+        self._probs.clear()
+        self._inputs.clear()
+        self._display.clear()
+
+    def close(self) -> None:
+        """Close every widget of the explorer and drop caches and model references (the
+        explorer registers no hooks of its own; core's are removed after every call)."""
+        if hasattr(self, "_maps"):  # also safe on a half-built explorer and on a second call
+            self.clear_cache()
+            self._grid = None
+            self._models = {}
+            self._pre = {}
+            for child in list(self.children):
+                close_tree(child)
+            self.children = []
+        super().close()
+
+    # ------------------------------------------------------------------ helpers: data and model
+
+    def _sample(self, index: int) -> Any:
+        return self._source[index]
+
+    def _input(self, index: int, model_name: str) -> torch.Tensor:
+        key = (index, model_name)
+        x = self._inputs.get(key)
+        if x is None:
+            x = preprocess_image(self._pre[model_name], self._sample(index).image, model_name)
+            self._inputs.put(key, x)
+        return x
+
+    def _proba(self, index: int, model_name: str) -> np.ndarray:
+        key = (index, model_name)
+        if key not in self._probs:
+            self._probs[key] = predict_proba(
+                self._models[model_name], self._input(index, model_name)[None]
+            )[0]
+        return self._probs[key]
+
+    def _label(self, index: int) -> int | None:
+        if self._labels is not None and index < len(self._labels):
+            value = self._labels[index]
+            return None if value < 0 else int(value)
+        label = self._sample(index).label
+        return None if label is None else int(label)
+
+    def _target_for(self, index: int, model_name: str) -> int:
+        choice = self.target.value
+        if choice == PREDICTED:
+            return int(np.argmax(self._proba(index, model_name)))
+        if choice == LABEL:
+            label = self._label(index)
+            if label is None:
+                raise ValueError(f"target: sample {index} has no label; pick a class or "
+                                 "'predicted class'")
+            return label
+        return int(choice)
+
+    def _params(self, title: str) -> tuple[tuple[str, Any], ...]:
+        controls = self.param_widgets.get(title, {})
+        return tuple(sorted((name, c.value) for name, c in controls.items()))
+
+    def _key(self, model_name: str, title: str) -> tuple | None:
+        index = self.index
+        if index is None or (index, model_name) not in self._probs:
+            return None
+        try:
+            target = self._target_for(index, model_name)
+        except ValueError:
+            return None
+        return (index, model_name, title, self._params(title), target)
+
+    def _compute_map(self, key: tuple) -> np.ndarray:
+        from visloupe.core.attribution import explain
+
+        index, model_name, title, params, target = key
+        method = self._methods[title]
+        model = self._models[model_name]
+        x = self._input(index, model_name)[None]
+        t = torch.tensor([target])
+        if method.fn is not None:
+            out = method.fn(model, x, t)
+        else:
+            kwargs = dict(params)
+            spec: Any = method.key
+            clashing = {k: kwargs.pop(k) for k in list(kwargs) if k in _EXPLAIN_ARGS}
+            if clashing:  # e.g. IG's own "method": pass it as the spec's default instead
+                spec = dataclasses.replace(method.spec, params=tuple(
+                    dataclasses.replace(p, default=clashing[p.name]) if p.name in clashing else p
+                    for p in method.spec.params))
+            out = explain(model, x, t, spec, batch_size=self._batch_size, **kwargs)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out))
+        out = out.detach().float().cpu()
+        if out.dim() == 4 and out.shape[1] in (1, 3):  # (N, C, H, W) from a callable
+            out = out.sum(dim=1)
+        if out.dim() == 3:
+            out = out[0]
+        if out.dim() != 2:
+            raise ValueError(
+                f"method {title!r}: expected an (N, H, W) map, got shape {tuple(out.shape)}"
+            )
+        return out.numpy()
+
+    # ------------------------------------------------------------------ filters and paging
+
+    def _all_labels(self) -> np.ndarray:
+        """Labels of every known item (-1 where missing), read once for the class filter."""
+        if self._labels is None or len(self._labels) != self._length():
+            values = []
+            for i in range(self._length()):
+                label = self._sample(i).label
+                values.append(-1 if label is None else int(label))
+            self._labels = np.asarray(values, dtype=np.int64)
+        return self._labels
+
+    def _predictions(self, model_name: str, indices: Sequence[int]) -> np.ndarray:
+        """Predicted class of ``indices`` (batched, progress shown, probabilities cached)."""
+        missing = [i for i in indices if (i, model_name) not in self._probs]
+        batch = 64
+        self._progress_start(len(missing), f"predict {model_name}")
+        for start in range(0, len(missing), batch):
+            chunk = missing[start:start + batch]
+            shapes = {tuple(self._input(i, model_name).shape) for i in chunk}
+            if len(shapes) == 1:
+                x = torch.stack([self._input(i, model_name) for i in chunk])
+                probs = predict_proba(self._models[model_name], x)
+                for i, p in zip(chunk, probs, strict=True):
+                    self._probs[(i, model_name)] = p
+            else:  # mixed sizes: one by one
+                for i in chunk:
+                    self._proba(i, model_name)
+            self._progress_step(len(chunk))
+        self._progress_done()
+        return np.asarray([int(np.argmax(self._probs[(i, model_name)])) for i in indices])
+
+    @guarded
+    def _on_filter(self, _change: Any = None) -> None:
+        self._apply_filters(keep=None)
+        self._refresh(compute=self.auto_explain.value)
+
+    def _apply_filters(self, keep: int | None) -> None:
+        """Recompute the paging order from the filters; stay on dataset index ``keep`` if it
+        still passes, else go to the first sample. Does not render."""
+        indices = list(range(self._length()))
+        klass = self.class_filter.value
+        if klass != ALL:
+            labels = self._all_labels()
+            indices = [i for i in indices if labels[i] == klass]
+        rule = self.prediction_filter.value
+        if rule != ALL:
+            model_name, correct = rule
+            labels = self._all_labels()
+            labelled = [i for i in indices if labels[i] >= 0]
+            preds = self._predictions(model_name, labelled)
+            indices = [i for i, p in zip(labelled, preds, strict=True)
+                       if (p == labels[i]) == correct]
+        self._order = indices
+        self._suspend += 1
+        try:
+            self.position.max = max(len(indices) - 1, 0)
+            self.position.value = indices.index(keep) if keep in indices else 0
+        finally:
+            self._suspend -= 1
+
+    @guarded
+    def _step(self, delta: int) -> None:
+        """Previous/next; past the end of a stream of unknown length, read its next page."""
+        if self.position.value + delta >= len(self._order) and self._source.length is None:
+            current = self.index
+            if self._extend(self._stream_page):
+                self._labels = None
+                self._apply_filters(keep=current)
+        if self._order:
+            self.position.value = int(np.clip(self.position.value + delta, 0,
+                                              len(self._order) - 1))
+
+    def _on_position(self, _change: Any) -> None:
+        if not self._suspend:
+            self._on_expensive()
+
+    @guarded
+    def _on_seek(self, change: Any) -> None:
+        if not self._suspend:
+            self.show(int(change["new"]))
+
+    def _make_retarget(self, model_name: str, slot: int) -> Callable[[Any], None]:
+        def retarget(_button: Any) -> None:
+            self.target.value = self._topk_classes[model_name][slot]
+
+        return retarget
+
+    # ------------------------------------------------------------------ expensive and cheap paths
+
+    def _on_expensive(self, _change: Any = None) -> None:
+        if not self._suspend:
+            self._refresh(compute=self.auto_explain.value)
+
+    @guarded
+    def _on_cheap(self, _change: Any = None) -> None:
+        self._render()
+
+    @guarded
+    def _refresh(self, compute: bool) -> None:
+        """Make sure predictions exist for the sample on view, compute the missing maps when
+        ``compute``, then render. The only path that calls the model."""
+        self._errors = []
+        index = self.index
+        if index is None:
+            self._render()
+            return
+        for model_name in self.model_select.value:
+            self._proba(index, model_name)
+        self._update_topk(index)
+        if compute:
+            jobs = []
+            for model_name in self.model_select.value:
+                for title in self.method_select.value:
+                    key = self._key(model_name, title)
+                    if key is None:
+                        self._target_for(index, model_name)  # raises the reason
+                    elif key not in self._maps:
+                        jobs.append(key)
+            self._run_jobs(jobs)
+        self._render()
+
+    def _run_jobs(self, jobs: list[tuple]) -> None:
+        self._progress_start(len(jobs), "explain")
+        start = time.perf_counter()
+        for key in jobs:
+            try:
+                self._maps.put(key, self._compute_map(key))
+                self._cell_errors.pop(key, None)
+            except Exception as error:  # noqa: BLE001 - shown in the cell and the error area
+                logger.exception("explaining %s failed", key[1:4])
+                self._cell_errors[key] = f"{key[1]} · {key[2]}: {type(error).__name__}: {error}"
+            self._progress_step(1)
+        self._progress_done(ok=not any(k in self._cell_errors for k in jobs))
+        if jobs:
+            self._last_compute_s = time.perf_counter() - start
+
+    def _progress_start(self, total: int, what: str) -> None:
+        self.progress.description = what
+        self.progress.max = max(total, 1)
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+
+    def _progress_step(self, n: int) -> None:
+        self.progress.value = min(self.progress.value + n, self.progress.max)
+
+    def _progress_done(self, ok: bool = True) -> None:
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success" if ok else "danger"
+
+    def _update_topk(self, index: int) -> None:
+        for model_name, pairs in self._topk_buttons.items():
+            if (index, model_name) not in self._probs:
+                continue
+            probs = self._probs[(index, model_name)]
+            top = np.argsort(-probs)[: len(pairs)]
+            current = self.target.value
+            for slot, ((button, bar), k) in enumerate(zip(pairs, top, strict=False)):
+                k = int(k)
+                self._topk_classes[model_name][slot] = k
+                name = self._class_names[k] if k < len(self._class_names) else str(k)
+                button.description = f"{name} {probs[k]:.0%}"
+                button.button_style = "info" if current == k else ""
+                bar.value = float(probs[k])
+
+    # ------------------------------------------------------------------ rendering (cheap)
+
+    def _display_base(self, index: int) -> np.ndarray:
+        base = self._display.get(index)
+        if base is None:
+            base = np.asarray(render.fit_image(self._sample(index).image, self._cell))
+            self._display.put(index, base)
+        return base
+
+    def _postprocess(self, raw: np.ndarray, signed: bool) -> tuple[np.ndarray, float]:
+        sal = raw if signed else np.abs(raw)
+        mag = np.abs(sal)
+        q = float(self.clip.value)
+        vmax = float(np.percentile(mag, q)) if q < 100 else float(mag.max())
+        return sal, vmax
+
+    def _cmap_for(self, signed: bool) -> str:
+        name = self.cmap.value
+        if name == "auto":
+            return "RdBu_r" if signed else "inferno"
+        return name
+
+    def _render(self) -> None:
+        """Compose the grid from the caches (never calls the model) and publish it."""
+        index = self.index
+        errors = list(self._errors)
+        if index is None:
+            self._grid = render.image_grid([None], ["no sample passes the filters"],
+                                           cell=self._cell)
+            self.status.value = "<i>no sample passes the filters</i>"
+        else:
+            base = self._display_base(index)
+            label = self._label(index)
+            label_text = "—" if label is None else self._class_name(label)
+            self._suspend += 1
+            try:
+                self.seek.value = index  # the box shows where we are
+            finally:
+                self._suspend -= 1
+            self.status.value = (
+                f"{self.position.value + 1} / {len(self._order)} &nbsp;·&nbsp; index {index}"
+                f" &nbsp;·&nbsp; label <b>{label_text}</b>"
+            )
+            images: list[Any] = []
+            captions: list[str] = []
+            signed_view = self.sign.value == "signed"
+            titles = list(self.method_select.value)
+            for model_name in self.model_select.value:
+                probs = self._probs.get((index, model_name))
+                images.append(base)
+                if probs is None:
+                    captions.append(f"{model_name}\n(not predicted)")
+                else:
+                    k = int(np.argmax(probs))
+                    captions.append(f"{model_name}\n{self._class_name(k)} {probs[k]:.0%}")
+                for title in titles:
+                    key = self._key(model_name, title)
+                    raw = self._maps.get(key) if key is not None else None
+                    if key is not None and key in self._cell_errors:
+                        errors.append(self._cell_errors[key])
+                        images.append(None)
+                        captions.append(f"{title}\nerror (see above)")
+                    elif raw is None:
+                        images.append(None)
+                        captions.append(f"{title}\npress Explain")
+                    else:
+                        signed = signed_view and self._methods[title].signed
+                        sal, vmax = self._postprocess(raw, signed)
+                        images.append(render.overlay(
+                            base, sal, alpha=float(self.alpha.value),
+                            cmap=self._cmap_for(signed), mode=self.mode.value, signed=signed,
+                            vmax=vmax,
+                        ))
+                        captions.append(f"{title}\ntarget {self._class_name(key[4])}")
+            if not images:
+                images, captions = [base], ["select a model and a method"]
+            self._grid = render.image_grid(images, captions, ncols=1 + len(titles),
+                                           cell=self._cell)
+        self.view.value = render.to_png(self._grid)
+        self.errors.value = error_html(errors)
+
+    def _class_name(self, k: int) -> str:
+        return self._class_names[k] if 0 <= k < len(self._class_names) else str(k)
+
+    def _report_error(self, message: str) -> None:
+        self._errors = [*self._errors, message]
+        if hasattr(self, "errors"):
+            self.errors.value = error_html(self._errors)
+
+    @guarded
+    def _save_clicked(self) -> None:
+        path = self.save_png(self.save_path.value)
+        self.status.value = f"saved {path}"

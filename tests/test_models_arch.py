@@ -349,3 +349,30 @@ def test_text_preprocess_maps_strings_to_token_ids():
     batch = pre(["the movie was great .", "i hated the plot ."])
     assert batch.shape == (2, 12) and torch.equal(batch[0], one)
     assert pickle.loads(pickle.dumps(pre))("the movie").tolist() == pre("the movie").tolist()
+
+
+def test_vit_sincos_positions_are_fixed_and_distinct():
+    vit = models.TinyViT(image_size=16, patch_size=4, dim=32, depth=1, num_heads=2, num_classes=3,
+                         pos_embed="sincos")
+    assert "pos_embed" not in dict(vit.named_parameters())  # a buffer: never trained
+    pos = vit.pos_embed[0]
+    assert torch.equal(pos[0], torch.zeros(32))  # CLS carries no position
+    patches = pos[1:]
+    assert torch.cdist(patches, patches).add(torch.eye(len(patches))).min() > 1e-3
+
+
+def test_vit_cls_plus_mean_head_sees_every_patch_token():
+    vit = models.TinyViT(image_size=16, patch_size=4, dim=32, depth=1, num_heads=2, num_classes=3,
+                         pool="cls+mean").eval()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    tokens = {}
+    handle = vit.norm.register_forward_hook(lambda m, i, o: tokens.setdefault("out", o))
+    try:
+        logits = vit(x)
+    finally:
+        handle.remove()
+    out = tokens["out"]
+    expected = vit.head((out[:, 0] + out[:, 1:].mean(dim=1)) / 2)
+    assert torch.allclose(logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="pool"):
+        models.TinyViT(image_size=16, patch_size=4, pool="max")

@@ -295,7 +295,8 @@ class PatchEmbed(nn.Module):
     Convolutions Help Transformers See Better", NeurIPS 2021).
     """
 
-    def __init__(self, in_channels: int, dim: int, patch_size: int, stem: str = "patch") -> None:
+    def __init__(self, in_channels: int, dim: int, patch_size: int, stem: str = "patch",
+                 stem_width: int | None = None) -> None:
         super().__init__()
         _check_choice("stem", stem, ("patch", "conv"))
         steps = int(math.log2(patch_size)) if stem == "conv" else 0
@@ -304,7 +305,8 @@ class PatchEmbed(nn.Module):
         layers: list[nn.Module] = []
         channels = in_channels
         for i in range(steps):
-            width = max(dim // 2 ** (steps - 1 - i), 8)
+            top = dim if stem_width is None else int(stem_width)
+            width = max(top // 2 ** (steps - 1 - i), 8)
             layers += [nn.Conv2d(channels, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
                        nn.GELU(), nn.Conv2d(width, width, 3, 1, 1, bias=False),
                        nn.BatchNorm2d(width), nn.GELU()]
@@ -319,6 +321,27 @@ class PatchEmbed(nn.Module):
         return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
 
 
+def sincos_pos_embed(dim: int, grid_size: tuple[int, int]) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embeddings ``(1, 1 + rows * cols, dim)``, zeros for CLS.
+
+    Half the channels encode the row, half the column, each with the 1-D sin/cos frequencies of
+    Vaswani et al. (2017); the 2-D form follows MAE (He et al., CVPR 2022) and "Better plain ViT
+    baselines" (Beyer et al., 2022), where fixed embeddings train faster than learned ones.
+    """
+    if dim % 4:
+        raise ValueError(f"dim: pos_embed='sincos' needs a multiple of 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(grid_size[0], dtype=torch.float64),
+                                torch.arange(grid_size[1], dtype=torch.float64), indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        angles = coord[:, None] * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    table = torch.cat(parts, dim=1).float()
+    return torch.cat([torch.zeros(1, dim), table], dim=0)[None]
+
+
 class TinyViT(nn.Module):
     """A tiny Vision Transformer (Dosovitskiy et al., ICLR 2021) with timm-style module names.
 
@@ -326,7 +349,17 @@ class TinyViT(nn.Module):
     with ``norm1``, ``attn``, ``norm2``, ``mlp``) -> ``norm`` -> ``head`` on the CLS token. The
     token grid is ``image_size // patch_size`` per side; ``image_size`` must be divisible by
     ``patch_size``. ``stem="conv"`` replaces the patchify conv by a small convolutional stem with
-    the same token grid (see ``PatchEmbed``).
+    the same token grid (see ``PatchEmbed``; ``stem_width`` sets its last width, default ``dim``).
+
+    Options that make a tiny ViT train quickly on a few thousand images (defaults keep the
+    classic recipe): ``pos_embed="sincos"`` uses fixed 2-D sine-cosine position embeddings
+    (a buffer, see ``sincos_pos_embed``); ``init="xavier"`` initialises linears Xavier-uniform
+    with a zero head, as in Beyer et al., "Better plain ViT baselines for ImageNet-1k" (2022),
+    instead of truncated normal std 0.02, whose tiny query/key/value/projection products start
+    attention in a slow plateau; ``pool="cls+mean"`` feeds the head the average of the CLS token
+    and the mean patch token (after the final ``norm``), which gives the stem a direct gradient
+    path from the start. The CLS token stays in every block, so attention maps and rollout from
+    the CLS row remain meaningful.
     """
 
     def __init__(
@@ -340,8 +373,15 @@ class TinyViT(nn.Module):
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         stem: str = "patch",
+        pos_embed: str = "learned",
+        stem_width: int | None = None,
+        init: str = "trunc_normal",
+        pool: str = "cls",
     ) -> None:
         super().__init__()
+        _check_choice("pool", pool, ("cls", "cls+mean"))
+        _check_choice("pos_embed", pos_embed, ("learned", "sincos"))
+        _check_choice("init", init, ("trunc_normal", "xavier"))
         if int(patch_size) < 1 or int(image_size) % int(patch_size):
             raise ValueError(
                 f"image_size: expected a multiple of patch_size={patch_size}, got {image_size}"
@@ -350,13 +390,18 @@ class TinyViT(nn.Module):
             "image_size": int(image_size), "patch_size": int(patch_size),
             "in_channels": int(in_channels), "num_classes": int(num_classes), "dim": int(dim),
             "depth": int(depth), "num_heads": int(num_heads), "mlp_ratio": float(mlp_ratio),
-            "stem": stem,
+            "stem": stem, "pos_embed": pos_embed,
+            "stem_width": None if stem_width is None else int(stem_width), "init": init,
+            "pool": pool,
         }
         self.grid_size = (image_size // patch_size, image_size // patch_size)
         num_patches = self.grid_size[0] * self.grid_size[1]
-        self.patch_embed = PatchEmbed(in_channels, dim, patch_size, stem)
+        self.patch_embed = PatchEmbed(in_channels, dim, patch_size, stem, stem_width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
+        if pos_embed == "sincos":
+            self.register_buffer("pos_embed", sincos_pos_embed(dim, self.grid_size))
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -380,16 +425,25 @@ class TinyViT(nn.Module):
         tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
         for block in self.blocks:
             tokens = block(tokens)
-        return self.head(self.norm(tokens)[:, 0])
+        tokens = self.norm(tokens)
+        if self.config["pool"] == "cls+mean":
+            return self.head(0.5 * (tokens[:, 0] + tokens[:, 1:].mean(dim=1)))
+        return self.head(tokens[:, 0])
 
     @torch.no_grad()
     def init_weights(self, generator: torch.Generator | None = None) -> None:
         """Truncated-normal (std 0.02) linears, position and CLS embeddings; unit LayerNorms."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                _init_linear(module, generator, std=0.02)
+                if self.config["init"] == "xavier":
+                    nn.init.xavier_uniform_(module.weight, generator=generator)
+                    module.bias.zero_()
+                else:
+                    _init_linear(module, generator, std=0.02)
             elif isinstance(module, nn.LayerNorm):
                 module.reset_parameters()
+        if self.config["init"] == "xavier":
+            self.head.weight.zero_()
         for conv in self.patch_embed.modules():
             if isinstance(conv, nn.Conv2d):
                 nn.init.kaiming_uniform_(conv.weight, a=math.sqrt(5), generator=generator)
@@ -397,8 +451,11 @@ class TinyViT(nn.Module):
                     conv.bias.zero_()
             elif isinstance(conv, nn.BatchNorm2d):
                 conv.reset_parameters()
-        for param in (self.cls_token, self.pos_embed):
-            nn.init.trunc_normal_(param, std=0.02, a=-0.04, b=0.04, generator=generator)
+        nn.init.trunc_normal_(self.cls_token, std=0.02, a=-0.04, b=0.04, generator=generator)
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.trunc_normal_(self.pos_embed, std=0.02, a=-0.04, b=0.04, generator=generator)
+        else:
+            self.pos_embed.copy_(sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size))
 
 
 class TextCNN(nn.Module):

@@ -83,12 +83,13 @@ _SPECS: dict[str, ModelSpec] = {
         train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=5e-4),
     ),
     "shapes-vit": ModelSpec(
-        description="TinyViT (4x4 patch tokens from a conv stem, dim 64, 4 blocks, CLS token) "
-                    "on 32x32 RGB shapes, 5 classes",
+        description="TinyViT (4x4 patch tokens from a conv stem, dim 64, 4 blocks, CLS token, "
+                    "fixed sin-cos positions) on 32x32 RGB shapes, 5 classes",
         dataset="shapes", architecture="TinyViT",
         config={"image_size": 32, "patch_size": 4, "in_channels": 3, "num_classes": 5,
-                "dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0, "stem": "conv"},
-        train=TrainConfig(epochs=8, batch_size=32, lr=2e-3, weight_decay=0.05, max_shift=2,
+                "dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0, "stem": "conv",
+                "pos_embed": "sincos", "pool": "cls+mean"},
+        train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, weight_decay=0.05, max_shift=2,
                           hflip=True),
     ),
     "digits-cnn": ModelSpec(

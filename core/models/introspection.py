@@ -115,15 +115,17 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` (every submodule) in eval mode and restore each module's previous
     ``training`` flag on exit, also on exceptions. Nothing else about the model changes."""
-    flags = [(module, module.training) for module in model.modules()]
-    if model.training:
-        logger.debug("model was in training mode; switched to eval() for the analysis")
+    training = [module for module in model.modules() if module.training]
+    if not training:  # the common case: already in eval mode, nothing to switch or restore
+        yield model
+        return
+    logger.debug("model was in training mode; switched to eval() for the analysis")
     model.eval()
     try:
         yield model
     finally:
-        for module, flag in flags:
-            module.training = flag
+        for module in training:
+            module.training = True
 
 
 def _config_value(model: nn.Module, key: str) -> Any:

@@ -9,8 +9,9 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 from visloupe.core.attribution import attribute
-from visloupe.core.evaluation.faithfulness import abpc, linf_perturbation, max_sensitivity
+from visloupe.core.evaluation.faithfulness import abpc
 from visloupe.core.evaluation.localisation import as_masks, energy_in_mask, pointing_game
+from visloupe.core.evaluation.robustness import linf_perturbation, max_sensitivity
 
 
 def _linear(seed: int = 0, c: int = 3, h: int = 8) -> tuple[nn.Module, torch.Tensor]:
@@ -177,7 +178,7 @@ def test_max_sensitivity_agrees_with_captum_on_a_full_shape_explainer():
     def full(m, inp, t):
         return Saliency(m).attribute(inp, target=t, abs=False)
 
-    ours = max_sensitivity(full, model, x, radius=0.1, n_samples=6, seed=3)
+    ours = max_sensitivity(model, x, full, radius=0.1, n_samples=6, seed=3)
     direct = sensitivity_max(
         lambda inp, target: Saliency(model).attribute(inp, target=target, abs=False), x,
         perturb_func=linf_perturbation(3), perturb_radius=0.1, n_perturb_samples=6,
@@ -185,9 +186,9 @@ def test_max_sensitivity_agrees_with_captum_on_a_full_shape_explainer():
     )
     torch.testing.assert_close(ours, direct.reshape(-1))
     assert torch.all(ours > 0)
-    other_seed = max_sensitivity(full, model, x, radius=0.1, n_samples=6, seed=4)
+    other_seed = max_sensitivity(model, x, full, radius=0.1, n_samples=6, seed=4)
     assert not torch.equal(ours, other_seed)
-    assert torch.equal(ours, max_sensitivity(full, model, x, radius=0.1, n_samples=6, seed=3))
+    assert torch.equal(ours, max_sensitivity(model, x, full, radius=0.1, n_samples=6, seed=3))
 
 
 def test_max_sensitivity_of_map_explainers_by_hand():
@@ -195,8 +196,8 @@ def test_max_sensitivity_of_map_explainers_by_hand():
     w = w.detach()
     x = _images(2, seed=13)
     # saliency of a linear model never changes; input x gradient changes by w * delta
-    assert torch.count_nonzero(max_sensitivity("saliency", model, x, target=0)) == 0
-    ours = max_sensitivity("input_x_gradient", model, x, target=0, radius=0.05, n_samples=4,
+    assert torch.count_nonzero(max_sensitivity(model, x, "saliency", target=0)) == 0
+    ours = max_sensitivity(model, x, "input_x_gradient", target=0, radius=0.05, n_samples=4,
                            seed=1)
     g = torch.Generator().manual_seed(1)
     noise = (2 * torch.rand((8, *x.shape[1:]), generator=g, dtype=x.dtype) - 1) * 0.05

@@ -3,6 +3,7 @@
 - :class:`SaliencyExplorer`: page through a dataset and compare saliency maps of several models
   and methods (the successor to Captum Insights).
 - :class:`SplitIGExplorer`: where Integrated Gradients saturates; move the split by hand.
+- :class:`COSEExplorer`: consistency and sensitivity of saliency under augmentations (COSE).
 - :class:`PaddingInspector`: uneven padding, foveation and blind spots of a CNN ("Mind the Pad").
 - :class:`BoxExplorer`: Task2Box boxes you can drag and resize; containment follows in Python.
 - :mod:`visloupe.widgets.render`: overlays, colormaps, image grids and PNG bytes (numpy + PIL).
@@ -10,8 +11,16 @@
 
 from . import render
 from .boxes import BoxExplorer
+from .cose import COSEExplorer
 from .padding import PaddingInspector
 from .saliency import SaliencyExplorer
 from .splitig import SplitIGExplorer
 
-__all__ = ["BoxExplorer", "PaddingInspector", "SaliencyExplorer", "SplitIGExplorer", "render"]
+__all__ = [
+    "BoxExplorer",
+    "COSEExplorer",
+    "PaddingInspector",
+    "SaliencyExplorer",
+    "SplitIGExplorer",
+    "render",
+]

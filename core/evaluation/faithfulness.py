@@ -1,11 +1,10 @@
-"""Faithfulness of saliency maps: deletion curves (ABPC) and max-sensitivity.
+"""Faithfulness of saliency maps: deletion curves (ABPC).
 
 ``abpc`` is the "area between perturbation curves" of the Split IG authors' evaluation code
 (Miglani et al., "Investigating Saturation Effects in Integrated Gradients", ICML-WHI 2020,
 notebook ``ImageNetSplitIG-Basic``); the idea of comparing least- and most-relevant-first
-deletion goes back to Samek et al. (2017) and Schulz et al. (ICLR 2020). ``max_sensitivity`` is
-Yeh et al.'s max-sensitivity ("On the (In)fidelity and Sensitivity of Explanations", NeurIPS
-2019) through Captum's ``sensitivity_max``, seeded and for ``(N, H, W)`` explainers.
+deletion goes back to Samek et al. (2017) and Schulz et al. (ICLR 2020).
+Max-sensitivity lives in :mod:`.robustness` beside infidelity.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
 from ..attribution.explain import (
@@ -28,7 +26,7 @@ from ..attribution.explain import (
 )
 from ..models.introspection import as_logits, eval_mode, model_device
 
-__all__ = ["ABPCResult", "abpc", "linf_perturbation", "max_sensitivity"]
+__all__ = ["ABPCResult", "abpc"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,74 +212,3 @@ def abpc(
 # --------------------------------------------------------------------------------------------
 # max-sensitivity
 # --------------------------------------------------------------------------------------------
-
-
-def linf_perturbation(seed: int = 0) -> Callable[[Any, float], Tensor]:
-    """A Captum ``perturb_func`` drawing uniform noise in the L-inf ball of the given radius (as
-    Captum's ``default_perturb_func``) from its own seeded generator, not the global RNG."""
-    generator = torch.Generator().manual_seed(int(seed))
-
-    def perturb(inputs: Any, perturb_radius: float = 0.02) -> Tensor:
-        x = inputs[0] if isinstance(inputs, tuple) else inputs
-        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype)
-        return x + ((2 * noise - 1) * perturb_radius).to(x.device)
-
-    return perturb
-
-
-def max_sensitivity(
-    explainer: str | Callable[..., Tensor],
-    model: nn.Module,
-    inputs: Tensor,
-    target: int | Sequence[int] | Tensor | None = None,
-    *,
-    radius: float = 0.02,
-    n_samples: int = 10,
-    seed: int = 0,
-    norm: str | float = "fro",
-    batch_size: int | None = None,
-) -> Tensor:
-    """Max-sensitivity ``max_δ ||A(x + δ) - A(x)|| / ||A(x)||`` per image ``(N,)`` (lower is more
-    robust), ``δ`` uniform in the L-inf ball of ``radius``, ``n_samples`` draws (Yeh et al. 2019;
-    Captum's ``sensitivity_max``). ``A`` is ``explainer`` (a registry name or a callable
-    ``(model, inputs, target)`` returning maps of any shape with N first); the target is fixed
-    to ``target`` (None: the class predicted for the clean input) for the perturbed inputs too.
-    ``batch_size``: Captum's ``max_examples_per_batch``.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples: expected a positive int, got {n_samples!r}")
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 0:
-        raise ValueError(f"radius: expected a number >= 0, got {radius!r}")
-    batch_size = _check_batch_size(batch_size)
-    if isinstance(explainer, (str, Explainer, tuple)):
-        explain_fn: Callable[..., Tensor] = resolve_explainer(explainer)
-    elif callable(explainer):
-        explain_fn = explainer  # any output shape: Captum flattens per example
-    else:
-        raise TypeError(
-            "explainer: expected a registry method name or a callable (model, inputs, target), "
-            f"got {type(explainer).__name__}"
-        )
-    x_user = check_inputs(model, inputs)
-    x = x_user.detach().to(model_device(model))
-    with eval_mode(model):
-        target_t = _targets(model, x, target, batch_size)
-
-    def explanation(inp: Any, target: Tensor) -> Tensor | tuple[Tensor]:
-        # Captum passes a 1-tuple for the clean input (and then iterates over the result, so a
-        # tuple must come back) and a tensor for the perturbed ones, all under torch.no_grad();
-        # gradient explainers need gradients back on.
-        batch = inp[0] if isinstance(inp, tuple) else inp
-        with torch.enable_grad():
-            maps = explain_fn(model, batch, target)
-        return (maps,) if isinstance(inp, tuple) else maps
-
-    with eval_mode(model):
-        scores = sensitivity_max(
-            explanation, x, perturb_func=linf_perturbation(seed), perturb_radius=float(radius),
-            n_perturb_samples=n_samples, norm_ord=norm, max_examples_per_batch=batch_size,
-            target=target_t,
-        )
-    return scores.reshape(-1).to(x_user.device)

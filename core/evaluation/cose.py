@@ -1,0 +1,562 @@
+"""COSE: the consistency-sensitivity metric for saliency maps.
+
+Daroya*, Sun*, Maji, "COSE: A Consistency-Sensitivity Metric for Saliency on Image
+Classification", ICCV 2023 Workshops (arXiv:2309.10989); semantics of the official code
+(cvl-umass/COSE, commit 195757c):
+
+- each test image ``x`` is explained for its *predicted* class ``ŷ``; images the model gets
+  wrong (``ŷ != y``) are dropped;
+- every op of the augmentation space (``transforms.TRANSFORMS``) gives pairs: ``ŷ_t`` and the map
+  ``S_t`` of ``t(x)`` for ``ŷ_t``, brought back by ``t⁻¹`` and compared with SSIM (masked for
+  translations/rotations); signed ops at ``magnitudes_per_transform`` magnitudes per image drawn
+  without replacement from the 60 non-zero signed bins;
+- model-change pairs (a random initialisation, intermediate checkpoints) compare ``S0`` with the
+  map of another model for its own prediction on ``x``;
+- consistency = mean SSIM over image pairs with ``ŷ_t = y``; sensitivity = 1 − mean SSIM over
+  all pairs whose prediction is not ``y`` (image and model pairs); flat means over pairs;
+  ``COSE = sqrt(consistency · sensitivity)`` (the code's geometric mean).
+
+Work is batched by op across images (one stacked batch per op, chunked by ``batch_size``);
+predictions and the reference maps are computed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from ..attribution import resolve_explainer, resolve_explainers
+from ..models.introspection import as_logits, eval_mode, model_device
+from .ssim import ssim
+from .transforms import (
+    apply_transform,
+    invert_map,
+    resolve_transforms,
+    sample_magnitudes,
+    transform_spec,
+    validity_mask,
+)
+
+__all__ = [
+    "COSEReport",
+    "PairView",
+    "PixelData",
+    "compare_methods",
+    "cose",
+    "explain_pair",
+    "pixel_data",
+]
+
+logger = logging.getLogger(__name__)
+
+_PAIR_COLUMNS = ["image", "op", "kind", "magnitude", "label", "prediction",
+                 "changed_prediction", "unchanged", "similarity"]
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class PixelData:
+    """Images in pixel space ``(N, C, H, W)`` in [0, 1], their labels ``(N,)`` (or None), the
+    dataset indices they came from, and ``normalize`` mapping pixels to model inputs."""
+
+    pixels: Tensor
+    labels: Tensor | None
+    indices: tuple[int, ...]
+    normalize: Callable[[Tensor], Tensor] = field(repr=False)
+
+
+class _Normalize:
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x)) / self.std.to(x)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def pixel_data(
+    data: Any,
+    preprocess: Callable | None = None,
+    *,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+    indices: Sequence[int] | None = None,
+    n_images: int | None = None,
+) -> PixelData:
+    """Read ``data`` (anything ``data.as_image_source`` accepts) into pixel space.
+
+    COSE transforms images *before* the model's normalisation. ``preprocess`` with ``size``,
+    ``mode``, ``mean`` and ``std`` attributes (``models.pretrained``'s ``ImagePreprocess``) is
+    split into a [0, 1] resize and its normalisation; any other callable must return [0, 1]
+    pixels and ``normalize`` (default identity) maps them to model inputs. None reads the images
+    as stored, in [0, 1]. ``indices`` or the first ``n_images`` items select the images.
+    """
+    from ..data import as_image_source
+    from ..models.preprocess import ImagePreprocess
+
+    source = as_image_source(data)
+    if indices is None:
+        total = source.length
+        if total is None:
+            if n_images is None:
+                raise ValueError("n_images: a stream of unknown length needs n_images= or "
+                                 "indices=")
+            total = n_images
+        if n_images is not None:
+            if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+                raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
+            total = min(total, n_images)
+        indices = range(total)
+    indices = tuple(int(i) for i in indices)
+    if not indices:
+        raise ValueError("indices: expected at least one image")
+    pixel_fn: Callable | None = preprocess
+    if preprocess is not None and all(hasattr(preprocess, a) for a in
+                                      ("size", "mode", "mean", "std")):
+        pixel_fn = ImagePreprocess(preprocess.size, preprocess.mode, 0.0, 1.0)
+        if normalize is None:
+            normalize = _Normalize(preprocess.mean, preprocess.std)
+    elif preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess: expected None or a callable PIL.Image -> Tensor (C, H, W), "
+                        f"got {type(preprocess).__name__}")
+    if normalize is not None and not callable(normalize):
+        raise TypeError(f"normalize: expected a callable Tensor -> Tensor, got "
+                        f"{type(normalize).__name__}")
+    pixels = source.tensors(indices, pixel_fn).float()
+    if pixels.min() < -1e-6 or pixels.max() > 1 + 1e-6:
+        raise ValueError(
+            f"preprocess: COSE needs pixel-space images in [0, 1], got range "
+            f"[{float(pixels.min()):.3g}, {float(pixels.max()):.3g}]; pass a preprocess that "
+            "returns [0, 1] pixels and the normalisation as normalize="
+        )
+    try:
+        labels: Tensor | None = source.labels(indices)
+    except ValueError:
+        labels = None
+    return PixelData(pixels.clamp(0, 1), labels, indices, normalize or _identity)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if values.size else float("nan")
+
+
+@dataclass(frozen=True)
+class COSEReport:
+    """COSE of one explainer on one model.
+
+    ``consistency`` (and its ``geometric_`` / ``photometric_`` parts), ``sensitivity`` and
+    ``cose`` are flat means over pairs (NaN when a side has no pairs, with a warning);
+    ``n_consistency`` / ``n_sensitivity`` count the pairs behind them (``n_model_pairs`` of the
+    sensitivity pairs are model changes). ``n_images`` originals were evaluated after
+    ``n_dropped`` misclassified ones were removed. ``pairs``: one row per pair with columns
+    image (dataset index), op, kind ("geometric" | "photometric" | "model"), magnitude (NaN for
+    unsigned ops and models), label, prediction (original), changed_prediction (after the
+    change), unchanged (prediction still the label), similarity (SSIM).
+    """
+
+    explainer: str
+    consistency: float
+    geometric_consistency: float
+    photometric_consistency: float
+    sensitivity: float
+    cose: float
+    n_images: int
+    n_dropped: int
+    n_consistency: int
+    n_sensitivity: int
+    n_model_pairs: int
+    pairs: pd.DataFrame = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scalar fields (no per-pair table)."""
+        return {k: getattr(self, k) for k in (
+            "explainer", "consistency", "geometric_consistency", "photometric_consistency",
+            "sensitivity", "cose", "n_images", "n_dropped", "n_consistency", "n_sensitivity",
+            "n_model_pairs")}
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """A copy of the per-pair table."""
+        return self.pairs.copy()
+
+    def by_transform(self) -> pd.DataFrame:
+        """Per op: pair counts, mean similarity of unchanged pairs (consistency) and
+        1 − mean similarity of changed pairs (sensitivity)."""
+        rows = []
+        for op, group in self.pairs.groupby("op", sort=False):
+            same = group[group.unchanged]
+            diff = group[~group.unchanged]
+            rows.append({"op": op, "kind": group.kind.iloc[0], "pairs": len(group),
+                         "unchanged": len(same), "changed": len(diff),
+                         "consistency": same.similarity.mean() if len(same) else float("nan"),
+                         "sensitivity": 1 - diff.similarity.mean() if len(diff)
+                         else float("nan")})
+        return pd.DataFrame(rows)
+
+    @classmethod
+    def from_pairs(cls, explainer: str, pairs: pd.DataFrame, n_images: int,
+                   n_dropped: int) -> COSEReport:
+        """Aggregate a per-pair table (columns as ``pairs``) with the paper's rules."""
+        valid = pairs[np.isfinite(pairs.similarity.to_numpy(dtype=float))]
+        image_pairs = valid[valid.kind != "model"]
+        cons = image_pairs[image_pairs.unchanged]
+        sens = valid[~valid.unchanged]
+        c = _mean(cons.similarity.to_numpy(dtype=float))
+        s = 1.0 - _mean(sens.similarity.to_numpy(dtype=float)) if len(sens) else float("nan")
+        if not len(cons) or not len(sens):
+            side = "consistency" if not len(cons) else "sensitivity"
+            warnings.warn(f"COSE of {explainer!r}: no pairs for {side} ({len(cons)} "
+                          f"consistency, {len(sens)} sensitivity pairs); the result is NaN",
+                          RuntimeWarning, stacklevel=3)
+        score = math.sqrt(max(c, 0.0) * max(s, 0.0)) if np.isfinite(c) and np.isfinite(s) \
+            else float("nan")
+        geo = cons[cons.kind == "geometric"].similarity.to_numpy(dtype=float)
+        pho = cons[cons.kind == "photometric"].similarity.to_numpy(dtype=float)
+        return cls(explainer=explainer, consistency=c, geometric_consistency=_mean(geo),
+                   photometric_consistency=_mean(pho), sensitivity=s, cose=score,
+                   n_images=n_images, n_dropped=n_dropped, n_consistency=len(cons),
+                   n_sensitivity=len(sens), n_model_pairs=int((sens.kind == "model").sum()),
+                   pairs=pairs)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if batch_size is None:
+        return 256
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    device = model_device(model)
+    out = []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            logits = as_logits(model(x[start:start + batch_size].to(device)))
+            if logits.dim() != 2:
+                raise ValueError(f"model output: expected logits (N, num_classes), got "
+                                 f"{tuple(logits.shape)}")
+            out.append(logits.argmax(dim=1).cpu())
+    return torch.cat(out)
+
+
+def _explain(explainer: Callable, name: str, model: nn.Module, x: Tensor, target: Tensor,
+             batch_size: int) -> Tensor:
+    device = model_device(model)
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        xc = x[start:start + batch_size].to(device)
+        tc = target[start:start + batch_size].to(device)
+        maps = explainer(model, xc, tc)
+        if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:
+            maps = maps[:, 0]
+        expected = (xc.shape[0], xc.shape[2], xc.shape[3])
+        if not isinstance(maps, Tensor) or tuple(maps.shape) != expected:
+            got = tuple(maps.shape) if isinstance(maps, Tensor) else type(maps).__name__
+            raise ValueError(f"explainer {name!r}: expected maps (N, H, W) = {expected} (the "
+                             f"images' size), got {got}")
+        maps = maps.detach().to("cpu", torch.float64)
+        if not torch.isfinite(maps).all():
+            raise ValueError(f"explainer {name!r}: returned NaN/inf values")
+        out.append(maps)
+    return torch.cat(out)
+
+
+def _resolve_alt_models(alt_models: Any) -> dict[str, nn.Module]:
+    if alt_models is None:
+        return {}
+    if isinstance(alt_models, nn.Module):
+        return {"alt": alt_models}
+    items = alt_models.items() if isinstance(alt_models, Mapping) else \
+        ((f"model{i}", m) for i, m in enumerate(alt_models))
+    out = {}
+    for name, m in items:
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"alt_models[{name!r}]: expected a torch.nn.Module, got "
+                            f"{type(m).__name__}")
+        out[str(name)] = m
+    return out
+
+
+def _empty_pairs() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+        _PAIR_COLUMNS, ["int64", "object", "object", "float64", "int64", "int64", "int64",
+                        "bool", "float64"], strict=True)})
+
+
+# --------------------------------------------------------------------------- cose
+
+
+def cose(
+    model: nn.Module,
+    data: Any,
+    explainer: Any,
+    *,
+    transforms: str | Sequence[str] | None = None,
+    magnitudes_per_transform: int = 6,
+    alt_models: Mapping[str, nn.Module] | Sequence[nn.Module] | None = (),
+    seed: int = 0,
+    batch_size: int | None = None,
+    preprocess: Callable | None = None,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+    n_images: int | None = None,
+    indices: Sequence[int] | None = None,
+    win_size: int = 5,
+) -> COSEReport:
+    """COSE of ``explainer`` on ``model`` over ``data`` (Daroya et al., ICCV-W 2023).
+
+    Args:
+        model: the classifier (analysed in eval mode; not modified).
+        data: anything ``data.as_image_source`` accepts, with labels, or a ``PixelData``.
+        explainer: a registry method name, ``(name, params)`` or a callable
+            ``(model, inputs, target) -> (N, H, W)``.
+        transforms: op names (default all of ``transforms.TRANSFORMS``), or "geometric" /
+            "photometric".
+        magnitudes_per_transform: magnitudes per signed op and image (paper: 6).
+        alt_models: model-change pairs, e.g. ``{"random": ..., "epoch1": ...}`` from
+            ``models.checkpoints`` without ``"final"``; they feed the sensitivity side only.
+        seed: seeds the magnitude draws (a ``torch.Generator``, no global RNG).
+        batch_size: images per forward/explanation call (default 256).
+        preprocess, normalize, n_images, indices: how ``data`` becomes pixels, see
+            :func:`pixel_data`.
+        win_size: SSIM window (paper: 5).
+
+    Returns:
+        a :class:`COSEReport`.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    bs = _check_batch_size(batch_size)
+    ops = resolve_transforms(transforms)
+    explain_fn = resolve_explainer(explainer)
+    name = explain_fn.name
+    alts = _resolve_alt_models(alt_models)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
+    pd_ = data if isinstance(data, PixelData) else pixel_data(
+        data, preprocess, normalize=normalize, indices=indices, n_images=n_images)
+    if pd_.labels is None:
+        raise ValueError("data: COSE needs labels (it drops misclassified originals); pass "
+                         "labelled data")
+    norm = pd_.normalize
+    generator = torch.Generator().manual_seed(seed)
+
+    with eval_mode(model):
+        pred = _predict(model, norm(pd_.pixels), bs)
+        keep = (pred == pd_.labels).nonzero().flatten()
+        n_dropped = int(pd_.pixels.shape[0] - keep.numel())
+        if keep.numel() == 0:
+            warnings.warn(f"COSE of {name!r}: the model misclassifies every original image; "
+                          "no pairs, the result is NaN", RuntimeWarning, stacklevel=2)
+            return _nan_report(name, n_dropped)
+        x = pd_.pixels[keep]
+        y = pd_.labels[keep]
+        image_ids = torch.tensor(pd_.indices)[keep]
+        n, _, h, w = x.shape
+        s0 = _explain(explain_fn, name, model, norm(x), y, bs)
+        frames: list[pd.DataFrame] = []
+        for op in ops:
+            spec = transform_spec(op)
+            k = magnitudes_per_transform if spec.signed else 1
+            mags = sample_magnitudes(op, n, k, size=(h, w), generator=generator).reshape(-1)
+            src = torch.arange(n).repeat_interleave(k)
+            sims, preds = [], []
+            for start in range(0, src.numel(), bs):
+                idx = src[start:start + bs]
+                m = mags[start:start + bs]
+                m_arg = m if spec.signed else None
+                xt = apply_transform(op, x[idx], m_arg)
+                xt_in = norm(xt)
+                pt = _predict(model, xt_in, bs)
+                st = _explain(explain_fn, name, model, xt_in, pt, bs)
+                back = invert_map(op, st, m_arg)
+                valid = validity_mask(op, back.shape, m_arg) if spec.masked else None
+                sims.append(ssim(s0[idx], back, win_size, valid))
+                preds.append(pt)
+            pt_all = torch.cat(preds)
+            frames.append(pd.DataFrame({
+                "image": image_ids[src].numpy(), "op": op, "kind": spec.kind,
+                "magnitude": mags.numpy(), "label": y[src].numpy(),
+                "prediction": y[src].numpy(), "changed_prediction": pt_all.numpy(),
+                "unchanged": (pt_all == y[src]).numpy(),
+                "similarity": torch.cat(sims).numpy()}))
+    xin = norm(x)
+    for alt_name, alt in alts.items():
+        with eval_mode(alt):
+            pa = _predict(alt, xin, bs)
+            sa = _explain(explain_fn, name, alt, xin, pa, bs)
+        frames.append(pd.DataFrame({
+            "image": image_ids.numpy(), "op": alt_name, "kind": "model",
+            "magnitude": np.full(n, np.nan), "label": y.numpy(), "prediction": y.numpy(),
+            "changed_prediction": pa.numpy(), "unchanged": (pa == y).numpy(),
+            "similarity": ssim(s0, sa, win_size).numpy()}))
+    pairs = pd.concat(frames, ignore_index=True) if frames else _empty_pairs()
+    bad = int((~np.isfinite(pairs.similarity.to_numpy(dtype=float))).sum())
+    if bad:
+        logger.warning("COSE of %r: %d pair(s) had an empty validity mask and are left out",
+                       name, bad)
+    return COSEReport.from_pairs(name, pairs, n, n_dropped)
+
+
+def _nan_report(name: str, n_dropped: int) -> COSEReport:
+    nan = float("nan")
+    return COSEReport(name, nan, nan, nan, nan, nan, 0, n_dropped, 0, 0, 0, _empty_pairs())
+
+
+# --------------------------------------------------------------------------- one pair
+
+
+@dataclass(frozen=True)
+class PairView:
+    """Everything the explorer shows for one image and one transformation: pixel images
+    ``(C, H, W)``, maps ``(H, W)``, the validity mask, predictions and the SSIM."""
+
+    image: Tensor
+    transformed: Tensor
+    map: Tensor
+    transformed_map: Tensor
+    map_back: Tensor
+    valid: Tensor
+    prediction: int
+    transformed_prediction: int
+    similarity: float
+
+    @property
+    def prediction_changed(self) -> bool:
+        return self.prediction != self.transformed_prediction
+
+
+def explain_pair(
+    model: nn.Module,
+    pixels: Tensor,
+    explainer: Any,
+    op: str,
+    magnitude: float | None = None,
+    *,
+    normalize: Callable[[Tensor], Tensor] | None = None,
+    win_size: int = 5,
+    reference_map: Tensor | None = None,
+) -> PairView:
+    """One COSE image pair for a single pixel-space image ``(C, H, W)``: the map of the
+    original for its prediction, the transformed image and its map for its own prediction,
+    that map brought back, the validity mask and their SSIM. ``reference_map`` reuses a
+    cached map of the original."""
+    fn = resolve_explainer(explainer)
+    norm = normalize or _identity
+    if not isinstance(pixels, Tensor) or pixels.dim() != 3:
+        raise ValueError(f"pixels: expected one image (C, H, W), got "
+                         f"{tuple(pixels.shape) if isinstance(pixels, Tensor) else pixels!r}")
+    spec = transform_spec(op)
+    m = torch.tensor([float(magnitude)]) if spec.signed else None
+    if spec.signed and magnitude is None:
+        raise ValueError(f"magnitude: {op} needs a magnitude")
+    x = pixels[None].float()
+    with eval_mode(model):
+        p0 = _predict(model, norm(x), 1)
+        s0 = reference_map[None].double() if reference_map is not None else \
+            _explain(fn, fn.name, model, norm(x), p0, 1)
+        xt = apply_transform(op, x, m)
+        pt = _predict(model, norm(xt), 1)
+        st = _explain(fn, fn.name, model, norm(xt), pt, 1)
+    back = invert_map(op, st, m)
+    valid = validity_mask(op, back.shape, m)
+    sim = ssim(s0, back, win_size, valid if spec.masked else None)
+    return PairView(x[0], xt[0], s0[0], st[0], back[0], valid[0], int(p0), int(pt),
+                    float(sim[0]))
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def compare_methods(
+    models: nn.Module | Mapping[str, nn.Module],
+    data: Any,
+    explainers: Any,
+    *,
+    metrics: Sequence[str] = ("cose", "infidelity", "max_sensitivity"),
+    preprocess: Callable | Mapping[str, Callable] | None = None,
+    alt_models: Mapping[str, Any] | None = None,
+    n_images: int | None = None,
+    magnitudes_per_transform: int = 6,
+    transforms: str | Sequence[str] | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    infidelity_kwargs: Mapping[str, Any] | None = None,
+    max_sensitivity_kwargs: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> pd.DataFrame:
+    """The paper's Table 1 shape: one row per (method, model) with consistency (geometric,
+    photometric), sensitivity, COSE and pair counts, plus the mean infidelity and
+    max-sensitivity (Yeh et al., NeurIPS 2019) over the correctly classified images.
+
+    ``preprocess`` and ``alt_models`` may be dicts keyed by model name (``alt_models[name]`` is
+    that model's ``{name: nn.Module}`` of model-change pairs). ``progress(done, total, label)``
+    is called after each (method, model).
+    """
+    from .robustness import infidelity, max_sensitivity
+
+    allowed = {"cose", "infidelity", "max_sensitivity"}
+    metrics = tuple(metrics)
+    if not metrics or set(metrics) - allowed:
+        raise ValueError(f"metrics: expected a non-empty subset of {sorted(allowed)}, got "
+                         f"{list(metrics)}")
+    models_d = {"model": models} if isinstance(models, nn.Module) else dict(models)
+    if not models_d:
+        raise ValueError("models: expected a model or a non-empty dict of models")
+    methods = resolve_explainers(explainers)
+    rows = []
+    total, done = len(models_d) * len(methods), 0
+    for model_name, model in models_d.items():
+        pre = preprocess.get(model_name) if isinstance(preprocess, Mapping) else preprocess
+        alts = (alt_models or {}).get(model_name, {}) if isinstance(alt_models, Mapping) else {}
+        pdata = data if isinstance(data, PixelData) else pixel_data(data, pre,
+                                                                   n_images=n_images)
+        for method_name, fn in methods.items():
+            if hasattr(fn.fn, "reset"):
+                fn.fn.reset()
+            row: dict[str, Any] = {"method": method_name, "model": model_name}
+            if "cose" in metrics:
+                report = cose(model, pdata, fn, transforms=transforms,
+                              magnitudes_per_transform=magnitudes_per_transform,
+                              alt_models=alts, seed=seed, batch_size=batch_size)
+                row.update({k: v for k, v in report.to_dict().items() if k != "explainer"})
+            if {"infidelity", "max_sensitivity"} & set(metrics):
+                xin = pdata.normalize(pdata.pixels)
+                with eval_mode(model):
+                    pred = _predict(model, xin, _check_batch_size(batch_size))
+                correct = (pred == pdata.labels) if pdata.labels is not None else \
+                    torch.ones_like(pred, dtype=torch.bool)
+                xs, ts = xin[correct], pred[correct]
+                if "infidelity" in metrics:
+                    row["infidelity"] = float(infidelity(
+                        model, xs, fn, ts, seed=seed, batch_size=batch_size,
+                        **dict(infidelity_kwargs or {})).mean()) if len(xs) else float("nan")
+                if "max_sensitivity" in metrics:
+                    row["max_sensitivity"] = float(max_sensitivity(
+                        model, xs, fn, ts, seed=seed, batch_size=batch_size,
+                        **dict(max_sensitivity_kwargs or {})).mean()) if len(xs) \
+                        else float("nan")
+            rows.append(row)
+            done += 1
+            if progress is not None:
+                progress(done, total, f"{method_name} / {model_name}")
+    return pd.DataFrame(rows)

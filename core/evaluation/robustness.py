@@ -1,0 +1,216 @@
+"""Infidelity and max-sensitivity of saliency maps (Yeh, Hsieh, Suggala, Inouye, Ravikumar,
+"On the (In)fidelity and Sensitivity of Explanations", NeurIPS 2019), computed by
+``captum.metrics`` for maps ``(N, H, W)`` and any explainer.
+
+What the wrappers take care of (Captum's own conventions, see ``captum/metrics/_core``):
+
+- ``infidelity`` needs attributions of exactly the input shape: a ``(N, H, W)`` map (Grad-CAM,
+  a channel-reduced gradient) is expanded over the channels, so ``<Φ, I>`` sums the map times
+  the perturbation of every channel. The perturbation function returns ``(I, x - I)`` directly
+  (Captum's "not multiplied by inputs" form, right for local maps), drawn from a seeded
+  ``torch.Generator``. ``normalize=True`` applies Yeh et al.'s optimal rescaling ``β`` of the
+  map, which makes the score independent of the map's scale.
+- ``sensitivity_max`` calls the explanation function under ``torch.no_grad()``, first with a
+  1-tuple (and iterates over the result) and then with tensors: the wrapper turns gradients back
+  on and answers in kind. The target of the perturbed inputs is the target of the clean input.
+- The model runs in eval mode through ``as_logits``; inputs are chunked by ``batch_size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from captum.metrics import infidelity as captum_infidelity
+from captum.metrics import sensitivity_max
+from torch import Tensor, nn
+
+from ..attribution import LogitsModule, check_inputs, resolve_explainer, resolve_targets
+from ..models.introspection import as_logits, eval_mode, model_device
+
+__all__ = ["infidelity", "linf_perturbation", "max_sensitivity", "noise_perturbation"]
+
+
+def _check_int(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    return value
+
+
+def _check_radius(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
+            value == float("inf"):
+        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _targets(model: nn.Module, x: Tensor, target: Any, batch_size: int) -> Tensor:
+    with torch.no_grad():
+        outs = [as_logits(model(x[s:s + batch_size])) for s in range(0, x.shape[0], batch_size)]
+    logits = torch.cat(outs)
+    if logits.dim() != 2:
+        raise ValueError(f"model output: expected logits (N, num_classes), got "
+                         f"{tuple(logits.shape)}")
+    if target is None:
+        return logits.argmax(dim=1)
+    return resolve_targets(target, x.shape[0], logits.shape[1]).to(x.device)
+
+
+def noise_perturbation(
+    kind: str = "gaussian", radius: float = 0.1, seed: int = 0
+) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """A Captum infidelity ``perturb_func`` returning ``(I, x - I)``: ``I ~ N(0, radius²)``
+    ("gaussian", Yeh et al.'s noisy-baseline perturbation) or uniform in ``[-radius, radius]``
+    ("uniform"), from its own seeded generator."""
+    if kind not in ("gaussian", "uniform"):
+        raise ValueError(f"perturbation: expected 'gaussian', 'uniform' or a callable, got "
+                         f"{kind!r}")
+    radius = _check_radius("radius", radius)
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def perturb(inputs: Tensor) -> tuple[Tensor, Tensor]:
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        if kind == "gaussian":
+            noise = torch.randn(x.shape, generator=generator) * radius
+        else:
+            noise = (2 * torch.rand(x.shape, generator=generator) - 1) * radius
+        noise = noise.to(device=x.device, dtype=x.dtype)
+        return noise, x - noise
+
+    return perturb
+
+
+def _expand_maps(maps: Tensor, x: Tensor) -> Tensor:
+    """``(N, H, W)`` / ``(N, 1, H, W)`` / ``(N, C, H, W)`` -> the input's shape."""
+    if not isinstance(maps, Tensor):
+        raise TypeError(f"attributions: expected a tensor, got {type(maps).__name__}")
+    n, c, h, w = x.shape
+    a = maps
+    if a.dim() == 3:
+        a = a[:, None]
+    if a.dim() != 4 or a.shape[0] != n or tuple(a.shape[2:]) != (h, w) or a.shape[1] not in (1, c):
+        raise ValueError(f"attributions: expected maps (N, H, W), (N, 1, H, W) or (N, C, H, W) "
+                         f"for inputs {tuple(x.shape)}, got {tuple(maps.shape)}")
+    if not torch.isfinite(a).all():
+        raise ValueError("attributions: expected finite values, got NaN/inf")
+    return a.expand(n, c, h, w).to(x.dtype).contiguous()
+
+
+def infidelity(
+    model: nn.Module,
+    inputs: Tensor,
+    explainer: Any,
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    perturbation: str | Callable[[Tensor], tuple[Tensor, Tensor]] = "gaussian",
+    radius: float = 0.1,
+    n_samples: int = 10,
+    normalize: bool = True,
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> Tensor:
+    """Infidelity per image ``(N,)`` (lower is better):
+    ``E_I[(<Φ(x), I> - (f_c(x) - f_c(x - I)))²]`` over ``n_samples`` perturbations.
+
+    Args:
+        model: classifier (eval mode, logits via ``as_logits``).
+        inputs: model inputs ``(N, C, H, W)``.
+        explainer: precomputed maps (a tensor ``(N, H, W)``, ``(N, 1, H, W)`` or the input
+            shape) or an explainer (registry name or ``(model, inputs, target) -> (N, H, W)``).
+        target: the class ``c`` (None: predicted class).
+        perturbation: "gaussian" (``I ~ N(0, radius²)``), "uniform" (``U[-radius, radius]``) or
+            a Captum ``perturb_func`` returning ``(I, perturbed inputs)``.
+        normalize: rescale the map by Yeh et al.'s optimal ``β`` (Captum's ``normalize``).
+        seed: seeds the perturbations.
+        batch_size: images per chunk (default: all).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    n_samples = _check_int("n_samples", n_samples)
+    radius = _check_radius("radius", radius)
+    if not isinstance(normalize, bool):
+        raise TypeError(f"normalize: expected a bool, got {normalize!r}")
+    x_user = check_inputs(model, inputs)
+    x = x_user.detach().to(model_device(model))
+    bs = x.shape[0] if batch_size is None else _check_int("batch_size", batch_size)
+    perturb = perturbation if callable(perturbation) else noise_perturbation(
+        perturbation, radius, seed)
+    forward = LogitsModule(model)
+    with eval_mode(model):
+        t = _targets(model, x, target, bs)
+        if isinstance(explainer, Tensor):
+            maps = _expand_maps(explainer.detach().to(x.device), x)
+        else:
+            fn = resolve_explainer(explainer)
+            with torch.enable_grad():
+                raw = torch.cat([fn(model, x[s:s + bs], t[s:s + bs])
+                                 for s in range(0, x.shape[0], bs)])
+            maps = _expand_maps(raw.detach().to(x.device), x)
+        scores = [
+            captum_infidelity(forward, perturb, x[s:s + bs], maps[s:s + bs],
+                              target=t[s:s + bs], n_perturb_samples=n_samples,
+                              normalize=normalize)
+            for s in range(0, x.shape[0], bs)
+        ]
+    return torch.cat([s.reshape(-1) for s in scores]).to(x_user.device)
+
+
+def linf_perturbation(seed: int = 0) -> Callable[[Any, float], Tensor]:
+    """A Captum ``perturb_func`` drawing uniform noise in the L-inf ball of the given radius (as
+    Captum's ``default_perturb_func``) from its own seeded generator, not the global RNG."""
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def perturb(inputs: Any, perturb_radius: float = 0.02) -> Tensor:
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype)
+        return x + ((2 * noise - 1) * perturb_radius).to(x.device)
+
+    return perturb
+
+
+def max_sensitivity(
+    model: nn.Module,
+    inputs: Tensor,
+    explainer: Any,
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    radius: float = 0.02,
+    n_samples: int = 10,
+    norm: str | float = "fro",
+    seed: int = 0,
+    batch_size: int | None = None,
+) -> Tensor:
+    """Max-sensitivity per image ``(N,)`` (lower is more robust):
+    ``max_δ ||Φ(x + δ) - Φ(x)|| / ||Φ(x)||`` over ``n_samples`` draws of ``δ`` uniform in the
+    L∞ ball of ``radius`` (Captum's ``sensitivity_max`` with a seeded perturbation). The target
+    of the perturbed inputs is fixed to ``target`` (None: the clean prediction).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    n_samples = _check_int("n_samples", n_samples)
+    radius = _check_radius("radius", radius)
+    fn = resolve_explainer(explainer)
+    x_user = check_inputs(model, inputs)
+    x = x_user.detach().to(model_device(model))
+    bs = x.shape[0] if batch_size is None else _check_int("batch_size", batch_size)
+    perturb = linf_perturbation(seed)
+
+    def explanation(inp: Any, target: Tensor) -> Tensor | tuple[Tensor]:
+        batch = inp[0] if isinstance(inp, tuple) else inp
+        with torch.enable_grad():
+            maps = fn(model, batch, target)
+        if not torch.isfinite(maps).all():
+            raise ValueError(f"explainer {fn.name!r}: returned NaN/inf values")
+        maps = maps.detach()
+        return (maps,) if isinstance(inp, tuple) else maps
+
+    with eval_mode(model):
+        t = _targets(model, x, target, bs)
+        scores = [
+            sensitivity_max(explanation, x[s:s + bs], perturb_func=perturb,
+                            perturb_radius=radius, n_perturb_samples=n_samples, norm_ord=norm,
+                            target=t[s:s + bs])
+            for s in range(0, x.shape[0], bs)
+        ]
+    return torch.cat([s.reshape(-1) for s in scores]).to(x_user.device)

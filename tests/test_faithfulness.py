@@ -171,16 +171,20 @@ def test_pointing_game_tolerance_and_scipy_reference():
 # --------------------------------------------------------------------------- max-sensitivity
 
 
-def test_max_sensitivity_agrees_with_captum_on_a_full_shape_explainer():
+def test_max_sensitivity_agrees_with_captum_on_a_map_explainer():
     model, x = _mlp(seed=10), _images(3, seed=11)
     target = model(x).argmax(1)
 
-    def full(m, inp, t):
-        return Saliency(m).attribute(inp, target=t, abs=False)
+    def full(m, inp, t):  # an (N, H, W) explainer, the contract every metric takes
+        return Saliency(m).attribute(inp, target=t, abs=False).sum(1)
 
     ours = max_sensitivity(model, x, full, radius=0.1, n_samples=6, seed=3)
+    def direct_fn(inp, target):  # Captum hands the clean input over as a 1-tuple
+        attr = Saliency(model).attribute(inp, target=target, abs=False)
+        return tuple(a.sum(1) for a in attr) if isinstance(attr, tuple) else attr.sum(1)
+
     direct = sensitivity_max(
-        lambda inp, target: Saliency(model).attribute(inp, target=target, abs=False), x,
+        direct_fn, x,
         perturb_func=linf_perturbation(3), perturb_radius=0.1, n_perturb_samples=6,
         target=target,
     )

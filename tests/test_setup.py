@@ -18,9 +18,10 @@ def test_readme_lab_command_serves_the_tour(repo_root: Path, tmp_path: Path) -> 
     args = " ".join((*SERVER_FLAGS, f"--port={port}", f"--ServerApp.runtime_dir={tmp_path}"))
     with running(["make", "lab", f"LAB_ARGS={args}"], repo_root, tmp_path / "lab.log") as proc:
         base = f"http://127.0.0.1:{port}"
-        page = wait_for_http(f"{base}/lab/tree/notebooks/00_tour.ipynb", timeout=180, proc=proc)
+        # Given a notebook file, the server roots itself in that file's folder (notebooks/).
+        page = wait_for_http(f"{base}/lab/tree/00_tour.ipynb", timeout=180, proc=proc)
         assert b"JupyterLab" in page or b"jupyter-config-data" in page
-        model = json.loads(wait_for_http(f"{base}/api/contents/notebooks/00_tour.ipynb", proc=proc))
+        model = json.loads(wait_for_http(f"{base}/api/contents/00_tour.ipynb", proc=proc))
         assert model["type"] == "notebook"
         assert any("colab-badge" in "".join(c["source"]) for c in model["content"]["cells"])
     assert proc.poll() is not None, "the lab server was not stopped"

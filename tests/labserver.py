@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -61,3 +63,45 @@ def running(command: Sequence[str], cwd: Path, log: Path) -> Iterator[subprocess
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+
+
+def wait_for_kernel(base: str, page, timeout: float = 90.0) -> None:
+    """Wait until the server reports an idle kernel and the page shows it as idle (a kernel
+    selection dialog, if one appears, is accepted)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
+        if dialog.count():
+            dialog.first.click()
+        try:
+            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as response:
+                kernels = json.loads(response.read())
+        except OSError:  # the server answers 500 while a kernel is half started: ask again
+            kernels = []
+        shown = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
+        if shown and any(k.get("execution_state") == "idle" for k in kernels):
+            return
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
+
+
+def img_bytes(page, selector: str) -> tuple[str, bytes]:
+    """The ``src`` of the widget's <img> and the bytes behind it (read in the page)."""
+    src, b64 = page.evaluate(
+        """async (sel) => {
+            const img = document.querySelector(sel);
+            const r = await fetch(img.src);
+            const buf = new Uint8Array(await r.arrayBuffer());
+            let s = ''; for (const b of buf) s += String.fromCharCode(b);
+            return [img.src, btoa(s)];
+        }""",
+        selector,
+    )
+    return src, base64.b64decode(b64)

@@ -9,27 +9,28 @@ trip front end -> kernel -> table + PNG -> front end) and that no widget error o
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import re
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
-from labserver import SERVER_FLAGS, free_port, running, wait_for_http
+from labserver import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SERVER_FLAGS,
+    free_port,
+    img_bytes,
+    running,
+    wait_for_http,
+    wait_for_kernel,
+)
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 WIDGET_WORDS = ("widget", "visloupe", "jupyter-widgets", "ipywidgets", "model class", "comm")
 
 NOTEBOOK_CODE = textwrap.dedent(
@@ -55,42 +56,6 @@ def _write_notebook(folder: Path) -> Path:
     path = folder / "padding.ipynb"
     nbformat.write(nb, path)
     return path
-
-
-def _wait_for_kernel(base: str, page, timeout: float = 90.0) -> None:
-    """Wait until the server reports an idle kernel and the page shows it as idle (a kernel
-    selection dialog, if one appears, is accepted)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-        if dialog.count():
-            dialog.first.click()
-        try:
-            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as response:
-                kernels = json.loads(response.read())
-        except OSError:  # the server answers 500 while a kernel is half started: ask again
-            kernels = []
-        shown = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
-        if shown and any(k.get("execution_state") == "idle" for k in kernels):
-            return
-        page.wait_for_timeout(250)
-    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
-
-
-def _img_bytes(page, selector: str) -> tuple[str, bytes]:
-    """The ``src`` of the widget's <img> and the bytes behind it (read in the page)."""
-    src, b64 = page.evaluate(
-        """async (sel) => {
-            const img = document.querySelector(sel);
-            const r = await fetch(img.src);
-            const buf = new Uint8Array(await r.arrayBuffer());
-            let s = ''; for (const b of buf) s += String.fromCharCode(b);
-            return [img.src, btoa(s)];
-        }""",
-        selector,
-    )
-    return src, base64.b64decode(b64)
-
 
 
 @pytest.mark.browser
@@ -130,7 +95,7 @@ def test_padding_inspector_slider_changes_table_and_map(tmp_path: Path) -> None:
             try:
                 page.goto(f"{base}/lab/tree/padding.ipynb", wait_until="domcontentloaded")
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-                _wait_for_kernel(base, page)
+                wait_for_kernel(base, page)
                 for attempt in range(2):  # a Run All sent while the kernel connects is lost
                     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                     page.locator(".lm-Menu-itemLabel").filter(
@@ -149,7 +114,7 @@ def test_padding_inspector_slider_changes_table_and_map(tmp_path: Path) -> None:
                 )
                 page.wait_for_selector(f"{table} tr.visloupe-uneven", timeout=30_000)
                 text0 = page.locator(table).inner_text()
-                src0, png0 = _img_bytes(page, img)
+                src0, png0 = img_bytes(page, img)
                 assert "layer" in text0 and "features.1.conv1" in text0
                 assert page.locator(f"{table} tr.visloupe-uneven").count() == 4  # at 16x16
 
@@ -169,7 +134,7 @@ def test_padding_inspector_slider_changes_table_and_map(tmp_path: Path) -> None:
                 )
                 time.sleep(0.5)
                 text1 = page.locator(table).inner_text()
-                _, png1 = _img_bytes(page, img)
+                _, png1 = img_bytes(page, img)
                 assert text1 != text0 and "17x17" in text1
                 assert page.locator(f"{table} tr.visloupe-uneven").count() == 0
                 assert png1 != png0

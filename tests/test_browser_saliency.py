@@ -8,26 +8,27 @@ front end -> kernel -> PNG -> front end).
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import re
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
-from labserver import SERVER_FLAGS, free_port, running, wait_for_http
+from labserver import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SERVER_FLAGS,
+    free_port,
+    img_bytes,
+    running,
+    wait_for_http,
+    wait_for_kernel,
+)
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 WIDGET_WORDS = ("widget", "visloupe", "jupyter-widgets", "ipywidgets", "model class", "comm")
 
 NOTEBOOK_CODE = textwrap.dedent(
@@ -56,41 +57,6 @@ def _write_notebook(folder: Path) -> Path:
     path = folder / "explorer.ipynb"
     nbformat.write(nb, path)
     return path
-
-
-def _wait_for_kernel(base: str, page, timeout: float = 90.0) -> None:
-    """Wait until the server reports an idle kernel and the page shows it as idle (a kernel
-    selection dialog, if one appears, is accepted)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-        if dialog.count():
-            dialog.first.click()
-        try:
-            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as response:
-                kernels = json.loads(response.read())
-        except OSError:  # the server answers 500 while a kernel is half started: ask again
-            kernels = []
-        shown = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
-        if shown and any(k.get("execution_state") == "idle" for k in kernels):
-            return
-        page.wait_for_timeout(250)
-    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
-
-
-def _img_bytes(page, selector: str) -> tuple[str, bytes]:
-    """The ``src`` of the widget's <img> and the bytes behind it (read in the page)."""
-    src, b64 = page.evaluate(
-        """async (sel) => {
-            const img = document.querySelector(sel);
-            const r = await fetch(img.src);
-            const buf = new Uint8Array(await r.arrayBuffer());
-            let s = ''; for (const b of buf) s += String.fromCharCode(b);
-            return [img.src, btoa(s)];
-        }""",
-        selector,
-    )
-    return src, base64.b64decode(b64)
 
 
 @pytest.mark.browser
@@ -127,7 +93,7 @@ def test_saliency_explorer_renders_and_reacts_in_jupyterlab(tmp_path: Path) -> N
             try:
                 page.goto(f"{base}/lab/tree/explorer.ipynb", wait_until="domcontentloaded")
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-                _wait_for_kernel(base, page)
+                wait_for_kernel(base, page)
                 for attempt in range(2):  # a Run All sent while the kernel connects is lost
                     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                     page.locator(".lm-Menu-itemLabel").filter(
@@ -145,7 +111,7 @@ def test_saliency_explorer_renders_and_reacts_in_jupyterlab(tmp_path: Path) -> N
                     " return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }",
                     timeout=30_000,
                 )
-                src0, png0 = _img_bytes(page, img)
+                src0, png0 = img_bytes(page, img)
                 first = Image.open(io.BytesIO(png0))
                 assert first.width > 3 * 100, first.size  # input + two method cells
 
@@ -161,7 +127,7 @@ def test_saliency_explorer_renders_and_reacts_in_jupyterlab(tmp_path: Path) -> N
                     timeout=30_000,
                 )
                 time.sleep(0.5)  # let the last of the keyboard steps arrive
-                _, png1 = _img_bytes(page, img)
+                _, png1 = img_bytes(page, img)
                 assert png1 != png0
                 second = Image.open(io.BytesIO(png1))
                 assert second.size == first.size

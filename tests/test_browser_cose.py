@@ -44,7 +44,11 @@ def test_magnitude_slider_changes_the_transformed_image(tmp_path: Path, repo_roo
         "(the real-browser tests need it; never `playwright install`)"
     )
     from playwright.sync_api import sync_playwright
+    from visloupe.core import models
 
+    # Train (or load) the built-in here, so the kernel only reads the shared cache and the
+    # browser waits for a widget, not for a first-use training run.
+    models.pretrained("shapes-cnn")
     _write_notebook(tmp_path)
     port = free_port()
     jupyter = Path(sys.executable).parent / "jupyter"

@@ -11,20 +11,22 @@ import json
 import sys
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
-from labserver import SERVER_FLAGS, free_port, running, wait_for_http
+from labserver import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SERVER_FLAGS,
+    free_port,
+    running,
+    wait_for_http,
+    wait_for_kernel,
+)
 from visloupe.core.boxes import hard_pairwise_overlap
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 WIDGET_WORDS = ("widget", "visloupe", "anywidget", "esm", "model class", "comm")
 INITIAL = [[0.0, 0.0, 4.0, 4.0], [0.5, 0.5, 1.5, 1.5], [5.0, 5.0, 6.0, 6.0]]
 
@@ -52,24 +54,6 @@ def _write_notebook(folder: Path) -> None:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbformat.write(nb, folder / "boxes.ipynb")
-
-
-def _wait_for_kernel(base: str, page, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dialog = page.locator(".jp-Dialog button.jp-mod-accept")
-        if dialog.count():
-            dialog.first.click()
-        try:
-            with urllib.request.urlopen(f"{base}/api/kernels", timeout=5) as response:
-                kernels = json.loads(response.read())
-        except OSError:
-            kernels = []
-        shown = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()
-        if shown and any(k.get("execution_state") == "idle" for k in kernels):
-            return
-        page.wait_for_timeout(250)
-    raise TimeoutError(f"no idle kernel within {timeout:.0f} s")
 
 
 def _state(page) -> tuple[str, dict]:
@@ -129,7 +113,7 @@ def test_box_explorer_drag_and_resize_reach_python(tmp_path: Path) -> None:
             try:
                 page.goto(f"{base}/lab/tree/boxes.ipynb", wait_until="domcontentloaded")
                 page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-                _wait_for_kernel(base, page)
+                wait_for_kernel(base, page, timeout=60.0)
                 for attempt in range(2):  # a Run All sent while the kernel connects is lost
                     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
                     page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()

@@ -325,6 +325,22 @@ def test_resolve_layer_errors():
     assert resolve_layer(model, model.conv2, (3, 16, 16)).name == "conv2"
 
 
+def test_resolve_layer_cache_follows_model_edits():
+    """Proposals are cached per model and shape; swapping a submodule under the same name must
+    not hand back the old module (explain would hook a layer that is no longer called)."""
+    model = SmallCNN()
+    first = resolve_layer(model, "conv2", (3, 16, 16))
+    assert resolve_layer(model, "conv2", (3, 16, 16)) is first  # cached
+    best = resolve_layer(model, None, (3, 16, 16))
+    model.act2 = nn.ReLU()
+    model.conv2 = nn.Conv2d(4, 6, 3, stride=1, padding=1)  # now keeps the size
+    again = resolve_layer(model, "conv2", (3, 16, 16))
+    assert again.module is model.conv2 and again is not first
+    assert resolve_layer(model, None, (3, 16, 16)).module is model.act2 is not best.module
+    assert again.output_shape == (1, 6, 16, 16)  # the new stride, not a stale trace
+    assert resolve_layer(model, None, (3, 12, 12)).output_shape[-1] == 12  # per input shape
+
+
 def test_dry_pass_failure_names_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         propose_target_layers(TimmViT((24, 40)), (3, 32, 32))  # pos_embed sized for 24x40

@@ -129,7 +129,11 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _config_value(model: nn.Module, key: str) -> Any:
-    config = getattr(model, "config", None)
+    # A config (Hugging Face, our built-ins) is a plain attribute, so look in the instance dict
+    # first: a failed nn.Module.__getattr__ builds an error message, costly on every explain().
+    config = model.__dict__.get("config")
+    if config is None and hasattr(type(model), "config"):
+        config = getattr(model, "config", None)
     if isinstance(config, Mapping):
         return config.get(key)
     return getattr(config, key, None)
@@ -355,6 +359,12 @@ def _normalise_input_shape(model: nn.Module, input_shape: Sequence[int] | None) 
     return shape
 
 
+def module_ids(model: nn.Module) -> tuple[int, ...]:
+    """Identities of the model's modules in order: a cheap key that changes when a submodule is
+    added, removed or replaced (caches of shapes and layer proposals use it)."""
+    return tuple(map(id, model.modules()))
+
+
 def trace_output_shapes(
     model: nn.Module, input_shape: Sequence[int] | None = None
 ) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -362,7 +372,7 @@ def trace_output_shapes(
     ``{module name: (output shape, number of calls)}`` in completion order (cached per model and
     shape; every hook is removed, also on errors)."""
     shape = _normalise_input_shape(model, input_shape)
-    signature = (shape, sum(1 for _ in model.modules()))
+    signature = (shape, module_ids(model))
     cached = _TRACE_CACHE.get(model, {}).get(signature)
     if cached is not None:
         return cached
@@ -564,9 +574,45 @@ def resolve_layer(
     """Turn ``layer`` (a qualified name, a submodule, a proposal, or None = best proposal) into
     a ``LayerProposal`` for inputs of shape ``(C, H, W)``; clear errors for unknown names,
     foreign modules and layers without a spatial layout."""
-    shape = _normalise_input_shape(model, input_shape)
     if isinstance(layer, LayerProposal):
         return layer
+    shape = _normalise_input_shape(model, input_shape)
+    # Layouts depend only on the architecture and the input shape: cache them per model, so a
+    # widget or a metric calling explain() in a loop pays the dry forward pass and the layer
+    # search once (the identities of its modules invalidate the entry when it is edited).
+    if not isinstance(layer, (str, nn.Module, type(None))):
+        raise TypeError(
+            "layer: expected a module name, an nn.Module, a LayerProposal or None, got "
+            f"{type(layer).__name__}"
+        )
+    key = (shape, module_ids(model),
+           layer if isinstance(layer, (str, type(None))) else id(layer))
+    per_model = _LAYER_CACHE.setdefault(model, {})
+    cached = per_model.get(key)
+    if cached is not None and _still_in_place(model, cached) and (
+        cached.module is layer or not isinstance(layer, nn.Module)
+    ):
+        return cached
+    per_model[key] = proposal = _resolve_layer(model, layer, shape)
+    return proposal
+
+
+_LAYER_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, LayerProposal]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _still_in_place(model: nn.Module, proposal: LayerProposal) -> bool:
+    """Whether the cached proposal's module is still the one at its name in the model."""
+    try:
+        return model.get_submodule(proposal.name) is proposal.module
+    except AttributeError:
+        return False
+
+
+def _resolve_layer(
+    model: nn.Module, layer: str | nn.Module | None, shape: tuple[int, ...]
+) -> LayerProposal:
     if layer is None:
         proposals = propose_target_layers(model, shape)
         if not proposals:
@@ -595,11 +641,6 @@ def resolve_layer(
                 f"{type(layer).__name__} that is not part of the model"
             )
         module = layer
-    else:
-        raise TypeError(
-            "layer: expected a module name, an nn.Module, a LayerProposal or None, got "
-            f"{type(layer).__name__}"
-        )
     trace = trace_output_shapes(model, shape)
     out_shape, calls = trace.get(name, ((), 0))
     if calls == 0:

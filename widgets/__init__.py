@@ -6,6 +6,7 @@
 - :class:`COSEExplorer`: consistency and sensitivity of saliency under augmentations (COSE).
 - :class:`PaddingInspector`: uneven padding, foveation and blind spots of a CNN ("Mind the Pad").
 - :class:`BoxExplorer`: Task2Box boxes you can drag and resize; containment follows in Python.
+- :class:`SanityCheckExplorer`: walk the model-randomisation cascade; original vs smoothed model.
 - :mod:`visloupe.widgets.render`: overlays, colormaps, image grids and PNG bytes (numpy + PIL).
 """
 
@@ -14,6 +15,7 @@ from .boxes import BoxExplorer
 from .cose import COSEExplorer
 from .padding import PaddingInspector
 from .saliency import SaliencyExplorer
+from .sanity import SanityCheckExplorer
 from .splitig import SplitIGExplorer
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "COSEExplorer",
     "PaddingInspector",
     "SaliencyExplorer",
+    "SanityCheckExplorer",
     "SplitIGExplorer",
     "render",
 ]

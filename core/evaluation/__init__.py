@@ -7,6 +7,10 @@
   SSIM COSE uses (:func:`ssim`).
 - Reference explainers for calibration: constant, input intensity, uniform noise.
 - Faithfulness: :func:`abpc` (area between perturbation curves, Split IG paper).
+- Sanity checks (Adebayo et al. 2018; Kokhlikyan et al., arXiv:2106.07475):
+  :func:`randomization_check` (cascading / independent re-initialisation; Spearman ±abs, SSIM,
+  HOG; images and token ids), :func:`input_multiplier_summary`, :func:`smooth_model` (ReLU ->
+  Softplus, max pooling -> LogSumExp) and :func:`smoothing_check`.
 - Localisation against ground-truth object masks: :func:`energy_in_mask`, :func:`pointing_game`.
 """
 
@@ -20,6 +24,21 @@ from .reference import (
     reference_explainers,
 )
 from .robustness import infidelity, linf_perturbation, max_sensitivity, noise_perturbation
+from .sanity import (
+    RandomizationResult,
+    TextExplainer,
+    input_multiplier_summary,
+    multiplied_perturbation,
+    randomizable_layers,
+    randomization_check,
+    randomized_models,
+    run_randomization,
+    smoothing_check,
+    text_explainer,
+    text_infidelity,
+)
+from .similarity import compare_maps, hog_similarity, spearman, ssim_similarity
+from .smoothing import LSEPool2d, SmoothingReport, smooth_model
 from .ssim import ssim, ssim_map
 from .transforms import (
     GEOMETRIC,
@@ -38,30 +57,48 @@ __all__ = [
     "ConstantExplainer",
     "GEOMETRIC",
     "InputIntensityExplainer",
+    "LSEPool2d",
     "PHOTOMETRIC",
     "PairView",
     "PixelData",
     "PointingGameResult",
+    "RandomizationResult",
+    "SmoothingReport",
     "TRANSFORMS",
+    "TextExplainer",
     "UniformNoiseExplainer",
     "abpc",
     "apply_transform",
     "as_masks",
+    "compare_maps",
     "compare_methods",
     "cose",
     "energy_in_mask",
     "explain_pair",
+    "hog_similarity",
     "infidelity",
+    "input_multiplier_summary",
     "invert_map",
     "linf_perturbation",
     "magnitude_bins",
     "max_sensitivity",
+    "multiplied_perturbation",
     "noise_perturbation",
     "pixel_data",
     "pointing_game",
+    "randomizable_layers",
+    "randomization_check",
+    "randomized_models",
     "reference_explainers",
+    "run_randomization",
     "sample_magnitudes",
+    "smooth_model",
+    "smoothing_check",
+    "spearman",
     "ssim",
     "ssim_map",
+    "ssim_similarity",
+    "text_explainer",
+    "text_infidelity",
     "validity_mask",
 ]

@@ -1,0 +1,441 @@
+"""``SanityCheckExplorer``: walk the model-randomisation cascade and watch the maps.
+
+Built on :mod:`visloupe.core.evaluation.sanity` (Adebayo et al., "Sanity Checks for Saliency
+Maps", NeurIPS 2018; Kokhlikyan et al., "Investigating sanity checks for saliency maps with image
+and text classification", arXiv:2106.07475). A layer slider steps through the cascade (step 0 =
+the trained model, step k = k layers re-initialised from the logits down) and shows every
+explainer's map for the chosen input -- heatmaps for images, highlighted tokens for text -- next
+to curves of each similarity measure against the randomised depth (mean ± std over the inputs).
+A toggle switches between the original model and its smoothed copy (ReLU -> Softplus, max
+pooling -> LogSumExp, ``smooth_model``); "Compute metrics" puts infidelity (and, for images,
+max-sensitivity) of both side by side.
+
+The cascade runs once per (model variant, mode) with a progress bar and is cached; the sliders
+re-render from the cache without touching the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ._common import close_tree, error_html, guarded
+from .render import fit_image, image_grid, overlay, to_png
+
+__all__ = ["SanityCheckExplorer"]
+
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f")
+
+
+def _display_rgb(x: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` -> uint8 ``(H, W, 3)``, min-max scaled (for inputs already normalised)."""
+    a = x.detach().cpu().float()
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo) if hi > lo else torch.zeros_like(a)
+    arr = (a.numpy().transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[:, :, :3]
+
+
+def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
+    """Similarity against randomised depth, one panel per measure, one line per explainer
+    (mean ± std band). Matplotlib's object API, no pyplot; drawn once per cascade."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    measures = list(dict.fromkeys(table.measure))
+    explainers = list(dict.fromkeys(table.explainer))
+    fig = Figure(figsize=(3.1 * len(measures), 2.9), dpi=80)
+    FigureCanvasAgg(fig)
+    x = np.arange(len(steps))
+    for k, measure in enumerate(measures):
+        ax = fig.add_subplot(1, len(measures), k + 1)
+        for i, name in enumerate(explainers):
+            part = table[(table.measure == measure) & (table.explainer == name)].sort_values(
+                "step")
+            mean = part.similarity.to_numpy(dtype=float)
+            std = np.nan_to_num(part["std"].to_numpy(dtype=float))
+            colour = _COLOURS[i % len(_COLOURS)]
+            ax.plot(part.step, mean, marker="o", ms=3, color=colour, label=name)
+            ax.fill_between(part.step, mean - std, mean + std, color=colour, alpha=0.12)
+        ax.axhline(0, color="#bbb", lw=0.8)
+        ax.set_ylim(-0.5, 1.05)
+        ax.set_title(measure, fontsize=9)
+        ax.set_xticks(x)
+        ax.set_xticklabels([s if len(s) < 14 else "…" + s[-12:] for s in steps], rotation=60,
+                           ha="right", fontsize=6)
+        ax.tick_params(axis="y", labelsize=7)
+        if k == 0:
+            ax.set_ylabel("similarity to step 0", fontsize=8)
+            ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.3, top=0.84, wspace=0.25)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class SanityCheckExplorer(w.VBox):
+    """Model-parameter randomisation sanity checks, interactively, for images or text.
+
+    Args:
+        model: an image classifier or a token-id text classifier (never modified).
+        data: images: anything ``data.as_image_source`` accepts (with ``preprocess``), or model
+            inputs ``(N, C, H, W)``; text: token ids ``(N, T)``, or a list of strings / a dataset
+            with a ``text`` column together with a ``preprocess`` such as ``TextPreprocess``.
+        explainers: images: registry names, callables or a dict (default saliency, input x
+            gradient, integrated gradients); text: ``TEXT_EXPLAINERS`` names or callables.
+        preprocess: ``models.pretrained``'s preprocess (PIL -> tensor, or str -> token ids).
+        n_inputs: inputs used (the first ones of ``data``).
+        layers: the cascade (module names, outermost first); default every parameterised layer.
+        measures: similarity measures (default all for the modality).
+        softplus_beta, lse_temperature: the smoothed copy (``smooth_model``).
+        smoothed: a smooth model to compare with instead (e.g. one trained smooth).
+        vocab: id -> token string for text (default: the preprocess's tokenizer, else ids).
+        seed: re-initialisation seed; ``pad_id``: padding token; ``cell``: tile size (px).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        explainers: Any = None,
+        *,
+        preprocess: Any = None,
+        n_inputs: int = 8,
+        layers: Sequence[str] | None = None,
+        measures: Sequence[str] | None = None,
+        softplus_beta: float = 5.0,
+        lse_temperature: float = 10.0,
+        smoothed: nn.Module | None = None,
+        vocab: Any = None,
+        seed: int = 0,
+        pad_id: int = 0,
+        cell: int = 96,
+        batch_size: int | None = None,
+    ) -> None:
+        from visloupe.core.evaluation.sanity import _is_token_ids
+
+        super().__init__()
+        self.add_class("visloupe-sanity-explorer")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
+            raise ValueError(f"n_inputs: expected a positive int, got {n_inputs!r}")
+        if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
+            raise ValueError(f"cell: expected an int >= 16 (pixels), got {cell!r}")
+        self._model = model
+        self._inputs, self._pixels, self._tokens = self._read(data, preprocess, n_inputs, vocab,
+                                                              pad_id)
+        self._text = _is_token_ids(self._inputs)
+        if explainers is None:
+            explainers = (["saliency", "input_x_gradient", "integrated_gradients"]
+                          if self._text else
+                          ["saliency", "input_x_gradient", ("integrated_gradients",
+                                                            {"n_steps": 16})])
+        self._explainers = explainers
+        self._layers = list(layers) if layers is not None else None
+        self._measures = measures
+        self._beta, self._temperature = softplus_beta, lse_temperature
+        self._smoothed_model = smoothed
+        self._seed, self._pad_id, self._cell = seed, pad_id, cell
+        self._batch_size = batch_size
+        self._results: dict[tuple[str, str], Any] = {}
+        self._curves: dict[tuple[str, str], bytes] = {}
+        self._errors: list[str] = []
+        self.metrics: pd.DataFrame | None = None
+        self._build_ui()
+        self.refresh()
+
+    # ------------------------------------------------------------------ data
+
+    @staticmethod
+    def _read(data: Any, preprocess: Any, n: int, vocab: Any, pad_id: int):
+        """-> (model inputs, display pixels or None, token strings or None)."""
+        from visloupe.core.evaluation.sanity import _is_token_ids
+
+        if isinstance(data, np.ndarray):
+            data = torch.from_numpy(data)
+        if isinstance(data, torch.Tensor):
+            x = data[:n]
+            if _is_token_ids(x):
+                return x.long(), None, _token_strings(x, vocab, preprocess)
+            if x.dim() != 4 or not x.is_floating_point():
+                raise ValueError(f"data: expected images (N, C, H, W) float or token ids (N, T), "
+                                 f"got {x.dtype} {tuple(x.shape)}")
+            return x, None, None
+        texts = None
+        if isinstance(data, (list, tuple)) and data and all(isinstance(t, str) for t in data):
+            texts = list(data[:n])
+        elif hasattr(data, "column_names") and "text" in getattr(data, "column_names", ()):
+            texts = list(data.select(range(min(n, len(data))))["text"])
+        if texts is not None:
+            if preprocess is None:
+                raise ValueError("preprocess: text data needs a preprocess (str -> token ids), "
+                                 "e.g. the one models.pretrained('text-cnn') returns")
+            ids = preprocess(texts)
+            return ids.long(), None, _token_strings(ids, vocab, preprocess)
+        from visloupe.core.evaluation.cose import pixel_data
+
+        pdata = pixel_data(data, preprocess, n_images=n)
+        return pdata.normalize(pdata.pixels), pdata.pixels, None
+
+    # ------------------------------------------------------------------ UI
+
+    def _build_ui(self) -> None:
+        wide = {"description_width": "initial"}
+        self.variant = w.ToggleButtons(options=["original", "smoothed"], value="original",
+                                       description="model", style=wide)
+        self.variant.add_class("visloupe-sanity-variant")
+        self.mode = w.Dropdown(options=["cascading", "independent"], value="cascading",
+                               description="randomisation", style=wide,
+                               layout=w.Layout(width="260px"))
+        self.layer_slider = w.IntSlider(value=0, min=0, max=1, description="randomised depth",
+                                        continuous_update=False, style=wide,
+                                        layout=w.Layout(width="420px"))
+        self.layer_slider.add_class("visloupe-sanity-layer")
+        self.layer_label = w.HTML()
+        self.layer_label.add_class("visloupe-sanity-layer-label")
+        n = int(self._inputs.shape[0])
+        self.input_slider = w.IntSlider(value=0, min=0, max=max(n - 1, 0), description="input",
+                                        continuous_update=False, style=wide)
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
+        self.status = w.HTML()
+        self.maps = w.Image(format="png")
+        self.maps.add_class("visloupe-sanity-maps")
+        self.tokens = w.HTML()
+        self.tokens.add_class("visloupe-sanity-tokens")
+        self.curves = w.Image(format="png")
+        self.curves.add_class("visloupe-sanity-curves")
+        self.metrics_button = w.Button(description="Compute metrics", icon="calculator",
+                                       button_style="primary")
+        self.metrics_progress = w.IntProgress(value=0, min=0, max=2,
+                                              layout=w.Layout(width="120px"))
+        self.metrics_table = w.HTML()
+        self.metrics_table.add_class("visloupe-sanity-metrics")
+        self.error_area = w.HTML()
+        self.error_area.add_class("visloupe-errors")
+        self.variant.observe(self._on_variant, names="value")
+        self.mode.observe(self._on_variant, names="value")
+        self.layer_slider.observe(self._on_view, names="value")
+        self.input_slider.observe(self._on_view, names="value")
+        self.metrics_button.on_click(self._on_metrics)
+        view = self.tokens if self._text else self.maps
+        self.children = [
+            w.HBox([self.variant, self.mode, self.progress]),
+            w.HBox([self.layer_slider, self.layer_label]),
+            self.input_slider, self.status, view, self.curves,
+            w.HTML("<b>Original vs smoothed</b> (infidelity, max-sensitivity; lower is better)"),
+            w.HBox([self.metrics_button, self.metrics_progress]), self.metrics_table,
+            self.error_area,
+        ]
+
+    def _report_error(self, message: str) -> None:
+        self._errors.append(message)
+        self.error_area.value = error_html(self._errors[-5:])
+
+    def _clear_errors(self) -> None:
+        self._errors = []
+        self.error_area.value = ""
+
+    # ------------------------------------------------------------------ computation
+
+    def _variant_model(self, variant: str) -> nn.Module:
+        if variant == "original":
+            return self._model
+        if self._smoothed_model is None:
+            from visloupe.core.evaluation.smoothing import smooth_model
+
+            self._smoothed_model = smooth_model(self._model, self._beta, self._temperature)
+        return self._smoothed_model
+
+    def result(self, variant: str | None = None, mode: str | None = None) -> Any:
+        """The cached :class:`RandomizationResult` for (variant, mode), computed on first use."""
+        from visloupe.core.evaluation.sanity import run_randomization
+
+        key = (variant or self.variant.value, mode or self.mode.value)
+        if key not in self._results:
+            self.progress.value = 0
+
+            def tick(done: int, total: int) -> None:
+                self.progress.max = total
+                self.progress.value = done
+
+            self._results[key] = run_randomization(
+                self._variant_model(key[0]), self._inputs, self._explainers, key[1],
+                self._layers, None, self._seed, self._measures, pad_id=self._pad_id,
+                batch_size=self._batch_size, progress=tick)
+        return self._results[key]
+
+    @guarded
+    def _on_variant(self, _change: Any = None) -> None:
+        self.refresh()
+
+    @guarded
+    def _on_view(self, _change: Any = None) -> None:
+        self._clear_errors()
+        self._render()
+
+    def refresh(self) -> None:
+        """Compute (or fetch) the current variant's cascade and redraw; errors are shown."""
+        self._clear_errors()
+        try:
+            result = self.result()
+        except Exception as error:  # noqa: BLE001 - shown in the widget
+            self._report_error(f"{type(error).__name__}: {error}")
+            return
+        self.layer_slider.max = len(result.layers)
+        self._render()
+
+    # ------------------------------------------------------------------ drawing
+
+    def _render(self) -> None:
+        result = self.result()
+        step = min(int(self.layer_slider.value), len(result.layers))
+        index = int(self.input_slider.value)
+        layer = result.steps[step]
+        what = "trained model" if step == 0 else (
+            f"re-initialised: {html.escape(layer)}" + (" and every layer above it"
+                                                       if result.mode == "cascading" and step > 1
+                                                       else ""))
+        self.layer_label.value = f"<code>step {step}</code> · {what}"
+        per = result.records
+        here = per[(per.step == step) & (per.input == index)]
+        parts = []
+        for name in result.explainers:
+            rows = here[here.explainer == name]
+            scores = ", ".join(f"{r.measure} {r.similarity:.2f}" for r in rows.itertuples())
+            parts.append(f"<b>{html.escape(name)}</b>: {html.escape(scores)}")
+        self.status.value = "<div style='font-size:12px'>" + " &nbsp;|&nbsp; ".join(parts) + \
+            "</div>"
+        if self._text:
+            self.tokens.value = self._token_html(result, step, index)
+        else:
+            self.maps.value = self._maps_png(result, step, index)
+        key = (self.variant.value, result.mode)
+        if key not in self._curves:
+            title = f"{key[0]} model, {key[1]} randomisation (mean ± std over the inputs)"
+            self._curves[key] = _curves_png(result.to_dataframe(), result.steps, title)
+        self.curves.value = self._curves[key]
+        self.last_step = step
+
+    def _maps_png(self, result: Any, step: int, index: int) -> bytes:
+        if self._pixels is not None:
+            image = (self._pixels[index].clamp(0, 1).numpy().transpose(1, 2, 0) * 255 + 0.5)
+            image = image.astype(np.uint8)
+            image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+        else:
+            image = _display_rgb(self._inputs[index])
+        tiles, captions = [fit_image(image, self._cell)], ["input"]
+        for name in result.explainers:
+            m = result.maps[name][step, index].numpy()
+            if not np.isfinite(m).all():
+                tiles.append(None)
+                captions.append(f"{name}\n(failed)")
+                continue
+            tiles.append(fit_image(overlay(image, np.abs(m), alpha=1.0, mode="heatmap"),
+                                   self._cell))
+            captions.append(f"{name}\n|map|")
+        return to_png(image_grid(tiles, captions, ncols=len(tiles), cell=self._cell))
+
+    def _token_html(self, result: Any, step: int, index: int) -> str:
+        from visloupe.core.attribution import tokens_to_html
+
+        keep = result.mask[index].numpy()
+        tokens = [t for t, k in zip(self._tokens[index], keep, strict=True) if k]
+        rows = []
+        for name in result.explainers:
+            scores = result.maps[name][step, index].numpy()[keep]
+            if not np.isfinite(scores).all():
+                body = "<i>explainer failed on this model</i>"
+            elif not tokens:
+                body = "<i>all padding</i>"
+            else:
+                body = tokens_to_html(tokens, scores.tolist())
+            rows.append(f"<tr><td style='padding-right:8px'><b>{html.escape(name)}</b></td>"
+                        f"<td>{body}</td></tr>")
+        return "<table class='visloupe-sanity-token-table'>" + "".join(rows) + "</table>"
+
+    # ------------------------------------------------------------------ metrics
+
+    @guarded
+    def _on_metrics(self, _button: Any = None) -> None:
+        self.compute_metrics()
+
+    def compute_metrics(self, n_samples: int = 5) -> pd.DataFrame:
+        """Infidelity (and max-sensitivity for images) of each explainer on the original and the
+        smoothed model, side by side (``smoothing_check``)."""
+        from visloupe.core.evaluation.sanity import smoothing_check
+
+        self._clear_errors()
+        self.metrics_button.disabled = True
+        self.metrics_progress.value = 0
+        frames = []
+        try:
+            for variant in ("original", "smoothed"):
+                frames.append(smoothing_check(
+                    {variant: self._variant_model(variant)}, self._inputs, self._explainers,
+                    n_samples=n_samples, seed=self._seed, pad_id=self._pad_id))
+                self.metrics_progress.value += 1
+        finally:
+            self.metrics_button.disabled = False
+        table = pd.concat(frames, ignore_index=True)
+        self.metrics = table
+        wide = table.pivot_table(index=["explainer", "metric"], columns="model", values="mean",
+                                 sort=False)
+        self.metrics_table.value = wide.to_html(float_format=lambda v: f"{v:.4f}", border=0)
+        return table
+
+    # ------------------------------------------------------------------ export / clean-up
+
+    def to_html(self) -> str:
+        """A static snapshot: maps or tokens, the curves and the metrics table."""
+        def img(value: bytes) -> str:
+            return (f'<img src="data:image/png;base64,{base64.b64encode(value).decode()}"/>'
+                    if value else "")
+
+        view = self.tokens.value if self._text else img(self.maps.value)
+        return (f'<div class="visloupe-sanity-explorer">{self.layer_label.value}{view}'
+                f"{img(self.curves.value)}{self.metrics_table.value}</div>")
+
+    def _repr_png_(self) -> bytes | None:
+        value = self.curves.value
+        return bytes(value) if value else None
+
+    def close(self) -> None:
+        """Close every child widget and drop the cached cascades and models."""
+        self._results.clear()
+        self._curves.clear()
+        self._smoothed_model = None
+        for child in self.children:
+            close_tree(child)
+        for sub in (self.layout, getattr(self, "style", None)):
+            if sub is not None and hasattr(sub, "close"):
+                sub.close()
+        super().close()
+
+
+def _token_strings(ids: torch.Tensor, vocab: Any, preprocess: Any) -> list[list[str]]:
+    rows = ids.tolist()
+    decode = getattr(getattr(preprocess, "tokenizer", None), "decode", None)
+    if vocab is None and callable(decode):
+        try:
+            return [[str(t) for t in decode(row, skip_pad=False)] for row in rows]
+        except (TypeError, ValueError):
+            pass
+    if vocab is None:
+        return [[str(i) for i in row] for row in rows]
+    if isinstance(vocab, dict):
+        return [[str(vocab.get(i, i)) for i in row] for row in rows]
+    if callable(vocab):
+        return [[str(vocab(i)) for i in row] for row in rows]
+    return [[str(vocab[i]) if 0 <= i < len(vocab) else str(i) for i in row] for row in rows]

@@ -1,15 +1,17 @@
 """Task2Box benchmarks: fit time and box-op speed/agreement, measured side by side.
 
     python benchmarks/bench_boxes.py [--threads 2] [--epochs 1350] [--repeats 3] [--accuracy]
+                                     [--seeds 3] [--only ops|fit|accuracy]
 
 1. Fit time of :class:`visloupe.core.boxes.Task2Box` for N ≈ 150 datasets x 1 350 full-batch
    epochs (5-D boxes, the paper's network and losses, 128-d features), against a straightforward
    reference loop written here (same network and loss, box-embeddings-style intersection with
    stacked tensors, plain Adam) on the same data and seed.
-2. Pairwise soft intersection + log-volume (the core op, N = 500, d = 5): ours against the
-   ``box-embeddings`` library (iesl, v0.1.0, the one Task2Box used) when it is importable
-   (``pip install --no-deps --target /tmp/bx box-embeddings==0.1.0`` then ``PYTHONPATH=/tmp/bx``),
-   else against a reference written here: same numbers (max abs difference) and the speed ratio.
+2. Pairwise soft intersection + log-volume (the core op, N = 500, d = 5), forward alone and
+   forward + backward: ours against the ``box-embeddings`` library (iesl, v0.1.0, the one
+   Task2Box used) when it is importable (``pip install --no-deps --target /tmp/bx
+   box-embeddings==0.1.0`` then ``PYTHONPATH=/tmp/bx``), else against a reference written here:
+   same numbers (max differences) and the speed ratio.
 3. ``--accuracy``: the notebook's protocol with full settings and several seeds: hierarchy F1 on
    the ImageNet ``instrumentality.n.03`` WordNet tree (existing pairs and novel nodes) for 2/3/5-D
    boxes and every baseline, next to the paper's Table 2.
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -105,7 +108,6 @@ def bench_ops(repeats: int) -> None:
     n, d = 500, 5
     lo = torch.rand(n, d, generator=g) * 3
     hi = lo + torch.rand(n, d, generator=g) + 0.05
-    ours = bx.pairwise_log_overlap(lo, hi)
     try:
         from box_embeddings.modules.intersection import Intersection
         from box_embeddings.modules.volume.volume import Volume
@@ -114,25 +116,41 @@ def bench_ops(repeats: int) -> None:
         inter = Intersection(intersection_temperature=1e-4)
         vol = Volume(volume_temperature=0.1, intersection_temperature=1e-4)
 
-        def theirs() -> torch.Tensor:
-            a = BoxTensor.from_zZ(lo[:, None, :], hi[:, None, :])
-            b = BoxTensor.from_zZ(lo[None, :, :], hi[None, :, :])
-            return vol(inter(a, b)) - vol(BoxTensor.from_zZ(lo, hi))[:, None]
+        def theirs(z: torch.Tensor, zz: torch.Tensor) -> torch.Tensor:
+            a = BoxTensor.from_zZ(z[:, None, :], zz[:, None, :])
+            b = BoxTensor.from_zZ(z[None, :, :], zz[None, :, :])
+            return vol(inter(a, b)) - vol(BoxTensor.from_zZ(z, zz))[:, None]
 
         name = "box-embeddings 0.1.0"
     except ImportError:
-        def theirs() -> torch.Tensor:
-            return _ref_pairwise_log_overlap(lo, hi)
-
+        theirs = _ref_pairwise_log_overlap
         name = "reference written here (box-embeddings not importable)"
-    other = theirs()
-    diff = float((ours - other).abs().max())
-    t_ours = _timeit(lambda: bx.pairwise_log_overlap(lo, hi), repeats * 5)
-    t_other = _timeit(theirs, repeats * 5)
     print(f"pairwise log-overlap, N = {n}, d = {d} ({n * n} pairs) vs {name}")
-    print(f"  max |ours - theirs| (log scale): {diff:.2e}")
-    print(f"  visloupe: {1e3 * t_ours:.2f} ms   theirs: {1e3 * t_other:.2f} ms   "
-          f"ratio theirs/ours: {t_other / t_ours:.2f}")
+    with torch.no_grad():
+        diff = float((bx.pairwise_log_overlap(lo, hi) - theirs(lo, hi)).abs().max())
+        t_ours = _timeit(lambda: bx.pairwise_log_overlap(lo, hi), repeats * 5)
+        t_other = _timeit(lambda: theirs(lo, hi), repeats * 5)
+        lo64, hi64 = lo.double(), hi.double()
+        diff64 = float((bx.pairwise_log_overlap(lo64, hi64) - theirs(lo64, hi64)).abs().max())
+    print(f"  forward:   max |ours - theirs| (log scale) {diff:.2e} in float32, {diff64:.2e} in "
+          f"float64;  visloupe {1e3 * t_ours:.2f} ms   theirs {1e3 * t_other:.2f} ms   "
+          f"ratio theirs/ours {t_other / t_ours:.2f}")
+    # forward + backward of a loss on all pairs (what a training step needs)
+    w = torch.rand(n, n, generator=g)
+
+    def step(fn):
+        z, zz = lo.clone().requires_grad_(), hi.clone().requires_grad_()
+        (fn(z, zz).exp() * w).sum().backward()
+        return z.grad, zz.grad
+
+    ours_g, other_g = step(bx.pairwise_log_overlap), step(theirs)
+    rel = max(float((a - b).abs().max() / b.abs().max())
+              for a, b in zip(ours_g, other_g, strict=True))
+    t_ours = _timeit(lambda: step(bx.pairwise_log_overlap), repeats * 3)
+    t_other = _timeit(lambda: step(theirs), repeats * 3)
+    print(f"  fwd + bwd: max relative gradient difference {rel:.2e};  visloupe "
+          f"{1e3 * t_ours:.2f} ms   theirs {1e3 * t_other:.2f} ms   ratio theirs/ours "
+          f"{t_other / t_ours:.2f}")
 
 
 PAPER_TABLE2 = {  # F1 %, "mean, var (CLIP)" columns: existing, novel
@@ -199,13 +217,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accuracy", action="store_true", help="also run the F1 protocol")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", choices=("ops", "fit", "accuracy"),
+                        help="run one part alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or '?'}, "
-          f"{platform.platform()}")
-    bench_ops(args.repeats)
-    bench_fit(args.epochs, args.repeats)
-    if args.accuracy:
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs, load "
+          f"average {load}, {platform.processor() or '?'}, {platform.platform()}")
+    if args.only in (None, "ops"):
+        bench_ops(args.repeats)
+    if args.only in (None, "fit"):
+        bench_fit(args.epochs, args.repeats)
+    if args.accuracy or args.only == "accuracy":
         bench_accuracy(args.epochs, args.seeds)
 
 

@@ -84,6 +84,38 @@ def test_fused_pairwise_op_matches_composed_ops_and_its_gradient_checks() -> Non
         assert torch.allclose(x, y, rtol=1e-9, atol=1e-12)
 
 
+def test_pair_op_matches_composed_ops_on_touching_and_large_boxes() -> None:
+    # equal and nearly equal corners (the smooth max's refined branch), and sides up to 4
+    # (softplus' linear branch at tau_v = 0.1): values and gradients of the fused pair op equal
+    # gumbel_intersection + log_volume composed by autograd
+    g = torch.Generator().manual_seed(7)
+    lo = torch.rand(12, 3, generator=g, dtype=torch.float64) * 2
+    hi = lo + 0.02 + torch.rand(12, 3, generator=g, dtype=torch.float64) * 4
+    lo[1], hi[2, 0], lo[3, 1] = lo[0], hi[0, 0], lo[0, 1] + 3e-5
+    rows, cols = torch.tensor([0, 0, 0, 1, 4, 5, 2, 11]), torch.tensor([1, 2, 3, 3, 9, 5, 7, 0])
+    w = torch.rand(len(rows), generator=g, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        a, b = lo.clone().requires_grad_(), hi.clone().requires_grad_()
+        if fused:
+            out = bx.pair_log_intersection(a, b, rows, cols)
+        else:
+            ilo, ihi = bx.gumbel_intersection(a[rows], b[rows], a[cols], b[cols])
+            out = bx.log_volume(ilo, ihi)
+        (out * w).sum().backward()
+        results.append((out.detach(), a.grad, b.grad))
+    for x, y in zip(*results, strict=True):
+        assert torch.allclose(x, y, rtol=1e-9, atol=1e-12)
+    assert results[0][0][5] == pytest.approx(float(bx.log_volume(lo[5], hi[5]))
+                                             + 3 * math.log1p(-2 * math.log(2) * 1e-4
+                                                              / float((hi[5] - lo[5]).min())),
+                                             abs=1e-3)  # self-intersection shrinks each side
+    pairs = bx.PairIndex(rows, cols, 12)  # reusable index: same numbers
+    assert torch.equal(bx.pair_log_intersection(lo, hi, pairs), results[0][0])
+    with pytest.raises(ValueError, match="indices"):
+        bx.pair_log_intersection(lo, hi, rows, cols + 12)
+
+
 def test_bad_boxes_raise() -> None:
     with pytest.raises(ValueError, match="hi >= lo"):
         bx.hard_pairwise_overlap(torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, -1.0]]))

@@ -15,6 +15,8 @@ clamped product of side lengths) are the exact geometry, kept for checks and dis
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -27,6 +29,7 @@ _EPS = 1e-13
 __all__ = [
     "EULER_GAMMA",
     "INTERSECTION_TEMPERATURE",
+    "PairIndex",
     "VOLUME_TEMPERATURE",
     "check_boxes",
     "gumbel_intersection",
@@ -34,6 +37,7 @@ __all__ = [
     "hard_log_volume",
     "hard_pairwise_overlap",
     "log_volume",
+    "pair_log_intersection",
     "pairwise_log_intersection",
     "pairwise_log_overlap",
     "pairwise_overlap",
@@ -102,50 +106,148 @@ def hard_log_volume(lo: Tensor, hi: Tensor) -> Tensor:
     return torch.log(torch.clamp(hi - lo, min=0.0)).sum(dim=-1)
 
 
-class _PairwiseLogIntersection(torch.autograd.Function):
-    """``(N, N)`` soft log-volume of every pairwise Gumbel intersection, with a hand-written
-    backward: the same numbers as composing :func:`gumbel_intersection` and :func:`log_volume`,
-    but a few fused passes over the ``(N, N, d)`` pair tensor instead of autograd's dozens
-    (this op dominates a Task2Box training step)."""
+_NEAR = 50.0  # |x - y| / tau beyond which the Gumbel max equals the hard max to ~tau * e^-50
+_FAR = -80.0  # beta * side below which softplus(side) + 1e-13 is 1e-13 to ~e^-80 / beta
+
+
+class PairIndex:
+    """A fixed list of box pairs ``(rows[p], cols[p])`` for :func:`pair_log_intersection`, with
+    the sparse ``(N, 2P)`` incidence matrix that sums per-pair gradients back onto boxes (built
+    once per dtype and reused across training steps; a sparse product is several times faster
+    than ``index_add_`` on CPU)."""
+
+    def __init__(self, rows: Tensor, cols: Tensor, n: int) -> None:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        cols = torch.as_tensor(cols, dtype=torch.long)
+        if rows.dim() != 1 or rows.shape != cols.shape:
+            raise ValueError(f"rows, cols: expected two (P,) index tensors, got "
+                             f"{tuple(rows.shape)} and {tuple(cols.shape)}")
+        if rows.numel() and (min(int(rows.min()), int(cols.min())) < 0
+                             or max(int(rows.max()), int(cols.max())) >= n):
+            raise ValueError(f"rows, cols: expected indices in [0, {n}), got "
+                             f"[{min(int(rows.min()), int(cols.min()))}, "
+                             f"{max(int(rows.max()), int(cols.max()))}]")
+        self.rows, self.cols, self.n = rows, cols, int(n)
+        self._scatter: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.rows.numel()
+
+    def scatter(self, like: Tensor) -> Tensor:
+        """``(N, 2P)`` sparse CSR incidence of ``[rows, cols]`` (dtype and device of ``like``):
+        ``scatter @ v`` sums the rows of a ``(2P, k)`` ``v`` onto the boxes they belong to."""
+        key = (like.dtype, like.device)
+        if key not in self._scatter:
+            index = torch.cat((self.rows, self.cols))
+            order = torch.argsort(index, stable=True)
+            crow = torch.zeros(self.n + 1, dtype=torch.long)
+            crow[1:] = torch.bincount(index, minlength=self.n).cumsum(0)
+            values = torch.ones(index.numel(), dtype=like.dtype)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": spmm is stable
+                warnings.simplefilter("ignore")
+                self._scatter[key] = torch.sparse_csr_tensor(
+                    crow, order, values, (self.n, index.numel()), device=like.device)
+        return self._scatter[key]
+
+
+class _PairLogIntersection(torch.autograd.Function):
+    """Soft ``log Vol(B_i ∩ B_j)`` for the listed pairs, shape ``(P,)``, with a hand-written
+    backward: the numbers of :func:`gumbel_intersection` then :func:`log_volume`, in a handful of
+    passes over ``(2, P, d)`` tensors instead of autograd's dozens over ``(N, N, d)`` (this op
+    dominates a Task2Box training step). Corners are stacked as ``[lo, -hi]`` so that one smooth
+    max gives both intersection corners; the smooth max's correction ``tau log(1 + e^-|x-y|/tau)``
+    is computed only for pairs with some ``|x - y| < 50 tau`` (elsewhere it is below
+    ``tau e^-50``, and ``exp`` of far-underflowing inputs is what makes ``logaddexp`` slow)."""
 
     @staticmethod
-    def forward(ctx, lo: Tensor, hi: Tensor, tv: float, ti: float) -> Tensor:  # type: ignore[override]
-        a = lo[:, None, :] - lo[None, :, :]
-        b = hi[:, None, :] - hi[None, :, :]
-        # tau * logaddexp(x/tau, y/tau) = max(x, y) + tau * softplus(-|x - y| / tau)
-        z = torch.maximum(lo[:, None, :], lo[None, :, :]) + ti * F.softplus(-a.abs() / ti)
-        zz = torch.minimum(hi[:, None, :], hi[None, :, :]) - ti * F.softplus(-b.abs() / ti)
-        side = zz - z - 2.0 * EULER_GAMMA * ti
-        soft = F.softplus(side, beta=1.0 / tv)
-        out = torch.log(soft + _EPS).sum(dim=-1)
-        # d log(soft + eps) / d side, with softplus' linear branch (beta * side > 20) kept exact
-        dside = torch.where(side / tv > 20.0, torch.ones_like(side),
-                            torch.sigmoid(side / tv)) / (soft + _EPS)
-        ctx.save_for_backward(torch.sigmoid(a / ti), torch.sigmoid(b / ti), dside)
+    def forward(ctx, lo: Tensor, hi: Tensor, pairs: PairIndex, tv: float,  # type: ignore[override]
+                ti: float) -> Tensor:
+        corners = torch.stack((lo, -hi))  # (2, N, d)
+        ci, cj = corners.index_select(1, pairs.rows), corners.index_select(1, pairs.cols)
+        delta = ci.sub_(cj)  # reuses ci's buffer
+        m = delta.clamp(min=0.0).add_(cj)  # max(ci, cj)
+        grad = any(ctx.needs_input_grad[:2])
+        # d m / d ci: 0 or 1 where |delta| >= tau (exact beyond 50 tau), refined below if nearer
+        share = delta.mul(1.0 / ti).clamp_(0.0, 1.0) if grad else None
+        gap = torch.minimum(delta[0].abs(), delta[1].abs()).amin(dim=1)  # (P,)
+        near = (gap < _NEAR * ti).nonzero().squeeze(1)
+        if near.numel():
+            z = delta.index_select(1, near).div_(ti)
+            if share is not None:
+                share.index_copy_(1, near, torch.sigmoid(z))
+            m.index_add_(1, near, torch.exp(-z.abs()).log1p_().mul_(ti))
+        # beta * intersection side: (min(hi) - max(lo) - 2 gamma tau_i) / tau_v, clamped below
+        # (changes softplus by < e^-80, next to the 1e-13 floor) so exp() never underflows
+        bs = torch.add(m[0], m[1]).add_(2.0 * EULER_GAMMA * ti).mul_(-1.0 / tv).clamp_(min=_FAR)
+        # softplus as log1p(exp) (with its linear branch above 20, as torch's), sharing exp with
+        # the derivative sigmoid = e / (1 + e)
+        e = torch.exp(bs.clamp(max=20.0))
+        soft = torch.log1p(e)
+        linear = bool(bs.max() > 20.0)
+        if linear:
+            soft = torch.where(bs > 20.0, bs, soft)
+        soft.mul_(tv).add_(_EPS)  # softplus_beta(side) + eps
+        out = torch.log(soft) @ soft.new_ones(soft.shape[1])  # sum over d (faster than .sum(1))
+        if grad:  # d log(soft) / d side
+            dside = e.div_((e + 1.0).mul_(soft))
+            if linear:
+                dside = torch.where(bs > 20.0, 1.0 / soft, dside)
+            ctx.save_for_backward(share, dside)
+            ctx.pairs = pairs
         return out
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
-        sa, sb, dside = ctx.saved_tensors
-        g = grad[:, :, None] * dside  # d loss / d side, (N, N, d)
-        gz = g * sa  # share of the lower corner max going to item i (rows)
-        gzz = g * sb
-        d_lo = -(gz.sum(dim=1) + (g - gz).sum(dim=0))
-        d_hi = (g - gzz).sum(dim=1) + gzz.sum(dim=0)
-        return d_lo, d_hi, None, None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None, None, None]:  # type: ignore[override]
+        share, dside = ctx.saved_tensors
+        p, d = dside.shape
+        g = grad[:, None] * dside  # d loss / d side, (P, d), the same for both corner halves
+        # per half (lo, -hi): the share of each pair's max going to rows[p], then to cols[p]
+        scatter = ctx.pairs.scatter(g)
+        halves = []
+        for h in range(2):
+            split = g.new_empty(2 * p, d)
+            torch.mul(share[h], g, out=split[:p])
+            torch.sub(g, split[:p], out=split[p:])
+            halves.append(scatter @ split)
+        # side = -(max(lo) + max(-hi)): d lo = -sum over the lo half, d hi = +sum over the hi half
+        return halves[0].neg_(), halves[1], None, None, None
+
+
+def pair_log_intersection(lo: Tensor, hi: Tensor, rows: Tensor | PairIndex,
+                          cols: Tensor | None = None,
+                          volume_temperature: float = VOLUME_TEMPERATURE,
+                          intersection_temperature: float = INTERSECTION_TEMPERATURE) -> Tensor:
+    """``(P,)`` soft ``log Vol(B_rows[p] ∩ B_cols[p])`` of Gumbel intersections for listed pairs,
+    fused and differentiable. ``rows``, ``cols``: int64 ``(P,)``, or a :class:`PairIndex` as
+    ``rows`` (``cols=None``) to reuse across calls. The intersection is symmetric, so a loss over
+    ordered pairs needs each unordered pair once."""
+    pairs = rows if isinstance(rows, PairIndex) else PairIndex(rows, cols, lo.shape[0])
+    if lo.dim() != 2 or pairs.n != lo.shape[0]:
+        raise ValueError(f"boxes: expected lo/hi of shape ({pairs.n}, d), got {tuple(lo.shape)}")
+    if volume_temperature <= 0:
+        raise ValueError(f"volume_temperature: expected > 0, got {volume_temperature}")
+    if intersection_temperature <= 0:
+        ilo, ihi = hard_intersection(lo[pairs.rows], hi[pairs.rows], lo[pairs.cols],
+                                     hi[pairs.cols])
+        return log_volume(ilo, ihi, volume_temperature, intersection_temperature)
+    return _PairLogIntersection.apply(lo, hi, pairs, float(volume_temperature),
+                                      float(intersection_temperature))
 
 
 def pairwise_log_intersection(lo: Tensor, hi: Tensor,
                               volume_temperature: float = VOLUME_TEMPERATURE,
                               intersection_temperature: float = INTERSECTION_TEMPERATURE) -> Tensor:
-    """``(N, N)`` soft ``log Vol(B_i ∩ B_j)`` of Gumbel intersections (fused, differentiable)."""
-    needs_grad = torch.is_grad_enabled() and (lo.requires_grad or hi.requires_grad)
-    if intersection_temperature <= 0 or not needs_grad:  # composed ops: fastest without grad
-        ilo, ihi = gumbel_intersection(lo[:, None, :], hi[:, None, :], lo[None, :, :],
-                                       hi[None, :, :], intersection_temperature)
+    """``(N, N)`` soft ``log Vol(B_i ∩ B_j)`` of Gumbel intersections (fused, differentiable):
+    computed once per unordered pair (the matrix is symmetric) and mirrored."""
+    if intersection_temperature <= 0:
+        ilo, ihi = hard_intersection(lo[:, None, :], hi[:, None, :], lo[None, :, :],
+                                     hi[None, :, :])
         return log_volume(ilo, ihi, volume_temperature, intersection_temperature)
-    return _PairwiseLogIntersection.apply(lo, hi, float(volume_temperature),
-                                          float(intersection_temperature))
+    n = lo.shape[0]
+    rows, cols = torch.triu_indices(n, n, device=lo.device)
+    upper = pair_log_intersection(lo, hi, PairIndex(rows, cols, n), None, volume_temperature,
+                                  intersection_temperature)
+    return upper.new_empty(n, n).index_put((rows, cols), upper).index_put((cols, rows), upper)
 
 
 def pairwise_log_overlap(lo: Tensor, hi: Tensor,

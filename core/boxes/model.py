@@ -27,8 +27,9 @@ from torch import Tensor, nn
 from .geometry import (
     INTERSECTION_TEMPERATURE,
     VOLUME_TEMPERATURE,
+    PairIndex,
     log_volume,
-    pairwise_log_intersection,
+    pair_log_intersection,
     pairwise_log_overlap,
 )
 
@@ -184,39 +185,68 @@ class FreeBoxes(nn.Module):
 # Loss
 
 
+class _LossPlan:
+    """What a Task2Box loss needs from ``target`` and ``mask``, computed once per fit instead of
+    once per epoch: the unordered pairs ``i < j`` that supervise in either direction (the soft
+    intersection is symmetric, so each is computed once), their targets and mask weights in both
+    directions, and the centre-distance weights."""
+
+    def __init__(self, target: Tensor, mask: Tensor) -> None:
+        n = target.shape[0]
+        t = target.clamp(min=_FLOOR)
+        m = mask.to(t.dtype)
+        rows, cols = torch.triu_indices(n, n, offset=1, device=t.device)
+        needed = (m[rows, cols] + m[cols, rows]) > 0
+        self.rows, self.cols = rows[needed], cols[needed]
+        self.pairs = PairIndex(self.rows, self.cols, n)
+        self.ends = torch.stack((self.rows, self.cols), dim=1)  # (P, 2): owner of each direction
+        # direction 0 is ov(i -> j) (divide by Vol(B_i)), direction 1 is ov(j -> i)
+        self.target = torch.stack((t[self.rows, self.cols], t[self.cols, self.rows]), dim=1)
+        self.weight = torch.stack((m[self.rows, self.cols], m[self.cols, self.rows]), dim=1)
+        # sum_ij W_ij ||c_i - c_j||^2 = sum_k c_k^T L c_k over the d coordinates, with the graph
+        # Laplacian L = diag(rowsum + colsum) - W - W^T of the pair weights W (symmetric)
+        w = m * (t > _FLOOR).to(t.dtype)
+        self.laplacian = torch.diag(w.sum(dim=0) + w.sum(dim=1)) - w - w.T
+
+    def loss(self, lo: Tensor, hi: Tensor, weights: LossWeights, volume_temperature: float,
+             intersection_temperature: float) -> LossTerms:
+        d = lo.shape[1]
+        log_own = log_volume(lo, hi, volume_temperature, intersection_temperature)
+        inter = pair_log_intersection(lo, hi, self.pairs, None, volume_temperature,
+                                      intersection_temperature)
+        ov = (inter[:, None] - log_own[self.ends]).exp()  # (P, 2)
+        l_overlap = ((ov - self.target) ** 2 * self.weight).sum()
+        l_volume = ((1.0 / (log_own.exp() + _FLOOR)) ** (1.0 / d)).sum()
+        centre = (lo + hi) / 2
+        ct = centre.T  # (d, N) @ (N, N) is much faster on CPU than (N, N) @ (N, d)
+        l_distance = (ct * (ct @ self.laplacian)).sum()
+        side = hi - lo
+        if d > 1:
+            k, j = torch.triu_indices(d, d, offset=1, device=lo.device)
+            l_square = (side[:, k] - side[:, j]).abs().sum() / d**2
+        else:
+            l_square = side.new_zeros(())
+        total = (weights.overlap * l_overlap + weights.volume * l_volume
+                 + weights.distance * l_distance + weights.square * l_square)
+        return LossTerms(total, l_overlap.detach(), l_volume.detach(), l_distance.detach(),
+                         l_square.detach())
+
+
 def task2box_loss(lo: Tensor, hi: Tensor, target: Tensor, mask: Tensor,
                   weights: LossWeights = HIERARCHY_WEIGHTS,
                   volume_temperature: float = VOLUME_TEMPERATURE,
                   intersection_temperature: float = INTERSECTION_TEMPERATURE) -> LossTerms:
-    """Task2Box's loss on boxes ``(N, d)`` against ``target`` ``(N, N)`` over pairs ``mask``.
+    """Task2Box's loss on boxes ``(N, d)`` against ``target`` ``(N, N)`` over pairs ``mask``
+    (off-diagonal ordered pairs; the diagonal is ignored).
 
     - overlap: ``sum_{(i,j) in mask} (ov(i->j) - max(target_ij, 1e-12))^2``;
     - volume: ``sum_i (1 / (Vol(B_i) + 1e-12))^(1/d)`` (keeps boxes from shrinking away);
     - distance: ``sum ||c_i - c_j||^2`` over masked pairs with ``target_ij > 1e-12`` (centres);
     - square: ``(1/d^2) sum_i sum_{k<l} |s_ik - s_il|`` on side lengths ``s = hi - lo``.
     """
-    d = lo.shape[1]
-    log_own = log_volume(lo, hi, volume_temperature, intersection_temperature)
-    ov = (pairwise_log_intersection(lo, hi, volume_temperature, intersection_temperature)
-          - log_own[:, None]).exp()
-    t = target.clamp(min=_FLOOR)
-    m = mask.to(ov.dtype)
-    l_overlap = ((ov - t) ** 2 * m).sum()
-    l_volume = ((1.0 / (log_own.exp() + _FLOOR)) ** (1.0 / d)).sum()
-    centre = (lo + hi) / 2
-    sq = (centre * centre).sum(dim=1)
-    dist = (sq[:, None] + sq[None, :] - 2.0 * centre @ centre.T).clamp(min=0.0)
-    l_distance = (dist * m * (t > _FLOOR).to(ov.dtype)).sum()
-    side = hi - lo
-    if d > 1:
-        diff = (side[:, :, None] - side[:, None, :]).abs()
-        l_square = torch.triu(diff, diagonal=1).sum() / d**2
-    else:
-        l_square = side.new_zeros(())
-    total = (weights.overlap * l_overlap + weights.volume * l_volume
-             + weights.distance * l_distance + weights.square * l_square)
-    return LossTerms(total, l_overlap.detach(), l_volume.detach(), l_distance.detach(),
-                     l_square.detach())
+    mask = mask & ~torch.eye(mask.shape[0], dtype=torch.bool, device=mask.device)
+    return _LossPlan(target, mask).loss(lo, hi, weights, volume_temperature,
+                                        intersection_temperature)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,11 +394,12 @@ class Task2Box:
             optimiser = torch.optim.Adam(net.parameters(), lr=self.lr)
         net.train()
         self.history = []
+        plan = _LossPlan(target, mask)
         for epoch in range(epochs):
             optimiser.zero_grad(set_to_none=True)
             lo, hi = net(x)
-            terms = task2box_loss(lo, hi, target, mask, self.weights, self.volume_temperature,
-                                  self.intersection_temperature)
+            terms = plan.loss(lo, hi, self.weights, self.volume_temperature,
+                              self.intersection_temperature)
             terms.total.backward()
             optimiser.step()
             self.history.append(float(terms.total.detach()))

@@ -6,6 +6,8 @@
 - :class:`COSEExplorer`: consistency and sensitivity of saliency under augmentations (COSE).
 - :class:`PaddingInspector`: uneven padding, foveation and blind spots of a CNN ("Mind the Pad").
 - :class:`BoxExplorer`: Task2Box boxes you can drag and resize; containment follows in Python.
+- :class:`DatasetExplorer`: a dataset's statistics, classes, embedding map (select points),
+  duplicates, outliers and confusion matrix.
 - :class:`SanityCheckExplorer`: walk the model-randomisation cascade; original vs smoothed model.
 - :mod:`visloupe.widgets.render`: overlays, colormaps, image grids and PNG bytes (numpy + PIL).
 """
@@ -13,6 +15,7 @@
 from . import render
 from .boxes import BoxExplorer
 from .cose import COSEExplorer
+from .datasets import DatasetExplorer
 from .padding import PaddingInspector
 from .saliency import SaliencyExplorer
 from .sanity import SanityCheckExplorer
@@ -21,6 +24,7 @@ from .splitig import SplitIGExplorer
 __all__ = [
     "BoxExplorer",
     "COSEExplorer",
+    "DatasetExplorer",
     "PaddingInspector",
     "SaliencyExplorer",
     "SanityCheckExplorer",

@@ -1,0 +1,119 @@
+"""Where a classifier errs on a data set: the confusion matrix and per-class accuracy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from visloupe.core.models.introspection import as_logits, eval_mode, model_device, model_dtype
+
+from ._sources import BatchReader, all_labels, as_source, resolve_indices
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class ConfusionResult:
+    """``matrix[t, p]``: items of true class ``t`` predicted as ``p`` (``(K, K)`` int64).
+
+    ``per_class_accuracy[t]`` = ``matrix[t, t] / matrix[t].sum()`` (NaN for classes with no
+    items); ``predictions``/``labels`` ``(N,)`` int64 for the items ``indices`` (dataset
+    positions); ``class_names`` ``K`` names (the data's, else the class numbers).
+    """
+
+    matrix: np.ndarray
+    per_class_accuracy: np.ndarray
+    predictions: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    indices: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Overall fraction of items predicted correctly."""
+        return float((self.predictions == self.labels).mean()) if len(self.labels) else \
+            float("nan")
+
+    def samples(self, true: int, pred: int) -> list[int]:
+        """Dataset indices of the items of class ``true`` predicted as ``pred``."""
+        k = self.matrix.shape[0]
+        for name, value in (("true", true), ("pred", pred)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not 0 <= value < k:
+                raise ValueError(f"{name}: expected a class index in [0, {k - 1}], got {value!r}")
+        hit = (self.labels == true) & (self.predictions == pred)
+        return [int(i) for i in self.indices[hit]]
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The matrix as a table: rows true classes, columns predicted classes."""
+        return pd.DataFrame(self.matrix, index=pd.Index(self.class_names, name="true"),
+                            columns=pd.Index(self.class_names, name="predicted"))
+
+
+def confusion(model: nn.Module, source: Any, *,
+              preprocess: Callable[[Any], torch.Tensor] | None = None, batch_size: int = 64,
+              indices: Sequence[int] | None = None, limit: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> ConfusionResult:
+    """Run ``model`` over the labelled items of ``source`` and tabulate true vs predicted class.
+
+    Predictions are the argmax of the logits (:func:`~visloupe.core.models.as_logits` reads
+    tensors, tuples and HF outputs), computed in eval mode without gradients in batches of
+    ``batch_size``. Unlabelled items are skipped (logged); data without any label raises
+    ValueError. ``K`` is the larger of the data's class count and the model's output size.
+    Streams use their first ``limit`` items (default 1000).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
+                        f"{type(preprocess).__name__}")
+    src = as_source(source)
+    idx = resolve_indices(src, indices, limit)
+    labels = all_labels(src, idx)
+    keep = [(i, y) for i, y in zip(idx, labels, strict=True) if y is not None]
+    if not keep:
+        raise ValueError("source: no item has a label; confusion needs labelled data (pass "
+                         "label_column= to as_image_source, or labels with the images)")
+    if len(keep) < len(idx):
+        logger.info("confusion: skipping %d unlabelled items", len(idx) - len(keep))
+    device, dtype = model_device(model), model_dtype(model)
+    batches = BatchReader(src)
+    preds: list[np.ndarray] = []
+    n_out = 0
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(keep), int(batch_size)):
+            chunk = [i for i, _ in keep[start:start + int(batch_size)]]
+            x = batches.tensors(chunk, preprocess).to(device=device, dtype=dtype)
+            out = as_logits(model(x))
+            if out.dim() != 2 or out.shape[0] != len(chunk):
+                raise ValueError(f"model: expected logits of shape (N, K) = ({len(chunk)}, K), "
+                                 f"got {tuple(out.shape)}")
+            n_out = int(out.shape[1])
+            preds.append(out.argmax(dim=1).cpu().numpy().astype(np.int64))
+            if progress is not None:
+                progress(min(start + int(batch_size), len(keep)), len(keep))
+    pred = np.concatenate(preds)
+    true = np.asarray([y for _, y in keep], dtype=np.int64)
+    names = list(src.class_names) if src.class_names else []
+    k = max(len(names), n_out, int(true.max()) + 1, int(pred.max()) + 1)
+    names = names + [str(c) for c in range(len(names), k)]
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (true, pred), 1)
+    support = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(support > 0, np.diag(matrix) / np.maximum(support, 1), np.nan)
+    return ConfusionResult(matrix=matrix, per_class_accuracy=acc.astype(np.float64),
+                           predictions=pred, labels=true, class_names=names,
+                           indices=np.asarray([i for i, _ in keep], dtype=np.int64))
+
+
+__all__ = ["ConfusionResult", "confusion"]

@@ -1,0 +1,871 @@
+"""DatasetExplorer: look at a whole image dataset before (or after) training on it.
+
+Five tabs over :mod:`visloupe.core.datasets`: **Overview** (class balance and a histogram of every
+per-image statistic), **Classes** (mean image and a sample grid per class), **Map** (a 2-D
+projection of embeddings, coloured by class or by any statistic, thumbnails on hover, box/lasso
+selection that reaches Python), **Duplicates & outliers** and **Errors** (confusion matrix whose
+cells list their samples). In the spirit of Know Your Data and FiftyOne, but inline in the
+notebook, on any data ``as_image_source`` reads, and composable with the saliency widgets:
+``SaliencyExplorer(model, explorer.selection)`` explains what you selected.
+
+Plots are Bokeh documents (``bokeh.embed.json_item``) drawn by a small anywidget
+(``datasets.js``). BokehJS comes from the installed bokeh package (inline resources, never a CDN),
+sent once per page on the plot's request. A selection on the map fires a Bokeh ``CustomJS``
+callback that the anywidget relays into its synced ``selected`` trait, so it works in JupyterLab,
+Notebook 7, VS Code and Colab without ``jupyter_bokeh`` (and with ipywidgets 7 or 8).
+
+The expensive steps (profile, embeddings, projection, confusion matrix) run once, when their tab
+is first opened, with a progress bar; colour-by, thresholds and cell choices re-render from cache.
+Without a model the map embeds downsampled pixels (16x16 RGB) instead of activations, and the
+Errors tab says that it needs a model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+import traitlets
+from PIL import Image
+
+from . import render
+from ._common import close_tree, error_html, guarded, logger
+
+__all__ = ["DatasetExplorer"]
+
+_HERE = Path(__file__).resolve().parent
+TABS = ("Overview", "Classes", "Map", "Duplicates & outliers", "Errors")
+STATISTICS = ("width", "height", "aspect", "channels", "brightness", "contrast", "colourfulness",
+              "sharpness", "file_size")
+"""Numeric columns of ``profile_dataset`` shown as histograms and offered as map colours."""
+PROJECTIONS = ("pca", "tsne", "umap")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
+CLASS = "class"
+MEAN_PER_CLASS = 200
+"""Class means average at most this many images per class (a seeded draw)."""
+PIXEL_SIZE = 16
+"""Side of the downsampled RGB images embedded when no model is given."""
+
+_TOOLTIP = """
+<div class="visloupe-map-tip" style="padding:2px">
+  <img class="visloupe-map-thumb" src="@thumb" style="image-rendering:pixelated;
+       border:1px solid #888;max-width:96px;max-height:96px;min-width:48px"/>
+  <div style="font-size:11px">#@index · @class_name</div>
+  <div style="font-size:11px">@colour_name: @value</div>
+</div>
+"""
+
+_SELECT_JS = """
+window.dispatchEvent(new CustomEvent("visloupe-select",
+    {detail: {uid: uid, indices: Array.from(cb_obj.indices)}}));
+"""
+
+
+@lru_cache(maxsize=1)
+def _bokeh_js() -> tuple[str, ...]:
+    """BokehJS source from the installed package (inline resources: no CDN, works offline)."""
+    from bokeh.resources import Resources
+
+    return tuple(Resources(mode="inline", components=["bokeh"]).js_raw)
+
+
+def _bokeh_version() -> str:
+    import bokeh
+
+    return bokeh.__version__
+
+
+class _BokehPlot(anywidget.AnyWidget):
+    """One Bokeh document in the notebook; ``selected`` holds the rows selected on the map."""
+
+    _esm = _HERE / "datasets.js"
+    item = traitlets.Unicode("").tag(sync=True)
+    uid = traitlets.Unicode("").tag(sync=True)
+    selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    bokeh_version = traitlets.Unicode("").tag(sync=True)
+    css_class = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("uid", uuid.uuid4().hex)
+        kwargs.setdefault("bokeh_version", _bokeh_version())
+        super().__init__(**kwargs)
+        self.figure: Any = None
+        self.on_msg(self._on_custom)
+
+    def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "need-bokeh":
+            self.send({"type": "bokeh-js", "code": list(_bokeh_js())})
+
+    def show(self, fig: Any) -> None:
+        """Draw ``fig`` (any Bokeh layout) in place of the current one."""
+        from bokeh.embed import json_item
+
+        self.figure = fig
+        self.item = json.dumps(json_item(fig))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small pure helpers (tested through the widget)
+
+
+def _png_data_uri(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _stat_colours(values: np.ndarray) -> tuple[list[str], float, float]:
+    """Viridis colours of ``values`` (grey where NaN) and the range they span."""
+    from bokeh.palettes import Viridis256
+
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    lo = float(v[finite].min()) if finite.any() else 0.0
+    hi = float(v[finite].max()) if finite.any() else 1.0
+    span = hi - lo if hi > lo else 1.0
+    idx = np.clip(((np.nan_to_num(v, nan=lo) - lo) / span * 255).round(), 0, 255).astype(int)
+    return [Viridis256[k] if ok else "#bbbbbb" for k, ok in zip(idx, finite, strict=True)], lo, hi
+
+
+def _pixel_embeddings(source: Any, indices: Sequence[int], size: int = PIXEL_SIZE) -> np.ndarray:
+    """``(N, size*size*3)`` downsampled RGB pixels in [0, 1]: the map's space without a model."""
+    out = np.zeros((len(indices), size * size * 3), dtype=np.float32)
+    for row, i in enumerate(indices):
+        try:
+            img = source.rgb(int(i)).resize((size, size), Image.BILINEAR)
+            out[row] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
+        except Exception as error:  # noqa: BLE001 - a broken image keeps a zero row
+            logger.warning("pixel embedding of item %s failed: %s", i, error)
+    return out
+
+
+def _hidden() -> w.Layout:
+    return w.Layout(max_width="100%", display="none")
+
+
+def _set_png(image: w.Image, png: bytes) -> None:
+    """Show ``png`` in ``image``, or hide the widget when there is nothing to show (an empty
+    ``<img>`` would draw a broken-image icon)."""
+    image.value = png
+    image.layout.display = "" if png else "none"
+
+
+def _table_html(df: pd.DataFrame, css: str, max_rows: int = 30) -> str:
+    shown = df.head(max_rows)
+    more = f"<div>… {len(df) - max_rows} more rows</div>" if len(df) > max_rows else ""
+    return (f'<div class="{css}" style="max-height:400px;overflow:auto;font-size:12px">'
+            f"{shown.to_html(index=False, float_format=lambda x: f'{x:.4g}', border=0)}{more}"
+            "</div>")
+
+
+class DatasetExplorer(w.VBox):
+    """Profile, map and audit an image dataset in the notebook.
+
+    Args:
+        data: anything :func:`visloupe.core.data.as_image_source` accepts (HF ``Dataset`` or
+            ``IterableDataset``, torch dataset, folder, list, arrays).
+        model: optional ``torch.nn.Module``: its pooled activations (``layer``) embed the images
+            for the map and the duplicate/outlier search, and its predictions fill the Errors
+            tab. Without one the map uses downsampled pixels and Errors is disabled.
+        preprocess: ``PIL.Image -> Tensor (C, H, W)`` for the model (the ``models.pretrained``
+            contract); None uses the core default.
+        class_names: names of the label indices (default: from the data).
+        sample: profile (and embed) only this many images, drawn with ``seed``; None: all.
+        projection: ``"pca"``, ``"tsne"`` or ``"umap"`` (UMAP needs ``umap-learn``).
+        layer: the module (name) whose pooled output is embedded; None: the penultimate
+            layer (the input of the last ``nn.Linear``), as in core ``embed``.
+        seed: for sampling, sample grids and stochastic projections.
+        max_points: at most this many points on the map (a seeded subset), since every point
+            carries its thumbnail to the browser.
+        thumb_size: thumbnail side in pixels (hover and grids).
+
+    Selecting points on the map (box or lasso) sets :attr:`selected_indices`; :attr:`selection`
+    is those rows as a dataset that ``SaliencyExplorer`` and every core function accept.
+    """
+
+    def __init__(self, data: Any, model: Any = None, *, preprocess: Callable | None = None,
+                 class_names: Sequence[str] | None = None, sample: int | None = None,
+                 projection: str = "pca", layer: Any = None, seed: int = 0,
+                 max_points: int = 1000, thumb_size: int = 48) -> None:
+        from torch import nn
+        from visloupe.core.data import as_image_source
+
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected None or a torch.nn.Module, got "
+                            f"{type(model).__name__}")
+        if preprocess is not None and not callable(preprocess):
+            raise TypeError(f"preprocess: expected None or a callable PIL.Image -> Tensor, got "
+                            f"{type(preprocess).__name__}")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection: expected one of {PROJECTIONS}, got {projection!r}")
+        if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)
+                                   or sample < 1):
+            raise ValueError(f"sample: expected None or an int >= 1, got {sample!r}")
+        if not isinstance(max_points, int) or max_points < 2:
+            raise ValueError(f"max_points: expected an int >= 2, got {max_points!r}")
+        if not isinstance(thumb_size, int) or thumb_size < 8:
+            raise ValueError(f"thumb_size: expected an int >= 8, got {thumb_size!r}")
+        super().__init__()
+        self._source = as_image_source(data, class_names=class_names, seed=int(seed))
+        self._model = model
+        self._preprocess = preprocess
+        self._sample = sample
+        self._seed = int(seed)
+        self._layer = layer
+        self._max_points = max_points
+        self._thumb_size = thumb_size
+        self._errors: list[str] = []
+        self._built: set[str] = set()
+        self._closed = False
+        self.profile: pd.DataFrame | None = None
+        self._view: Any = None  # the readable profiled items (a core subset unless all)
+        self._ok: pd.DataFrame | None = None  # their profile rows; row r is self._rows[r]
+        self._rows = np.zeros(0, dtype=np.int64)  # row -> dataset index (readable items)
+        self._embeddings: np.ndarray | None = None
+        self._coords: dict[str, np.ndarray] = {}
+        self._map_rows = np.zeros(0, dtype=np.int64)  # map point -> row
+        self._thumbs: dict[int, str] = {}
+        self._confusion: Any = None
+        self._build_ui(projection)
+        self._build_tab("Overview")
+
+    # -- public API ------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> Any:
+        """The :class:`~visloupe.core.data.ImageSource` being explored."""
+        return self._source
+
+    @property
+    def embeddings(self) -> np.ndarray | None:
+        """``(N, D)`` embeddings (model activations, or pixels without a model) of the readable
+        profiled items, in ``profile`` order, once the Map or Duplicates tab ran."""
+        return self._embeddings
+
+    @property
+    def confusion_result(self) -> Any:
+        """The core :class:`~visloupe.core.datasets.ConfusionResult` once the Errors tab ran."""
+        return self._confusion
+
+    @property
+    def selected_indices(self) -> list[int]:
+        """Dataset indices of the points selected on the map (in the order BokehJS gave)."""
+        rows = self._map_rows
+        out = []
+        for point in self.map_plot.selected:
+            if 0 <= point < len(rows):
+                out.append(int(self._rows[rows[point]]))
+        return out
+
+    @property
+    def selection(self) -> Any:
+        """The selected items as a dataset (core ``subset``) for ``SaliencyExplorer`` & co."""
+        from visloupe.core.datasets import subset
+
+        indices = self.selected_indices
+        if not indices:
+            raise ValueError("selection: nothing is selected on the map; drag a box or lasso "
+                             "over points first (or call select([...]))")
+        return subset(self._source, indices)
+
+    def select(self, indices: Sequence[int]) -> None:
+        """Select the map points of these dataset indices (as a box selection would)."""
+        self._build_tab("Map")
+        where = {int(self._rows[r]): p for p, r in enumerate(self._map_rows)}
+        missing = [int(i) for i in indices if int(i) not in where]
+        if missing:
+            raise ValueError(f"indices: {missing[:10]} are not on the map (it shows "
+                             f"{len(self._map_rows)} of the profiled items)")
+        self.map_plot.selected = [where[int(i)] for i in indices]
+        self._draw_map()
+
+    def show_tab(self, name: str) -> None:
+        """Open (and compute, the first time) the tab called ``name``."""
+        if name not in TABS:
+            raise ValueError(f"name: expected one of {TABS}, got {name!r}")
+        self.tabs.selected_index = TABS.index(name)
+        self._build_tab(name)
+
+    def show_confusion_cell(self, true: int, pred: int) -> list[int]:
+        """List the samples of label ``true`` predicted as ``pred`` (as clicking the cell does);
+        returns their dataset indices."""
+        self._build_tab("Errors")
+        if self._confusion is None:
+            raise ValueError("Errors: no confusion matrix (it needs a model and labels)")
+        k = len(self._confusion.matrix)
+        for name, v in (("true", true), ("pred", pred)):
+            if not 0 <= int(v) < k:
+                raise ValueError(f"{name}: expected a class index in [0, {k}), got {v}")
+        return self._show_cell(int(true), int(pred))
+
+    def to_html(self) -> str:
+        """A standalone HTML page of the plots built so far (BokehJS inline: works offline)."""
+        items = [p.item for p in self._plots() if p.item]
+        if not items:
+            raise ValueError("to_html: no plot has been built yet")
+        parts = ['<!DOCTYPE html><html><head><meta charset="utf-8">',
+                 "<title>visloupe DatasetExplorer</title>"]
+        parts += [f"<script>{code}</script>" for code in _bokeh_js()]
+        parts.append("</head><body>")
+        for k, item in enumerate(items):
+            safe = item.replace("</", "<\\/")  # no "</script>" inside the script
+            parts.append(f'<div id="visloupe-plot-{k}"></div><script>'
+                         f'Bokeh.embed.embed_item({safe}, "visloupe-plot-{k}");</script>')
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def save_html(self, path: str | Path) -> Path:
+        """Write :meth:`to_html` to ``path`` and return it."""
+        path = Path(path)
+        path.write_text(self.to_html(), encoding="utf-8")
+        return path
+
+    def close(self) -> None:
+        """Close every view and drop the cached profile, embeddings and thumbnails."""
+        if getattr(self, "_closed", True):  # closed already, or __init__ failed early
+            if getattr(self, "comm", None) is not None:
+                super().close()
+            return
+        self._closed = True
+        self.tabs.unobserve(self._on_tab, "selected_index")
+        self.map_plot.unobserve(self._on_selected, "selected")
+        for child in list(self.children):
+            close_tree(child)
+        for plot in self._plots():
+            plot.close()
+        self.profile = None
+        self._embeddings = None
+        self._coords.clear()
+        self._thumbs.clear()
+        self._confusion = None
+        self.layout.close()
+        super().close()
+
+    # -- layout --------------------------------------------------------------------------------
+
+    def _plots(self) -> list[_BokehPlot]:
+        return [self.balance_plot, self.hist_plot, self.map_plot]
+
+    def _build_ui(self, projection: str) -> None:
+        self.add_class("visloupe-dataset-explorer")
+        self.error_area = w.HTML(layout=w.Layout(width="100%"))
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="",
+                                      style={"description_width": "initial"},
+                                      layout=w.Layout(width="420px"))
+        # Overview
+        self.summary = w.HTML()
+        self.balance_plot = _BokehPlot(css_class="visloupe-balance")
+        self.hist_plot = _BokehPlot(css_class="visloupe-histograms")
+        overview = w.VBox([self.summary, self.balance_plot, self.hist_plot])
+        # Classes
+        self.classes_box = w.VBox()
+        self.classes_box.add_class("visloupe-classes")
+        # Map
+        self.colour_by = w.Dropdown(options=[CLASS, *STATISTICS], value=CLASS,
+                                    description="colour by")
+        self.projection = w.Dropdown(options=list(PROJECTIONS), value=projection,
+                                     description="projection")
+        self.clear_button = w.Button(description="clear selection", icon="times")
+        self.map_plot = _BokehPlot(css_class="visloupe-map")
+        self.selection_info = w.HTML()
+        self.selection_info.add_class("visloupe-selection-info")
+        self.selection_image = w.Image(format="png", layout=_hidden())
+        map_tab = w.VBox([w.HBox([self.colour_by, self.projection, self.clear_button]),
+                          self.map_plot, self.selection_info, self.selection_image])
+        # Duplicates & outliers
+        self.threshold = w.BoundedFloatText(value=0.05, min=0.0, max=2.0, step=0.01,
+                                            description="threshold")
+        self.dup_info = w.HTML()
+        self.dup_image = w.Image(format="png", layout=_hidden())
+        self.outlier_info = w.HTML()
+        self.outlier_image = w.Image(format="png", layout=_hidden())
+        dup_tab = w.VBox([self.threshold, self.dup_info, self.dup_image,
+                          self.outlier_info, self.outlier_image])
+        dup_tab.add_class("visloupe-duplicates")
+        # Errors
+        self.errors_info = w.HTML()
+        self.matrix_box = w.VBox()
+        self.cell_info = w.HTML()
+        self.cell_image = w.Image(format="png", layout=_hidden())
+        errors_tab = w.VBox([self.errors_info, self.matrix_box, self.cell_info, self.cell_image])
+
+        self._tab_boxes = [overview, self.classes_box, map_tab, dup_tab, errors_tab]
+        self.tabs = w.Tab(children=self._tab_boxes)
+        for k, title in enumerate(TABS):
+            if hasattr(self.tabs, "set_title"):
+                self.tabs.set_title(k, title)
+        self.tabs.observe(self._on_tab, "selected_index")
+        self.colour_by.observe(self._on_colour, "value")
+        self.projection.observe(self._on_projection, "value")
+        self.clear_button.on_click(self._on_clear)
+        self.map_plot.observe(self._on_selected, "selected")
+        for plot in self._plots():
+            plot.observe(self._on_plot_status, "status")
+        self.threshold.observe(self._on_threshold, "value")
+        self.children = [self.error_area, self.progress, self.tabs]
+
+    # -- errors and progress -------------------------------------------------------------------
+
+    def _report_error(self, message: str) -> None:
+        self._errors = [*self._errors[-4:], message]
+        self.error_area.value = error_html(self._errors)
+
+    def _clear_errors(self) -> None:
+        self._errors = []
+        self.error_area.value = ""
+
+    def _progress(self, what: str) -> Callable[..., None]:
+        """A ``progress=`` callback for core: accepts ``(done, total)`` or ``(done, total, …)``."""
+        self.progress.description = what
+        self.progress.bar_style = "info"
+        self.progress.value = 0
+        self.progress.max = 1
+
+        def update(done: Any = None, total: Any = None, *_: Any, **__: Any) -> None:
+            if total is not None and int(total) > 0:
+                self.progress.max = int(total)
+            if done is not None:
+                self.progress.value = min(int(done), self.progress.max)
+
+        return update
+
+    def _progress_done(self, ok: bool = True) -> None:
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success" if ok else "danger"
+
+    def _on_plot_status(self, change: Any) -> None:
+        if str(change["new"]).startswith("error"):
+            self._report_error(f"plot: {change['new']}")
+
+    # -- tab building ----------------------------------------------------------------------------
+
+    def _on_tab(self, change: Any) -> None:
+        index = change["new"]
+        if index is not None and 0 <= index < len(TABS):
+            self._build_tab(TABS[index])
+
+    def _build_tab(self, name: str) -> None:
+        if name in self._built or self._closed:
+            return
+        builders = {"Overview": self._build_overview, "Classes": self._build_classes,
+                    "Map": self._build_map, "Duplicates & outliers": self._build_duplicates,
+                    "Errors": self._build_errors}
+        if name != "Overview" and self.profile is None:
+            self._build_tab("Overview")
+            if self.profile is None:
+                return
+        ok = self._run(builders[name])
+        if ok:
+            self._built.add(name)
+
+    @guarded
+    def _run(self, fn: Callable[[], None]) -> bool:
+        fn()
+        return True
+
+    def _ensure_profile(self) -> pd.DataFrame:
+        if self.profile is None:
+            from visloupe.core.datasets import profile_dataset, subset
+
+            prof = profile_dataset(self._source, sample=self._sample, seed=self._seed,
+                                   progress=self._progress("profile"))
+            self._progress_done()
+            # unreadable items stay in the Overview (counted) but out of maps and model passes
+            self._ok = prof[prof["error"].isna()].reset_index(drop=True)
+            self._rows = self._ok["index"].to_numpy(dtype=np.int64)
+            n_total = prof.attrs.get("n_total")
+            whole = (n_total is not None and len(self._rows) == n_total
+                     and np.array_equal(self._rows, np.arange(n_total)))
+            self._view = self._source if whole else subset(self._source, self._rows.tolist())
+            self.profile = prof
+        return self.profile
+
+    def _class_name(self, label: Any) -> str:
+        if label is None or (isinstance(label, float) and not np.isfinite(label)):
+            return "(no label)"
+        names = self._source.class_names
+        k = int(label)
+        return names[k] if names is not None and 0 <= k < len(names) else str(k)
+
+    # -- Overview ------------------------------------------------------------------------------
+
+    def _build_overview(self) -> None:
+        from bokeh.layouts import gridplot
+        from bokeh.models import ColumnDataSource, HoverTool
+        from bokeh.plotting import figure
+
+        prof = self._ensure_profile()
+        attrs = prof.attrs
+        n_err = int(prof["error"].notna().sum()) if "error" in prof else 0
+        sampled = attrs.get("sampled", False)
+        total = attrs.get("n_total")
+        seed = attrs.get("seed", self._seed)
+        if total is None:
+            what = f"the first {len(prof)} images of a stream (buffer-shuffled, seed {seed})"
+        elif sampled:
+            what = f"a seeded sample of {len(prof)} of {total} images (seed {seed})"
+        else:
+            what = f"all {len(prof)} images"
+        labels = prof["label"]
+        n_classes = int(labels.dropna().nunique())
+        self.summary.value = (
+            f'<div class="visloupe-summary"><b>{html.escape(what)}</b> · {n_classes} classes · '
+            f"{n_err} unreadable · source "
+            f"{html.escape(str(attrs.get('source', self._source.kind)))}"
+            "</div>"
+        )
+        counts = (prof.assign(class_name=prof["class_name"].fillna("(no label)"))
+                  .groupby("class_name", sort=False).size())
+        order = sorted(counts.index, key=lambda c: (-counts[c], str(c)))
+        fig = figure(x_range=[str(c) for c in order], height=240, width=640,
+                     title="class balance", tools="save", toolbar_location=None)
+        src = ColumnDataSource({"class_name": [str(c) for c in order],
+                                "count": [int(counts[c]) for c in order]})
+        fig.vbar(x="class_name", top="count", width=0.8, source=src, color=PALETTE[0])
+        fig.add_tools(HoverTool(tooltips=[("class", "@class_name"), ("images", "@count")]))
+        fig.xaxis.major_label_orientation = 0.8 if len(order) > 8 else 0.0
+        fig.y_range.start = 0
+        self.balance_plot.show(fig)
+
+        hists = []
+        for stat in STATISTICS:
+            v = pd.to_numeric(prof.get(stat), errors="coerce").to_numpy(dtype=np.float64)
+            v = v[np.isfinite(v)]
+            h = figure(width=210, height=160, title=stat, tools="save", toolbar_location=None)
+            if len(v):
+                lo, hi = float(v.min()), float(v.max())
+                if hi <= lo:
+                    lo, hi = lo - 0.5, hi + 0.5
+                counts_h, edges = np.histogram(v, bins=min(30, max(5, len(v) // 5)),
+                                               range=(lo, hi))
+                h.quad(top=counts_h, bottom=0, left=edges[:-1], right=edges[1:],
+                       color=PALETTE[2], line_color="white")
+            else:  # e.g. file sizes of in-memory arrays: say so instead of an empty frame
+                h.text(x=[0], y=[0], text=["no values"], text_align="center",
+                       text_color="#888888")
+            hists.append(h)
+        self.hist_plot.show(gridplot(hists, ncols=3))
+
+    # -- Classes -------------------------------------------------------------------------------
+
+    def _build_classes(self) -> None:
+        from visloupe.core.datasets import class_means, class_samples
+
+        prof = self._ensure_profile()
+        if prof["label"].dropna().empty:
+            self.classes_box.children = [w.HTML("<i>This dataset has no labels: no classes to "
+                                                "show.</i>")]
+            return
+        means = class_means(self._view, size=(64, 64), max_per_class=MEAN_PER_CLASS,
+                            seed=self._seed, progress=self._progress("class means"))
+        self._progress_done()
+        samples = class_samples(prof, per_class=8, seed=self._seed)
+        rows = []
+        for k in sorted(set(means) | set(samples)):
+            images: list[Any] = []
+            captions = []
+            if k in means:
+                images.append(render.to_rgb_array(np.asarray(means[k], dtype=np.float32)))
+                captions.append("mean")
+            for i in samples.get(k, []):
+                images.append(self._source.rgb(int(i)))
+                captions.append(f"#{int(i)}")
+            grid = render.image_grid(images, captions, ncols=9, cell=64)
+            n = int((prof["label"] == k).sum())
+            head = w.HTML(f"<b>{html.escape(self._class_name(k))}</b><br>{n} images",
+                          layout=w.Layout(width="120px"))
+            rows.append(w.HBox([head, w.Image(value=render.to_png(grid), format="png")]))
+        self.classes_box.children = rows
+
+    # -- Map -----------------------------------------------------------------------------------
+
+    def _ensure_embeddings(self) -> np.ndarray:
+        if self._embeddings is None:
+            self._ensure_profile()
+            if self._model is None:
+                self.progress.description = "pixels"
+                emb = _pixel_embeddings(self._source, self._rows.tolist())
+            else:
+                from visloupe.core.datasets import embed
+
+                emb = embed(self._source, self._model, self._layer, preprocess=self._preprocess,
+                            indices=self._rows.tolist(), progress=self._progress("embed"))
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 2 or len(emb) != len(self._rows):
+                raise ValueError(f"embed: expected ({len(self._rows)}, D) embeddings, got shape "
+                                 f"{emb.shape}")
+            self._progress_done()
+            self._embeddings = emb
+        return self._embeddings
+
+    def _ensure_coords(self, method: str) -> np.ndarray:
+        if method not in self._coords:
+            from visloupe.core.datasets import project
+
+            emb = self._ensure_embeddings()
+            points = emb[self._map_rows] if len(self._map_rows) else emb
+            self.progress.description = method
+            xy = np.asarray(project(points, method=method, seed=self._seed), dtype=np.float64)
+            if xy.shape != (len(points), 2):
+                raise ValueError(f"project: expected ({len(points)}, 2), got {xy.shape}")
+            self._coords[method] = xy
+        return self._coords[method]
+
+    def _thumb(self, index: int) -> str:
+        if index not in self._thumbs:
+            from visloupe.core.datasets import thumbnail
+
+            try:
+                self._thumbs[index] = _png_data_uri(thumbnail(self._source.rgb(index),
+                                                              self._thumb_size))
+            except Exception as error:  # noqa: BLE001 - the point stays, without a picture
+                logger.warning("thumbnail of item %s failed: %s", index, error)
+                self._thumbs[index] = ""
+        return self._thumbs[index]
+
+    def _build_map(self) -> None:
+        self._ensure_profile()
+        n = len(self._rows)
+        if n < 2:
+            raise ValueError(f"Map: needs at least 2 readable images, the profile has {n}")
+        if n > self._max_points:
+            rng = np.random.default_rng(self._seed)
+            rows = np.sort(rng.choice(n, self._max_points, replace=False))
+        else:
+            rows = np.arange(n)
+        labels = self._ok["label"].to_numpy(dtype=np.float64, na_value=np.inf)[rows]
+        self._map_rows = rows[np.lexsort((rows, labels))]  # by class: legend in label order
+        self._ensure_coords(self.projection.value)
+        self._draw_map()
+
+    def _draw_map(self) -> None:
+        from bokeh.models import (
+            ColorBar,
+            ColumnDataSource,
+            CustomJS,
+            HoverTool,
+            LinearColorMapper,
+        )
+        from bokeh.palettes import Viridis256
+        from bokeh.plotting import figure
+
+        xy = self._ensure_coords(self.projection.value)
+        rows = self._map_rows
+        sub = self._ok.iloc[rows]
+        index = self._rows[rows]
+        names = [self._class_name(v) if pd.notna(v) else "(no label)" for v in sub["label"]]
+        colour = self.colour_by.value
+        if colour == CLASS:
+            order = list(dict.fromkeys(names))  # label order (points are sorted by label)
+            colours = [PALETTE[order.index(c) % len(PALETTE)] for c in names]
+            values = names
+        else:
+            vals = pd.to_numeric(sub[colour], errors="coerce").to_numpy(dtype=np.float64)
+            colours, lo, hi = _stat_colours(vals)
+            values = [f"{v:.4g}" for v in vals]
+        data = {
+            "x": xy[:, 0], "y": xy[:, 1], "index": index.tolist(), "class_name": names,
+            "thumb": [self._thumb(int(i)) for i in index], "colour": colours,
+            "value": values, "colour_name": [colour] * len(rows),
+        }
+        src = ColumnDataSource(data, name="visloupe-points")
+        src.selected.indices = [int(p) for p in self.map_plot.selected if 0 <= p < len(rows)]
+        space = "pixels" if self._model is None else "embeddings"
+        fig = figure(width=620, height=520, title=f"{self.projection.value} of {space}",
+                     tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
+                     active_drag="box_select", toolbar_location="above")
+        kwargs = {"legend_field": "class_name"} if colour == CLASS and len(set(names)) <= 20 \
+            else {}
+        points = fig.scatter("x", "y", source=src, size=8, fill_color="colour", line_color=None,
+                             fill_alpha=0.85, selection_line_color="black",
+                             nonselection_fill_alpha=0.25, **kwargs)
+        fig.add_tools(HoverTool(renderers=[points], tooltips=_TOOLTIP))
+        if colour != CLASS:
+            mapper = LinearColorMapper(palette=Viridis256, low=lo, high=hi)
+            fig.add_layout(ColorBar(color_mapper=mapper, title=colour), "right")
+        elif kwargs:
+            fig.legend.label_text_font_size = "9pt"
+            fig.add_layout(fig.legend[0], "right")  # outside the frame, off the points
+        src.selected.js_on_change("indices", CustomJS(args={"uid": self.map_plot.uid},
+                                                      code=_SELECT_JS))
+        self.map_plot.show(fig)
+        self._show_selection()
+
+    def _redraw(self) -> None:
+        if "Map" in self._built:
+            self._clear_errors()
+            self._run(self._draw_map)
+
+    def _on_colour(self, _change: Any) -> None:
+        self._redraw()
+
+    def _on_projection(self, _change: Any) -> None:
+        self._redraw()
+
+    def _on_clear(self, _button: Any) -> None:
+        self.map_plot.selected = []
+        self._redraw()
+
+    def _on_selected(self, _change: Any) -> None:
+        self._run(self._show_selection)
+
+    def _show_selection(self) -> None:
+        indices = self.selected_indices
+        if not indices:
+            self.selection_info.value = ('<div class="visloupe-selected" data-indices="">'
+                                         "nothing selected: drag a box (or lasso) over points"
+                                         "</div>")
+            _set_png(self.selection_image, b"")
+            return
+        shown = indices[:48]
+        self.selection_info.value = (
+            f'<div class="visloupe-selected" data-indices="{",".join(map(str, indices))}">'
+            f"<b>{len(indices)} selected</b>: {html.escape(str(indices[:200]))}"
+            f"{' …' if len(indices) > 200 else ''} · <code>explorer.selection</code> is a "
+            "dataset for SaliencyExplorer</div>")
+        grid = render.image_grid([self._source.rgb(i) for i in shown],
+                                 [f"#{i}" for i in shown], ncols=12, cell=64)
+        _set_png(self.selection_image, render.to_png(grid))
+
+    # -- Duplicates & outliers -------------------------------------------------------------------
+
+    def _build_duplicates(self) -> None:
+        from visloupe.core.datasets import outliers
+
+        emb = self._ensure_embeddings()
+        self._draw_duplicates()
+        out = outliers(emb, k=min(10, len(emb) - 1), top=min(20, len(emb)))
+        idx = [int(self._rows[int(r)]) for r in out["index"]]
+        table = pd.DataFrame({"index": idx, "score": out["score"].to_numpy()})
+        space = "pixel" if self._model is None else "embedding"
+        self.outlier_info.value = (f"<h4>Outliers</h4><div>mean distance to the k nearest "
+                                   f"neighbours in {space} space, highest first</div>"
+                                   + _table_html(table, "visloupe-outlier-table", 20))
+        captions = [f"#{i}\n{s:.3g}" for i, s in zip(idx, table["score"], strict=True)]
+        grid = render.image_grid([self._source.rgb(i) for i in idx], captions, ncols=10, cell=64)
+        _set_png(self.outlier_image, render.to_png(grid))
+        self.outliers = table
+
+    def _draw_duplicates(self) -> None:
+        from visloupe.core.datasets import near_duplicates
+
+        emb = self._ensure_embeddings()
+        # pixel hashes find exact copies; the embeddings (rows aligned with the view) near ones
+        pairs = near_duplicates(self._view, threshold=float(self.threshold.value),
+                                embeddings=emb)
+        table = pd.DataFrame({
+            "i": [int(self._rows[int(r)]) for r in pairs["i"]],
+            "j": [int(self._rows[int(r)]) for r in pairs["j"]],
+            "distance": pairs["distance"].to_numpy(dtype=np.float64),
+            "exact": pairs["exact"].to_numpy(dtype=bool),
+        })
+        self.duplicates = table
+        self.dup_info.value = (f"<h4>Near duplicates</h4><div>{len(table)} pairs with cosine "
+                               f"distance ≤ {self.threshold.value:g}</div>"
+                               + _table_html(table, "visloupe-duplicate-table", 20))
+        images: list[Any] = []
+        captions = []
+        for i, j, d, exact in table.head(12).itertuples(index=False):
+            images += [self._source.rgb(i), self._source.rgb(j)]
+            captions += [f"#{i}", f"#{j} {'exact' if exact else f'd={d:.3f}'}"]
+        _set_png(self.dup_image, render.to_png(render.image_grid(images, captions, ncols=8,
+                                                                 cell=64)) if images else b"")
+
+    def _on_threshold(self, _change: Any) -> None:
+        if "Duplicates & outliers" in self._built:
+            self._run(self._draw_duplicates)
+
+    # -- Errors --------------------------------------------------------------------------------
+
+    def _build_errors(self) -> None:
+        from visloupe.core.datasets import confusion
+
+        prof = self._ensure_profile()
+        if self._model is None:
+            self.errors_info.value = ("<i>The Errors tab needs a model: "
+                                      "DatasetExplorer(data, model, preprocess=...).</i>")
+            return
+        if prof["label"].dropna().empty:
+            self.errors_info.value = "<i>The Errors tab needs labels; this dataset has none.</i>"
+            return
+        result = confusion(self._model, self._source, preprocess=self._preprocess,
+                           indices=self._rows.tolist(), progress=self._progress("predict"))
+        self._progress_done()
+        self._confusion = result
+        matrix = np.asarray(result.matrix)
+        acc = np.asarray(result.per_class_accuracy, dtype=np.float64)
+        names = list(result.class_names) if result.class_names is not None else \
+            [self._class_name(k) for k in range(len(matrix))]
+        total = matrix.sum()
+        overall = float(np.trace(matrix) / total) if total else float("nan")
+        table = pd.DataFrame({"class": names, "images": matrix.sum(axis=1),
+                              "accuracy": acc})
+        self.errors_info.value = (f"<h4>Confusion matrix</h4><div>accuracy {overall:.3f} on "
+                                  f"{int(total)} images · rows: label, columns: prediction · "
+                                  "click a cell to list its images</div>")
+        accuracy = w.HTML(_table_html(table, "visloupe-accuracy-table", 50),
+                          layout=w.Layout(margin="0 0 0 24px"))
+        self.matrix_box.children = [w.HBox([self._matrix_grid(matrix, names), accuracy])]
+
+    def _matrix_grid(self, matrix: np.ndarray, names: list[str]) -> w.Widget:
+        k = len(matrix)
+        off = matrix.copy()
+        np.fill_diagonal(off, 0)
+        top_diag, top_off = max(int(np.diag(matrix).max()), 1), max(int(off.max()), 1)
+        cells: list[w.Widget] = [w.HTML("<b>label \\ pred</b>")]
+        cells += [w.HTML(f"<b>{html.escape(n[:10])}</b>") for n in names]
+        for t in range(k):
+            cells.append(w.HTML(f"<b>{html.escape(names[t][:14])}</b>"))
+            for p in range(k):
+                count = int(matrix[t, p])
+                b = w.Button(description=str(count), tooltip=f"{names[t]} → {names[p]}",
+                             layout=w.Layout(width="auto", height="28px"))
+                # errors on their own scale (from 0.35), so a single one still stands out
+                shade = count / top_diag if t == p else 0.35 + 0.65 * count / top_off
+                if count:
+                    low = int(255 - 150 * shade)
+                    r, g = (low, 255) if t == p else (255, low)
+                    b.style.button_color = f"rgb({r},{g},{low})"
+                b.add_class("visloupe-cm-cell")
+                b.on_click(self._make_cell_handler(t, p))
+                cells.append(b)
+        grid = w.GridBox(cells, layout=w.Layout(
+            grid_template_columns=f"110px repeat({k}, minmax(44px, 70px))", grid_gap="2px"))
+        grid.add_class("visloupe-confusion")
+        return grid
+
+    def _make_cell_handler(self, t: int, p: int) -> Callable[[Any], None]:
+        def handler(_button: Any) -> None:
+            self._run(lambda: self._show_cell(t, p))
+
+        return handler
+
+    def _show_cell(self, t: int, p: int) -> list[int]:
+        indices = [int(i) for i in self._confusion.samples(t, p)]
+        names = self._confusion.class_names or []
+        tn = names[t] if t < len(names) else str(t)
+        pn = names[p] if p < len(names) else str(p)
+        self.cell_info.value = (f'<div class="visloupe-cell" data-indices='
+                                f'"{",".join(map(str, indices))}"><b>{len(indices)} images '
+                                f"labelled {html.escape(tn)}, predicted {html.escape(pn)}</b>: "
+                                f"{html.escape(str(indices[:100]))}</div>")
+        shown = indices[:48]
+        _set_png(self.cell_image, render.to_png(render.image_grid(
+            [self._source.rgb(i) for i in shown], [f"#{i}" for i in shown], ncols=12, cell=64))
+            if shown else b"")
+        self.cell_indices = indices
+        return indices

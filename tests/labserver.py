@@ -1,18 +1,30 @@
-"""Start and stop a local JupyterLab for the set-up and real-browser tests (DESIGN.md §4)."""
+"""Start and stop a local JupyterLab for the set-up and real-browser tests (DESIGN.md §4).
+
+``lab_notebook`` is the real-browser tests' shared scaffolding: a generated notebook, a private
+JupyterLab, headless Chromium through Playwright, all cells run, errors collected."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 SERVER_FLAGS = (
     "--no-browser",
@@ -105,3 +117,164 @@ def img_bytes(page, selector: str) -> tuple[str, bytes]:
         selector,
     )
     return src, base64.b64decode(b64)
+
+
+def wait_for_blob_image(page, selector: str, timeout_ms: float = 30_000) -> None:
+    """Wait until the <img> at ``selector`` shows a loaded ``blob:`` URL (a PNG from the kernel)."""
+    page.wait_for_function(
+        f"() => {{ const i = document.querySelector({selector!r});"
+        " return i && i.src.startsWith('blob:') && i.naturalWidth > 0; }",
+        timeout=timeout_ms,
+    )
+
+
+def press_slider(page, slider, presses: int = 1, key: str = "ArrowRight") -> None:
+    """Focus and click the handle of the ipywidgets ``slider`` (a locator), then press ``key``
+    ``presses`` times: the keyboard moves it by exact steps, unlike a mouse drag."""
+    handle = slider.locator(".noUi-handle, .slider-handle, [role='slider']").first
+    handle.focus()
+    handle.click()
+    for _ in range(presses):
+        page.keyboard.press(key)
+
+
+def wait_for_new_src(page, selector: str, old: str, timeout_ms: float = 30_000) -> None:
+    """Wait until the <img> at ``selector`` has a ``src`` other than ``old``."""
+    page.wait_for_function(
+        f"(old) => document.querySelector({selector!r}).src !== old", arg=old,
+        timeout=timeout_ms,
+    )
+
+
+def wait_for_text(page, selector: str, text: str, timeout_ms: float = 30_000) -> None:
+    """Wait until the element at ``selector`` shows ``text`` (the kernel's answer arrived)."""
+    page.wait_for_function(
+        f"(t) => document.querySelector({selector!r}).innerText.includes(t)", arg=text,
+        timeout=timeout_ms,
+    )
+
+
+WIDGET_WORDS = ("widget", "visloupe", "jupyter-widgets", "ipywidgets", "anywidget", "esm",
+                "model class", "comm", "bokeh")
+
+
+def widget_errors(errors: Sequence[str]) -> list[str]:
+    """The browser errors that concern a widget (words in ``WIDGET_WORDS``); unrelated noise from
+    JupyterLab itself (a missing favicon, a settings warning) is left out."""
+    return [e for e in errors if any(word in e.lower() for word in WIDGET_WORDS)]
+
+
+def write_notebook(path: Path, code: str | Sequence[str]) -> Path:
+    """Write a notebook of one code cell per string in ``code``, bound to the python3 kernel."""
+    import nbformat
+
+    cells = [code] if isinstance(code, str) else list(code)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@dataclass
+class LabSession:
+    """One notebook open in headless Chromium against a private JupyterLab, all cells run."""
+
+    page: Page
+    base: str
+    errors: list[str]  # console errors and uncaught page errors, in order
+    requests: list[str]  # every URL the page asked for
+    log: Path  # JupyterLab's output
+    shots: Path  # where screenshots go ($VISLOUPE_SCREENSHOTS, else the test's tmp_path)
+    stem: str
+
+    def screenshot(self, suffix: str = "", *, full_page: bool = True) -> Path:
+        """Save a screenshot as ``<notebook stem><suffix>.png`` and return its path."""
+        path = self.shots / f"{self.stem}{suffix}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def widget_errors(self) -> list[str]:
+        return widget_errors(self.errors)
+
+
+def _run_all(page, ready_selector: str, timeout_ms: float) -> None:
+    """Run > Run All Cells until ``ready_selector`` appears; a Run All sent while the kernel is
+    still connecting is lost, so it is sent once more before giving up."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(2):
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel").filter(
+            has_text=re.compile(r"^Run All Cells$")).first.click()
+        try:
+            page.wait_for_selector(ready_selector, timeout=timeout_ms)
+            return
+        except PlaywrightTimeout:
+            if attempt:
+                raise
+
+
+@contextmanager
+def lab_notebook(
+    tmp_path: Path,
+    code: str | Sequence[str],
+    ready_selector: str,
+    *,
+    name: str = "test.ipynb",
+    viewport: tuple[int, int] = (1400, 1000),
+    ready_timeout: float = 90.0,
+) -> Iterator[LabSession]:
+    """Write ``code`` (one cell per string) as notebook ``name``, start a private JupyterLab on a
+    free port (its runtime, settings and workspaces under ``tmp_path``), open the notebook in
+    headless Chromium, wait for an idle kernel, run all cells and wait up to ``ready_timeout``
+    seconds for ``ready_selector``. Yields the session; a failure inside the block saves a
+    ``<stem>_failure.png`` screenshot; the browser and the server are always stopped."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "real-browser tests need Debian's chromium at /usr/bin/chromium: run "
+            "`sudo apt-get install -y chromium` (or `make browser`); never `playwright install`"
+        )
+    from playwright.sync_api import sync_playwright
+
+    root = tmp_path / "root"
+    root.mkdir()
+    write_notebook(root / name, code)
+    port = free_port()
+    jupyter = Path(sys.executable).parent / "jupyter"
+    command = [
+        str(jupyter), "lab", "--allow-root", *SERVER_FLAGS, f"--port={port}",
+        f"--ServerApp.root_dir={root}", f"--ServerApp.runtime_dir={tmp_path / 'runtime'}",
+        f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    shots = Path(os.environ.get("VISLOUPE_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    log = tmp_path / "lab.log"
+    with running(command, tmp_path, log) as server:
+        wait_for_http(f"{base}/api/status", timeout=120, proc=server)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+                lab = LabSession(page, base, [], [], log, shots, Path(name).stem)
+                page.on("console", lambda m: lab.errors.append(m.text)
+                        if m.type == "error" else None)
+                page.on("pageerror", lambda e: lab.errors.append(f"pageerror: {e}"))
+                page.on("request", lambda r: lab.requests.append(r.url))
+                try:
+                    page.goto(f"{base}/lab/tree/{name}", wait_until="domcontentloaded")
+                    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+                    wait_for_kernel(base, page)
+                    _run_all(page, ready_selector, ready_timeout * 1000)
+                    yield lab
+                except Exception:
+                    try:
+                        print(f"screenshot of the failure: {lab.screenshot('_failure')}")
+                    except Exception as error:  # noqa: BLE001 - keep the test's own error
+                        print(f"no screenshot of the failure: {error}")
+                    raise
+            finally:
+                browser.close()

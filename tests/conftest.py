@@ -15,3 +15,14 @@ os.environ.setdefault("VISLOUPE_CACHE", str(ROOT / ".cache" / "visloupe-test"))
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread is as fast and leaves the CI's other cores alone."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,14 +31,7 @@ from visloupe.core.evaluation.similarity import (
 )
 from visloupe.core.models import SmallResNet, TextCNN
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is as fast and leaves the CI's other cores alone."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------- fixtures
 

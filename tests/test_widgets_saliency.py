@@ -332,7 +332,7 @@ def test_save_button_writes_the_view(tmp_path) -> None:
 
 
 def test_streaming_source_is_paged_in() -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
     images = [Image.fromarray(a) for a in _images(10)]
 
     def gen():

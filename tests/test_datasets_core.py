@@ -512,6 +512,37 @@ def test_confusion_counts_and_cell_samples() -> None:
         vds.confusion(Bright(), [Image.fromarray(np.zeros((4, 4, 3), np.uint8))])
 
 
+def test_confusion_predictions_are_cached_on_disk(tmp_path) -> None:
+    values = [20, 220, 60, 240, 30]
+    ds = _hf_png([np.full((4, 4, 3), v, np.uint8) for v in values], [0, 1, 0, 1, 1],
+                 ["dark", "light"])
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+            self.calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([0.5 - m, m - 0.5 + self.w], dim=1)
+
+    model = Counting()
+    first = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
+    assert model.calls == 3
+    again = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
+    assert model.calls == 3  # a hit runs no forward pass
+    assert np.array_equal(again.matrix, first.matrix) and again.samples(1, 0) == [4]
+    assert np.array_equal(again.predictions, first.predictions)
+    with torch.no_grad():
+        model.w.add_(torch.tensor([1.0]))  # new weights: a miss, all predicted "light"
+    shifted = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
+    assert model.calls == 6 and shifted.matrix[:, 1].sum() == len(values)
+    vds.confusion(model, ds, batch_size=2, cache=False)
+    assert model.calls == 9
+
+
 # --------------------------------------------------------------------------- bad input
 
 

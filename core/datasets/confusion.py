@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +16,15 @@ import torch
 from torch import nn
 from visloupe.core.models.introspection import as_logits, eval_mode, model_device, model_dtype
 
-from ._sources import BatchReader, all_labels, as_source, resolve_indices
+from ._sources import BatchReader, all_labels, as_source, data_fingerprint, resolve_indices
+from .embed import (
+    CACHE_VERSION,
+    _cache_dir,
+    _callable_key,
+    _load_cached,
+    _save_cached,
+    model_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +70,17 @@ class ConfusionResult:
 def confusion(model: nn.Module, source: Any, *,
               preprocess: Callable[[Any], torch.Tensor] | None = None, batch_size: int = 64,
               indices: Sequence[int] | None = None, limit: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> ConfusionResult:
+              progress: Callable[[int, int], None] | None = None,
+              cache: bool | str | os.PathLike = True) -> ConfusionResult:
     """Run ``model`` over the labelled items of ``source`` and tabulate true vs predicted class.
 
     Predictions are the argmax of the logits (:func:`~visloupe.core.models.as_logits` reads
     tensors, tuples and HF outputs), computed in eval mode without gradients in batches of
     ``batch_size``. Unlabelled items are skipped (logged); data without any label raises
     ValueError. ``K`` is the larger of the data's class count and the model's output size.
-    Streams use their first ``limit`` items (default 1000).
+    Streams use their first ``limit`` items (default 1000). ``cache`` stores the predictions on
+    disk under the same key as :func:`~visloupe.core.datasets.embed` (data, model weights,
+    preprocess), so a second call on the same data and model runs no forward pass.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -85,6 +99,13 @@ def confusion(model: nn.Module, source: Any, *,
                          "label_column= to as_image_source, or labels with the images)")
     if len(keep) < len(idx):
         logger.info("confusion: skipping %d unlabelled items", len(idx) - len(keep))
+    items = [i for i, _ in keep]
+    path = _predictions_path(_cache_dir(cache), src, items, model, preprocess)
+    cached = _load_cached(path, len(items)) if path is not None and path.is_file() else None
+    if cached is not None:
+        if progress is not None:
+            progress(len(items), len(items))
+        return _tabulate(src, keep, cached[:, 0], int(cached[0, 1]))
     device, dtype = model_device(model), model_dtype(model)
     batches = BatchReader(src)
     preds: list[np.ndarray] = []
@@ -102,6 +123,30 @@ def confusion(model: nn.Module, source: Any, *,
             if progress is not None:
                 progress(min(start + int(batch_size), len(keep)), len(keep))
     pred = np.concatenate(preds)
+    if path is not None:
+        _save_cached(path, np.stack([pred, np.full_like(pred, n_out)], axis=1),
+                     {"kind": "predictions", "model": type(model).__name__, "n": len(items),
+                      "source": repr(src), "preprocess": repr(preprocess)})
+    return _tabulate(src, keep, pred, n_out)
+
+
+def _predictions_path(cache_dir: Any, src: Any, items: list[int], model: nn.Module,
+                      preprocess: Any) -> Any:
+    """Disk-cache file of the predictions, or None when caching is off or impossible."""
+    pre_key = _callable_key(preprocess)
+    if cache_dir is None or pre_key is None:
+        return None
+    key_src = json.dumps({
+        "version": CACHE_VERSION, "kind": "predictions", "data": data_fingerprint(src, items),
+        "model": model_fingerprint(model), "preprocess": pre_key, "n": len(items)},
+        sort_keys=True)
+    return cache_dir / f"pred-{hashlib.blake2b(key_src.encode(), digest_size=20).hexdigest()}.npy"
+
+
+def _tabulate(src: Any, keep: list[tuple[int, int]], pred: np.ndarray,
+              n_out: int) -> ConfusionResult:
+    """The confusion matrix and per-class accuracy from predictions of the labelled items."""
+    pred = np.asarray(pred, dtype=np.int64)
     true = np.asarray([y for _, y in keep], dtype=np.int64)
     names = list(src.class_names) if src.class_names else []
     k = max(len(names), n_out, int(true.max()) + 1, int(pred.max()) + 1)

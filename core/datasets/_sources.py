@@ -432,3 +432,15 @@ class BatchReader:
                                  "sizes need a resize in preprocess")
             out.append(x)
         return torch.stack(out)
+
+
+def check_model_args(model: Any, batch_size: Any, preprocess: Any) -> None:
+    """The argument checks shared by the functions that run a model over a data set."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if preprocess is not None and not callable(preprocess):
+        raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
+                        f"{type(preprocess).__name__}")

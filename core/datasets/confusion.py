@@ -16,7 +16,14 @@ import torch
 from torch import nn
 from visloupe.core.models.introspection import as_logits, eval_mode, model_device, model_dtype
 
-from ._sources import BatchReader, all_labels, as_source, data_fingerprint, resolve_indices
+from ._sources import (
+    BatchReader,
+    all_labels,
+    as_source,
+    check_model_args,
+    data_fingerprint,
+    resolve_indices,
+)
 from .embed import (
     CACHE_VERSION,
     _cache_dir,
@@ -82,14 +89,7 @@ def confusion(model: nn.Module, source: Any, *,
     disk under the same key as :func:`~visloupe.core.datasets.embed` (data, model weights,
     preprocess), so a second call on the same data and model runs no forward pass.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
-                        f"{type(preprocess).__name__}")
+    check_model_args(model, batch_size, preprocess)
     src = as_source(source)
     idx = resolve_indices(src, indices, limit)
     labels = all_labels(src, idx)

@@ -30,7 +30,7 @@ from visloupe.core.models.introspection import (
 from visloupe.core.models.io import atomic_write
 from visloupe.core.models.zoo import cache_root
 
-from ._sources import BatchReader, as_source, data_fingerprint, resolve_indices
+from ._sources import BatchReader, as_source, check_model_args, data_fingerprint, resolve_indices
 
 logger = logging.getLogger(__name__)
 
@@ -226,14 +226,7 @@ def embed(source: Any, model: nn.Module, layer: str | nn.Module | None = None, *
     Streams embed their first ``limit`` items (default 1000) in the source's buffer order.
     ``progress(done, total)`` is called after each batch.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-            or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    if preprocess is not None and not callable(preprocess):
-        raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
-                        f"{type(preprocess).__name__}")
+    check_model_args(model, batch_size, preprocess)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected a callable(done, total), got "
                         f"{type(progress).__name__}")

@@ -35,6 +35,7 @@ __all__ = [
     "attribute",
     "check_inputs",
     "explain",
+    "explain_predicted",
     "resolve_baseline",
     "resolve_explainer",
     "resolve_explainers",
@@ -69,6 +70,25 @@ class LogitsModule(nn.Module):
                     f"outputs), got {[t for t in self.targets if t >= k]}"
                 )
         return out
+
+
+class PredictedLogit(nn.Module):
+    """Wraps a model so that its forward returns the top logit ``(N, 1)`` and records the
+    predicted classes in ``predicted``. For a single-pass method, explaining output 0 of this
+    wrapper is explaining the predicted class (the gradient of a max is the gradient of the
+    arg-max logit), with one forward pass instead of a prediction pass plus a method pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.predicted: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = as_logits(self.model(x))
+        _num_classes(out)
+        top, index = out.max(dim=1, keepdim=True)
+        self.predicted = index[:, 0].detach()
+        return top
 
 
 # --------------------------------------------------------------------------- validation
@@ -228,6 +248,22 @@ def attribute(
     module name, a module, a ``LayerProposal``, or None for the best ``propose_target_layers``.
     ``params`` are the method's parameters (see ``method_spec(method).params``).
     """
+    return _attribute(model, inputs, target, method, baseline=baseline, layer=layer,
+                      batch_size=batch_size, **params)[0]
+
+
+def _attribute(
+    model: nn.Module,
+    inputs: Tensor,
+    target: int | Sequence[int] | Tensor | None,
+    method: str | MethodSpec,
+    *,
+    baseline: Any = None,
+    layer: str | nn.Module | LayerProposal | None = None,
+    batch_size: int | None = None,
+    **params: Any,
+) -> tuple[Tensor, Tensor]:
+    """``attribute`` plus the target classes it explained, ``LongTensor (N,)`` on the CPU."""
     spec = method_spec(method)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -249,14 +285,20 @@ def attribute(
     targets = None
     if target is not None:  # the class count is checked by the wrapper's first forward
         targets = resolve_targets(target, n)
-    forward = LogitsModule(model, targets.tolist() if targets is not None else ())
+    # predicted-class targets of a single-pass method come from the method's own forward pass
+    one_pass = targets is None and spec.single_pass
+    forward: LogitsModule | PredictedLogit = (
+        PredictedLogit(model) if one_pass
+        else LogitsModule(model, targets.tolist() if targets is not None else ()))
     forward.training = False  # the wrapper itself holds no layers
-    outputs = []
+    outputs, explained = [], []
     with eval_mode(model), torch.enable_grad():
         target_layer = resolve_layer(model, layer, x.shape[1:]) if spec.needs_layer else None
         for start in range(0, n, chunk):
             xc, bc = x[start:start + chunk], base[start:start + chunk]
-            if targets is None:
+            if one_pass:
+                tc = torch.zeros(xc.shape[0], dtype=torch.long, device=device)
+            elif targets is None:
                 with torch.no_grad():
                     out = forward(xc)
                 _num_classes(out)
@@ -272,7 +314,9 @@ def attribute(
             if tuple(attr.shape[-2:]) != hw:
                 attr = upsample(attr, hw)
             outputs.append(attr.detach().to(out_device))
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+            explained.append((forward.predicted if one_pass else tc).cpu())
+    attr = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return attr, torch.cat(explained)
 
 
 def _layer_methods() -> list[str]:
@@ -316,6 +360,26 @@ def explain(
     return reduce_channels(attr, reduce)
 
 
+def explain_predicted(
+    model: nn.Module,
+    inputs: Tensor,
+    method: str | MethodSpec = "integrated_gradients",
+    *,
+    reduce: str = "sum",
+    **kwargs: Any,
+) -> tuple[Tensor, Tensor]:
+    """Maps ``(N, H, W)`` of the predicted classes and those classes ``LongTensor (N,)`` (CPU).
+
+    Same as ``explain(model, inputs, None, method, ...)`` plus the predictions; for single-pass
+    methods (``method_spec(m).single_pass``: gradients, Grad-CAM family) the prediction and the
+    map come from one forward pass, which is what makes COSE's many predicted-class maps cheap.
+    """
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+    attr, predicted = _attribute(model, inputs, None, method, **kwargs)
+    return reduce_channels(attr, reduce), predicted
+
+
 # --------------------------------------------------------------------------- explainer contract
 
 
@@ -339,7 +403,20 @@ class Explainer:
         kwargs = dict(self.kwargs)
         if self.fn is None:
             return explain(model, inputs, target, self.method, **kwargs)
-        maps = self.fn(model, inputs, target, **kwargs)
+        return self._check(self.fn(model, inputs, target, **kwargs), inputs)
+
+    def explain_predicted(self, model: nn.Module, inputs: Tensor) -> tuple[Tensor, Tensor]:
+        """Maps of the predicted classes and those classes (CPU): one forward pass for
+        single-pass registry methods; a prediction pass, then the call, otherwise."""
+        if self.fn is None:
+            return explain_predicted(model, inputs, self.method, **dict(self.kwargs))
+        with eval_mode(model), torch.no_grad():
+            out = as_logits(model(inputs))
+            _num_classes(out)
+        predicted = out.argmax(dim=1)
+        return self(model, inputs, predicted), predicted.cpu()
+
+    def _check(self, maps: Any, inputs: Tensor) -> Tensor:
         if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:
             maps = maps[:, 0]
         n, h, w = inputs.shape[0], inputs.shape[-2], inputs.shape[-1]

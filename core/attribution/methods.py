@@ -233,14 +233,17 @@ _STEPS = ParamSpec("n_steps", 50, "int", 1, 1000, 1, description="integration st
 register_method(MethodSpec(
     "saliency", "Saliency (signed gradient)", saliency, (), False, False, True,
     "Gradient of the target logit w.r.t. the input pixels (Simonyan et al. 2014), signed.",
+    single_pass=True,
 ))
 register_method(MethodSpec(
     "saliency_abs", "Saliency |gradient|", saliency_abs, (), False, False, False,
     "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014).",
+    single_pass=True,
 ))
 register_method(MethodSpec(
     "input_x_gradient", "Input × Gradient", input_x_gradient, (), True, False, True,
     "Input times gradient (Shrikumar et al. 2016).",
+    single_pass=True,
 ))
 register_method(MethodSpec(
     "integrated_gradients", "Integrated Gradients", integrated_gradients,
@@ -282,6 +285,7 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     "guided_backprop", "Guided Backprop", guided_backprop, (), False, False, True,
     "Gradient with negative ReLU gradients zeroed (Springenberg et al. 2015).",
+    single_pass=True,
 ))
 register_method(MethodSpec(
     "occlusion", "Occlusion", occlusion,

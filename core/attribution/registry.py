@@ -95,6 +95,9 @@ class MethodSpec:
     ``multiplies_by_input``: the map is gradient x (input - baseline)-like (so it is zero where the
     input equals the baseline). ``needs_layer``: a hidden-layer method (Grad-CAM family).
     ``signed``: the map carries a meaningful sign. ``stochastic``: takes ``seeds`` (see module doc).
+    ``single_pass``: the method runs the model once, on the unmodified inputs (gradient-only
+    methods, the Grad-CAM family), so a predicted-class explanation can take the prediction from
+    that same forward pass (see ``explain_predicted``).
     """
 
     name: str
@@ -106,6 +109,7 @@ class MethodSpec:
     signed: bool = True
     description: str = ""
     stochastic: bool = False
+    single_pass: bool = False
 
     def param(self, name: str) -> ParamSpec:
         for spec in self.params:

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..attribution import resolve_explainer, resolve_explainers
+from ..attribution import Explainer, resolve_explainer, resolve_explainers
 from ..models.introspection import as_logits, eval_mode, model_device
 from .ssim import ssim
 from .transforms import (
@@ -259,14 +259,19 @@ def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     return torch.cat(out)
 
 
-def _explain(explainer: Callable, name: str, model: nn.Module, x: Tensor, target: Tensor,
-             batch_size: int) -> Tensor:
+def _explain(explainer: Explainer, name: str, model: nn.Module, x: Tensor,
+             target: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
+    """Maps ``(N, H, W)`` float64 on the CPU and the classes they explain; ``target=None``
+    explains the predicted classes (one forward pass per batch for single-pass methods)."""
     device = model_device(model)
-    out = []
+    out, explained = [], []
     for start in range(0, x.shape[0], batch_size):
         xc = x[start:start + batch_size].to(device)
-        tc = target[start:start + batch_size].to(device)
-        maps = explainer(model, xc, tc)
+        if target is None:
+            maps, tc = explainer.explain_predicted(model, xc)
+        else:
+            tc = target[start:start + batch_size].to(device)
+            maps = explainer(model, xc, tc)
         if isinstance(maps, Tensor) and maps.dim() == 4 and maps.shape[1] == 1:
             maps = maps[:, 0]
         expected = (xc.shape[0], xc.shape[2], xc.shape[3])
@@ -278,7 +283,8 @@ def _explain(explainer: Callable, name: str, model: nn.Module, x: Tensor, target
         if not torch.isfinite(maps).all():
             raise ValueError(f"explainer {name!r}: returned NaN/inf values")
         out.append(maps)
-    return torch.cat(out)
+        explained.append(tc.cpu())
+    return torch.cat(out), torch.cat(explained)
 
 
 def _resolve_alt_models(alt_models: Any) -> dict[str, nn.Module]:
@@ -372,7 +378,7 @@ def cose(
         y = pd_.labels[keep]
         image_ids = torch.tensor(pd_.indices)[keep]
         n, _, h, w = x.shape
-        s0 = _explain(explain_fn, name, model, norm(x), y, bs)
+        s0, _ = _explain(explain_fn, name, model, norm(x), y, bs)
         frames: list[pd.DataFrame] = []
         for op in ops:
             spec = transform_spec(op)
@@ -386,8 +392,7 @@ def cose(
                 m_arg = m if spec.signed else None
                 xt = apply_transform(op, x[idx], m_arg)
                 xt_in = norm(xt)
-                pt = _predict(model, xt_in, bs)
-                st = _explain(explain_fn, name, model, xt_in, pt, bs)
+                st, pt = _explain(explain_fn, name, model, xt_in, None, bs)
                 back = invert_map(op, st, m_arg)
                 valid = validity_mask(op, back.shape, m_arg) if spec.masked else None
                 sims.append(ssim(s0[idx], back, win_size, valid))
@@ -402,8 +407,7 @@ def cose(
     xin = norm(x)
     for alt_name, alt in alts.items():
         with eval_mode(alt):
-            pa = _predict(alt, xin, bs)
-            sa = _explain(explain_fn, name, alt, xin, pa, bs)
+            sa, pa = _explain(explain_fn, name, alt, xin, None, bs)
         frames.append(pd.DataFrame({
             "image": image_ids.numpy(), "op": alt_name, "kind": "model",
             "magnitude": np.full(n, np.nan), "label": y.numpy(), "prediction": y.numpy(),
@@ -471,12 +475,12 @@ def explain_pair(
         raise ValueError(f"magnitude: {op} needs a magnitude")
     x = pixels[None].float()
     with eval_mode(model):
-        p0 = _predict(model, norm(x), 1)
-        s0 = reference_map[None].double() if reference_map is not None else \
-            _explain(fn, fn.name, model, norm(x), p0, 1)
+        if reference_map is None:
+            s0, p0 = _explain(fn, fn.name, model, norm(x), None, 1)
+        else:
+            s0, p0 = reference_map[None].double(), _predict(model, norm(x), 1)
         xt = apply_transform(op, x, m)
-        pt = _predict(model, norm(xt), 1)
-        st = _explain(fn, fn.name, model, norm(xt), pt, 1)
+        st, pt = _explain(fn, fn.name, model, norm(xt), None, 1)
     back = invert_map(op, st, m)
     valid = validity_mask(op, back.shape, m)
     sim = ssim(s0, back, win_size, valid if spec.masked else None)

@@ -1,7 +1,7 @@
 """Task2Box benchmarks: fit time and box-op speed/agreement, measured side by side.
 
     python benchmarks/bench_boxes.py [--threads 2] [--epochs 1350] [--repeats 3] [--accuracy]
-                                     [--seeds 3] [--only ops|fit|accuracy]
+                                     [--seeds 3] [--only ops|fit|accuracy|taskonomy]
 
 1. Fit time of :class:`visloupe.core.boxes.Task2Box` for N ≈ 150 datasets x 1 350 full-batch
    epochs (5-D boxes, the paper's network and losses, 128-d features), against a straightforward
@@ -12,9 +12,11 @@
    Task2Box used) when it is importable (``pip install --no-deps --target /tmp/bx
    box-embeddings==0.1.0`` then ``PYTHONPATH=/tmp/bx``), else against a reference written here:
    same numbers (max differences) and the speed ratio.
-3. ``--accuracy``: the notebook's protocol with full settings and several seeds: hierarchy F1 on
-   the ImageNet ``instrumentality.n.03`` WordNet tree (existing pairs and novel nodes) for 2/3/5-D
-   boxes and every baseline, next to the paper's Table 2.
+3. ``--accuracy`` (or ``--only accuracy`` / ``--only taskonomy``): the notebook's protocols
+   (``bx.hierarchy_protocol``, ``bx.taskonomy_protocol``) with full settings over several seeds:
+   hierarchy F1 on the ImageNet ``instrumentality.n.03`` WordNet tree (existing pairs and novel
+   nodes) next to the paper's Table 2, and Taskonomy Spearman rho (existing and novel tasks) next
+   to Table 3 when the affinity table is found (``--taskonomy PATH``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -160,54 +163,52 @@ PAPER_TABLE2 = {  # F1 %, "mean, var (CLIP)" columns: existing, novel
 }
 
 
-def hierarchy_table(h: bx.Hierarchy, x: torch.Tensor, feats: bx.HierarchyFeatures,
-                    protocol: str, seed: int, epochs: int, clf_epochs: int = 20) -> dict:
-    """Test F1 of every method for one split (``protocol`` "existing" or "novel")."""
-    n, a, o = len(h), h.ancestors(), h.overlap()
-    if protocol == "existing":
-        train_mask, val, test = bx.pair_split(n, seed=seed, stratify=a)
-        fit_nodes = torch.arange(n)
-    else:
-        fit_nodes, nv, nt = bx.novel_split(a, n_val=6, n_test=16, seed=seed)
-        val, test = bx.novel_masks(n, fit_nodes, nv), bx.novel_masks(n, fit_nodes, nt)
-        train_mask = torch.zeros(n, n, dtype=torch.bool)
-        train_mask[fit_nodes[:, None], fit_nodes[None, :]] = True
-    sub = fit_nodes
-    out = {}
-    for dim in (2, 3, 5):
-        m = bx.Task2Box(dim=dim).fit(x[sub], o[sub][:, sub], train_mask[sub][:, sub],
-                                     epochs=epochs, seed=seed)
-        out[f"Task2Box {dim}D"] = bx.hierarchy_f1(m.overlap(x), a, val, test).f1
-    for kind in ("mlp", "linear"):
-        clf = bx.PairClassifier(kind).fit(x, a.float(), train_mask, epochs=clf_epochs, seed=seed)
-        out["MLP" if kind == "mlp" else "Linear"] = bx.hierarchy_f1(
-            clf.scores(x), a, val, test, rule="threshold").f1
-    out["KL"] = bx.hierarchy_f1(bx.gaussian_kl_scores(feats.mean, feats.var), a, val, test,
-                                thresholds="quantile").f1
-    for metric, name in (("cosine", "Asym. cosine"), ("euclidean", "Asym. Euclidean")):
-        out[name] = bx.hierarchy_f1(bx.asymmetric_distance_scores(feats.mean, metric), a, val,
-                                    test, thresholds="quantile").f1
-    out["Random"] = bx.hierarchy_f1(bx.random_scores(n, seed=seed), a, val, test,
-                                    rule="threshold").f1
-    return out
+PAPER_TABLE3 = {  # Spearman rho, mean and std over 10 splits: existing, novel
+    "Task2Box 2D": ((0.85, 0.06), (0.12, 0.21)), "Task2Box 3D": ((0.93, 0.02), (0.48, 0.24)),
+    "Task2Box 5D": ((0.94, 0.03), (0.39, 0.22)), "MLP": ((0.88, 0.06), (0.31, 0.18)),
+    "Linear": ((0.75, 0.11), (0.40, 0.24)), "Random": ((0.05, 0.14), (0.15, 0.07)),
+}
+
+
+def _summary(runs: list[dict], scale: float) -> dict[str, tuple[float, float]]:
+    return {name: (statistics.mean(scale * r[name] for r in runs),
+                   statistics.pstdev(scale * r[name] for r in runs) if len(runs) > 1 else 0.0)
+            for name in runs[0]}
 
 
 def bench_accuracy(epochs: int, seeds: int) -> None:
     h = bx.imagenet_hierarchy("instrumentality.n.03")
     feats = bx.hierarchical_features(h, dim=64, seed=0)
-    x = feats.mean_var
     print(f"hierarchy F1 (%), ImageNet instrumentality: {len(h)} datasets, "
           f"{int(h.ancestors().sum())} ancestor pairs, synthetic [mean; var] features, "
-          f"{epochs} epochs, mean over {seeds} splits")
+          f"{epochs} epochs, mean ± std over {seeds} splits (seeds 0..{seeds - 1})")
     for protocol, col in (("existing", 0), ("novel", 1)):
         t = time.perf_counter()
-        runs = [hierarchy_table(h, x, feats, protocol, seed, epochs) for seed in range(seeds)]
+        runs = [bx.hierarchy_protocol(h, feats, protocol, seed=seed, epochs=epochs)[0]
+                for seed in range(seeds)]
         print(f"  {protocol} ({time.perf_counter() - t:.0f} s)")
-        for name in runs[0]:
-            vals = [100 * r[name] for r in runs]
-            sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-            print(f"    {name:16s} {statistics.mean(vals):6.2f} ± {sd:5.2f}   "
-                  f"paper {PAPER_TABLE2[name][col]:6.2f}")
+        for name, (mean, sd) in _summary(runs, 100).items():
+            per_seed = " ".join(f"{100 * r[name]:5.1f}" for r in runs)
+            print(f"    {name:16s} {mean:6.2f} ± {sd:5.2f}   paper {PAPER_TABLE2[name][col]:6.2f}"
+                  f"   [{per_seed}]")
+
+
+def bench_taskonomy(path: str, seeds: int, epochs: int = 3000) -> None:
+    try:
+        aff = bx.load_taskonomy_affinities(path)
+    except FileNotFoundError:
+        print(f"Taskonomy: no affinity table at {path}; skipped")
+        return
+    print(f"Taskonomy Spearman rho: {len(aff.square()[0])} tasks, our attribute features, "
+          f"{epochs} epochs, mean ± std over {seeds} splits (seeds 0..{seeds - 1})")
+    for protocol, col in (("existing", 0), ("novel", 1)):
+        t = time.perf_counter()
+        runs = [bx.taskonomy_protocol(aff, protocol, seed=seed, epochs=epochs)
+                for seed in range(seeds)]
+        print(f"  {protocol} ({time.perf_counter() - t:.0f} s)")
+        for name, (mean, sd) in _summary(runs, 1).items():
+            pm, ps = PAPER_TABLE3[name][col]
+            print(f"    {name:16s} {mean:5.2f} ± {sd:4.2f}   paper {pm:.2f} ± {ps:.2f}")
 
 
 def main() -> None:
@@ -217,7 +218,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accuracy", action="store_true", help="also run the F1 protocol")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--only", choices=("ops", "fit", "accuracy"),
+    parser.add_argument("--taskonomy", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                                   / "data" / "taskonomy"),
+                        help="folder or CSV of Taskonomy affinities (for --only taskonomy)")
+    parser.add_argument("--only", choices=("ops", "fit", "accuracy", "taskonomy"),
                         help="run one part alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -230,6 +234,8 @@ def main() -> None:
         bench_fit(args.epochs, args.repeats)
     if args.accuracy or args.only == "accuracy":
         bench_accuracy(args.epochs, args.seeds)
+    if args.accuracy or args.only == "taskonomy":
+        bench_taskonomy(args.taskonomy, args.seeds)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
   ``load``.
 - Evaluation: :func:`pair_split`, :func:`novel_split`, :func:`hierarchy_f1`, :func:`spearman`,
   baselines :class:`PairClassifier`, :func:`gaussian_kl_scores`,
-  :func:`asymmetric_distance_scores`, :func:`random_scores`.
+  :func:`asymmetric_distance_scores`, :func:`random_scores`; the paper's protocols end to end:
+  :func:`hierarchy_protocol` (Table 2), :func:`taskonomy_protocol` (Table 3).
 - Data: :func:`synthetic_hierarchy`, :func:`imagenet_hierarchy` (WordNet 3.0, offline),
   :func:`hierarchical_features`, :func:`dataset_features` (any encoder),
   :func:`load_taskonomy_affinities`.
@@ -61,6 +62,7 @@ from .model import (
     parent_rule,
     task2box_loss,
 )
+from .protocols import hierarchy_protocol, taskonomy_protocol
 from .taskonomy import (
     TASKONOMY_ATTRIBUTES,
     TaskAffinities,
@@ -100,6 +102,7 @@ __all__ = [
     "hard_pairwise_overlap",
     "hierarchical_features",
     "hierarchy_f1",
+    "hierarchy_protocol",
     "imagenet_hierarchy",
     "load_taskonomy_affinities",
     "log_volume",
@@ -116,4 +119,5 @@ __all__ = [
     "synthetic_hierarchy",
     "task2box_loss",
     "task_attributes",
+    "taskonomy_protocol",
 ]

@@ -93,6 +93,37 @@ def _ref_fit(x, target, mask, dim, epochs, seed):
 # ---------------------------------------------------------------------------------------------
 
 
+def _network_alone(x: torch.Tensor, epochs: int) -> None:
+    """The floor under any Task2Box loss: the paper's feature -> box network (BatchNorm, fused
+    Adam) trained on a trivial loss, so only the network's forward, backward and update run."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = bx.BoxNet(x.shape[1], 5)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)
+    for _ in range(epochs):
+        opt.zero_grad(set_to_none=True)
+        lo, hi = net(x)
+        (lo.sum() + hi.sum()).backward()
+        opt.step()
+
+
+def _matmuls_alone(x: torch.Tensor, epochs: int, hidden=(1024, 256, 128)) -> None:
+    """The network's matrix products alone (forward, weight and input gradients), no autograd."""
+    g = torch.Generator().manual_seed(0)
+    widths = (x.shape[1], *hidden)
+    ws = [torch.randn(b, a, generator=g) / a**0.5
+          for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    for _ in range(epochs):
+        acts = [x]
+        for w in ws:
+            acts.append(acts[-1] @ w.T)
+        grad = torch.ones_like(acts[-1])
+        for k in range(len(ws) - 1, -1, -1):
+            grad.T @ acts[k]  # weight gradient
+            if k:
+                grad = grad @ ws[k]  # input gradient (none for the features)
+
+
 def bench_fit(epochs: int, repeats: int) -> None:
     h = bx.synthetic_hierarchy(depth=3, branching=(3, 4), roots=9, seed=5)
     f = bx.hierarchical_features(h, dim=64, seed=0)
@@ -104,6 +135,12 @@ def bench_fit(epochs: int, repeats: int) -> None:
     print(f"  visloupe Task2Box.fit : {ours:7.2f} s  ({1e3 * ours / epochs:.2f} ms/epoch)")
     print(f"  straightforward loop  : {ref:7.2f} s  ({1e3 * ref / epochs:.2f} ms/epoch)")
     print(f"  speed-up              : {ref / ours:7.2f} x")
+    alone = _timeit(lambda: _network_alone(x, epochs), repeats)
+    mm = _timeit(lambda: _matmuls_alone(x, epochs), repeats)
+    print(f"  floor: the network alone, trivial loss : {alone:6.2f} s  "
+          f"({1e3 * alone / epochs:.2f} ms/epoch)")
+    print(f"  floor: its matrix products alone       : {mm:6.2f} s  "
+          f"({1e3 * mm / epochs:.2f} ms/epoch)")
 
 
 def bench_ops(repeats: int) -> None:

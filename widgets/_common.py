@@ -1,5 +1,5 @@
 """Plumbing shared by the explorers: argument normalisation, errors shown in the widget,
-predictions and widget-tree clean-up. Nothing here draws."""
+predictions, PNG export of a rendered view and widget-tree clean-up. Nothing here draws."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import html
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,20 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import render
+
 logger = logging.getLogger("visloupe.widgets")
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
+
+
+def check_int(name: str, value: Any, minimum: int = 1, unit: str = "") -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name}: expected {expected}{f' ({unit})' if unit else ''}, got "
+                         f"{value!r}")
+    return value
 
 
 def resolve_models(models: Any) -> dict[str, nn.Module]:
@@ -141,6 +153,31 @@ def guarded(method: Callable) -> Callable:
             return None
 
     return wrapper
+
+
+class GridExport:
+    """PNG export of an explorer's current view: the grid image its ``_render()`` draws into
+    ``self._grid``."""
+
+    _grid: Image.Image | None
+
+    def _render(self) -> None:
+        raise NotImplementedError
+
+    def to_png(self) -> bytes:
+        """PNG bytes of the current view."""
+        if self._grid is None:
+            self._render()
+        return render.to_png(self._grid, compress_level=6)
+
+    def save_png(self, path: str | Path) -> Path:
+        """Write the current view to ``path`` as PNG and return the path."""
+        path = Path(path)
+        path.write_bytes(self.to_png())
+        return path
+
+    def _repr_png_(self) -> bytes:
+        return self.to_png()
 
 
 def close_tree(widget: Any) -> None:

@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._common import LRU, close_tree, error_html, guarded, resolve_models, resolve_preprocess
+from ._common import (
+    LRU,
+    check_int,
+    close_tree,
+    error_html,
+    guarded,
+    resolve_models,
+    resolve_preprocess,
+)
 from .render import fit_image, overlay, to_png
 
 __all__ = ["COSEExplorer"]
@@ -151,10 +159,8 @@ class COSEExplorer(w.VBox):
 
         super().__init__()
         self.add_class("visloupe-cose-explorer")
-        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-            raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
-        if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
-            raise ValueError(f"cell: expected an int >= 16 (pixels), got {cell!r}")
+        check_int("n_images", n_images)
+        check_int("cell", cell, 16, "pixels")
         self._models = resolve_models(models)
         pres = resolve_preprocess(preprocess, self._models) if preprocess is not None else \
             dict.fromkeys(self._models)

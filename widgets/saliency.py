@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -30,6 +29,8 @@ from PIL import Image
 from . import render
 from ._common import (
     LRU,
+    GridExport,
+    check_int,
     close_tree,
     error_html,
     guarded,
@@ -140,7 +141,7 @@ def _param_widget(spec: Any) -> w.Widget:
     return w.FloatText(value=float(spec.default), **common)
 
 
-class SaliencyExplorer(w.VBox):
+class SaliencyExplorer(GridExport, w.VBox):
     """Page through ``data`` and show saliency maps in a grid: rows = models, columns = the input
     and each selected method.
 
@@ -184,10 +185,8 @@ class SaliencyExplorer(w.VBox):
 
         super().__init__()
         self.add_class("visloupe-saliency-explorer")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
-        if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
-            raise ValueError(f"cell: expected an int >= 16 (pixels), got {cell!r}")
+        check_int("top_k", top_k)
+        check_int("cell", cell, 16, "pixels")
         self._models = resolve_models(models)
         self._pre = resolve_preprocess(preprocess, self._models)
         self._source = as_image_source(data)
@@ -407,21 +406,6 @@ class SaliencyExplorer(w.VBox):
                 if key is not None and key in self._maps:
                     out[(model_name, title)] = self._maps[key]
         return out
-
-    def to_png(self) -> bytes:
-        """PNG bytes of the current view (the grid of inputs and overlays)."""
-        if self._grid is None:
-            self._render()
-        return render.to_png(self._grid, compress_level=6)
-
-    def save_png(self, path: str | Path) -> Path:
-        """Write the current view to ``path`` as PNG and return the path."""
-        path = Path(path)
-        path.write_bytes(self.to_png())
-        return path
-
-    def _repr_png_(self) -> bytes:
-        return self.to_png()
 
     def cache_info(self) -> dict[str, int]:
         """Entry counts of the caches (maps, predictions, inputs)."""

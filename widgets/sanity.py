@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ._common import close_tree, error_html, guarded
+from ._common import check_int, close_tree, error_html, guarded
 from .render import fit_image, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
@@ -129,10 +129,8 @@ class SanityCheckExplorer(w.VBox):
         self.add_class("visloupe-sanity-explorer")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-        if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 1:
-            raise ValueError(f"n_inputs: expected a positive int, got {n_inputs!r}")
-        if isinstance(cell, bool) or not isinstance(cell, int) or cell < 16:
-            raise ValueError(f"cell: expected an int >= 16 (pixels), got {cell!r}")
+        check_int("n_inputs", n_inputs)
+        check_int("cell", cell, 16, "pixels")
         self._model = model
         self._inputs, self._pixels, self._tokens = self._read(data, preprocess, n_inputs, vocab,
                                                               pad_id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -24,6 +23,7 @@ from PIL import Image
 from . import render
 from ._common import (
     LRU,
+    GridExport,
     close_tree,
     error_html,
     guarded,
@@ -126,7 +126,7 @@ def path_plot(result: Any, row: int = 0, width: int = 420, height: int = 210) ->
     return render.to_png(plot.image(float(result.alpha_star[row]), float(result.ratio)))
 
 
-class SplitIGExplorer(w.VBox):
+class SplitIGExplorer(GridExport, w.VBox):
     """Interactive Split IG for one image at a time.
 
     Args:
@@ -240,20 +240,6 @@ class SplitIGExplorer(w.VBox):
     def result(self) -> Any:
         """The ``SplitIGResult`` on view (split at the slider's ratio)."""
         return self._current
-
-    def to_png(self) -> bytes:
-        """PNG of the current left/right/full maps with their captions."""
-        if self._grid is None:
-            self._render()
-        return render.to_png(self._grid, compress_level=6)
-
-    def save_png(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_bytes(self.to_png())
-        return path
-
-    def _repr_png_(self) -> bytes:
-        return self.to_png()
 
     def close(self) -> None:
         """Close every widget and drop the cached path results and model references."""

@@ -65,8 +65,17 @@ def _sym_index(n: int, r: int, device: torch.device) -> Tensor:
     return torch.where(i >= n, period - 1 - i, i)
 
 
-def _local_mean(x: Tensor, win: int) -> Tensor:
-    return F.avg_pool2d(_symmetric_pad(x, win // 2)[:, None], win, stride=1)[:, 0]
+def _box_mean(x: Tensor, win: int) -> Tensor:
+    """Mean over every ``win x win`` window of the last two dimensions (no padding): a
+    separable running sum, about twice as fast as ``avg_pool2d`` in float64 on CPU."""
+    h, w = x.shape[-2] - win + 1, x.shape[-1] - win + 1
+    rows = x[..., 0:h, :].clone()
+    for k in range(1, win):
+        rows += x[..., k:k + h, :]
+    out = rows[..., 0:w].clone()
+    for k in range(1, win):
+        out += rows[..., k:k + w]
+    return out.div_(win * win)
 
 
 def _check_win(win_size: Any, h: int, w: int) -> int:
@@ -103,8 +112,10 @@ def ssim_map(
     r = r.clamp_min(1e-12).view(-1, 1, 1)
     c1, c2 = (_K1 * r) ** 2, (_K2 * r) ** 2
     cov_norm = win * win / (win * win - 1.0)
-    ux, uy = _local_mean(x, win), _local_mean(y, win)
-    uxx, uyy, uxy = _local_mean(x * x, win), _local_mean(y * y, win), _local_mean(x * y, win)
+    # the five local means in one padded pooling pass over stacked channels
+    stats = torch.stack((x, y, x * x, y * y, x * y), dim=1)
+    means = _box_mean(_symmetric_pad(stats, win // 2), win)
+    ux, uy, uxx, uyy, uxy = means.unbind(1)
     vx = cov_norm * (uxx - ux * ux)
     vy = cov_norm * (uyy - uy * uy)
     vxy = cov_norm * (uxy - ux * uy)
@@ -116,8 +127,8 @@ def ssim_map(
 def _erode(valid: Tensor, win: int) -> Tensor:
     """Binary erosion by a ``win x win`` square; outside the image counts as valid."""
     pad = win // 2
-    v = F.pad(valid.to(torch.float64)[:, None], (pad, pad, pad, pad), value=1.0)
-    return F.avg_pool2d(v, win, stride=1)[:, 0] > 1 - 1e-9
+    v = F.pad(valid.to(torch.float64), (pad, pad, pad, pad), value=1.0)
+    return _box_mean(v, win) > 1 - 1e-9
 
 
 def ssim(

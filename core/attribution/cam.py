@@ -94,7 +94,7 @@ def _user_model(forward: nn.Module) -> nn.Module:
     return getattr(forward, "model", forward)
 
 
-def grad_cam(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def grad_cam(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
              layer: LayerProposal, relu: bool = True) -> Tensor:
     """Grad-CAM at ``layer`` (Selvaraju et al., ICCV 2017), ``(n, 1, h, w)`` at layer resolution.
 
@@ -123,7 +123,7 @@ def gradcam_pp_weights(act: Tensor, grad: Tensor) -> Tensor:
     return (alpha * F.relu(grad)).sum(dim=(2, 3))
 
 
-def grad_cam_pp(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def grad_cam_pp(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
                 layer: LayerProposal, relu: bool = True) -> Tensor:
     """Grad-CAM++ at ``layer`` (Chattopadhyay et al., WACV 2018), ``(n, 1, h, w)``."""
     act, grad = capture_layer(forward, layer.module, inputs, target)

@@ -273,7 +273,8 @@ def _attribute(
     out_device = x_user.device
     device = model_device(model)
     x = x_user.detach().to(device)
-    base = resolve_baseline(baseline, x)
+    # single-pass methods never evaluate a baseline: skip building one they would ignore
+    base = None if baseline is None and spec.single_pass else resolve_baseline(baseline, x)
     if layer is not None and not spec.needs_layer:
         raise ValueError(
             f"layer: method {spec.name!r} attributes to the input and takes no layer; layer= "
@@ -295,7 +296,8 @@ def _attribute(
     with eval_mode(model), torch.enable_grad():
         target_layer = resolve_layer(model, layer, x.shape[1:]) if spec.needs_layer else None
         for start in range(0, n, chunk):
-            xc, bc = x[start:start + chunk], base[start:start + chunk]
+            xc = x[start:start + chunk]
+            bc = None if base is None else base[start:start + chunk]
             if one_pass:
                 tc = torch.zeros(xc.shape[0], dtype=torch.long, device=device)
             elif targets is None:
@@ -315,8 +317,9 @@ def _attribute(
                 attr = upsample(attr, hw)
             outputs.append(attr.detach().to(out_device))
             explained.append((forward.predicted if one_pass else tc).cpu())
-    attr = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
-    return attr, torch.cat(explained)
+    if len(outputs) == 1:
+        return outputs[0], explained[0]
+    return torch.cat(outputs), torch.cat(explained)
 
 
 def _layer_methods() -> list[str]:

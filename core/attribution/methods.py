@@ -58,19 +58,19 @@ def _leaf(inputs: Tensor) -> Tensor:
     return inputs.detach().clone().requires_grad_(True)
 
 
-def saliency(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def saliency(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
              layer=None) -> Tensor:
     """Signed gradient ∂f_target/∂x (Simonyan et al., ICLR-W 2014)."""
     return Saliency(forward).attribute(_leaf(inputs), target=target, abs=False)
 
 
-def saliency_abs(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def saliency_abs(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
                  layer=None) -> Tensor:
     """|∂f_target/∂x| (Simonyan et al., ICLR-W 2014; Captum's default ``abs=True``)."""
     return Saliency(forward).attribute(_leaf(inputs), target=target, abs=True)
 
 
-def input_x_gradient(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def input_x_gradient(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
                      layer=None) -> Tensor:
     """x ⊙ ∂f/∂x (Shrikumar et al. 2016); the baseline is implicitly zero."""
     return InputXGradient(forward).attribute(_leaf(inputs), target=target)
@@ -151,7 +151,7 @@ def deeplift(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Te
         return DeepLift(forward).attribute(_leaf(inputs), baselines=baseline, target=target)
 
 
-def guided_backprop(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
+def guided_backprop(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor | None,
                     layer=None) -> Tensor:
     """Guided backpropagation (Springenberg et al., ICLR-W 2015) via Captum (ReLU modules)."""
     with _quiet_hooks():

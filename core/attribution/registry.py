@@ -9,10 +9,11 @@ A method function has the signature::
 
 ``forward`` is an ``nn.Module`` returning logits ``(n, K)`` (the user's model wrapped by
 ``as_logits``, already in eval mode); ``inputs`` ``(n, C, H, W)`` float on the model's device;
-``target`` ``LongTensor (n,)``; ``baseline`` ``(n, C, H, W)``; ``layer`` a resolved
-``LayerProposal`` when ``needs_layer`` else None; stochastic methods also get ``seeds`` (one int per
-image). It returns ``(n, C, H, W)`` attributions, or ``(n, 1, h, w)`` when the method's map is
-shared by all channels (occlusion, ablation, CAMs); ``explain`` upsamples ``h, w`` to ``H, W``.
+``target`` ``LongTensor (n,)``; ``baseline`` ``(n, C, H, W)`` (None for single-pass methods
+when the caller gave none); ``layer`` a resolved ``LayerProposal`` when ``needs_layer`` else
+None; stochastic methods also get ``seeds`` (one int per image). It returns ``(n, C, H, W)``
+attributions, or ``(n, 1, h, w)`` when the method's map is shared by all channels (occlusion,
+ablation, CAMs); ``explain`` upsamples ``h, w`` to ``H, W``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ class MethodSpec:
     ``signed``: the map carries a meaningful sign. ``stochastic``: takes ``seeds`` (see module doc).
     ``single_pass``: the method runs the model once, on the unmodified inputs (gradient-only
     methods, the Grad-CAM family), so a predicted-class explanation can take the prediction from
-    that same forward pass (see ``explain_predicted``).
+    that same forward pass (see ``explain_predicted``); they take no baseline, so ``explain``
+    passes ``baseline=None`` unless the caller gave one.
     """
 
     name: str

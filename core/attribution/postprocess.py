@@ -48,7 +48,7 @@ def reduce_channels(
     if attr.dim() != 4:
         raise ValueError(f"attr: expected (N, C, H, W) attributions, got shape {tuple(attr.shape)}")
     if how == "sum":
-        return attr.sum(dim=1)
+        return attr[:, 0] if attr.shape[1] == 1 else attr.sum(dim=1)
     if how == "abs_sum":
         return attr.abs().sum(dim=1)
     if how == "max_abs":

@@ -33,6 +33,7 @@ __all__ = [
     "Explainer",
     "LogitsModule",
     "attribute",
+    "check_batch_size",
     "check_inputs",
     "explain",
     "explain_predicted",
@@ -217,9 +218,10 @@ def resolve_baseline(baseline: Any, x: Tensor) -> Tensor:
     return b.expand_as(x).contiguous()
 
 
-def _check_batch_size(batch_size: Any) -> int | None:
+def check_batch_size(batch_size: Any, default: int | None = None) -> int | None:
+    """``batch_size`` if it is None (then ``default``) or a positive int, else a ValueError."""
     if batch_size is None:
-        return None
+        return default
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
     return batch_size
@@ -268,7 +270,7 @@ def _attribute(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     resolved = spec.resolve_params(params)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     x_user = check_inputs(model, inputs)
     out_device = x_user.device
     device = model_device(model)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.introspection import as_logits, eval_mode, model_device
-from .explain import check_inputs, resolve_baseline, resolve_targets
+from .explain import check_batch_size, check_inputs, resolve_baseline, resolve_targets
 from .registry import MethodSpec, ParamSpec, register_method
 
 __all__ = ["SplitIGResult", "split_integrated_gradients"]
@@ -42,14 +42,6 @@ STORE_PATH_LIMIT_BYTES = 512 * 2**20
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_batch_size(batch_size: int | None) -> int | None:
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-    return batch_size
 
 
 def _logits_2d(output: Any) -> Tensor:
@@ -243,7 +235,7 @@ def split_integrated_gradients(
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps: expected a positive int, got {n_steps!r}")
     ratio = _check_ratio(ratio)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     inputs = check_inputs(model, inputs)
     out_device = inputs.device
     stateful = any(True for _ in model.parameters()) or any(True for _ in model.buffers())

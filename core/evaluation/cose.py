@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attribution import Explainer, resolve_explainer, resolve_explainers
+from ..attribution.explain import check_batch_size
 from ..models.introspection import as_logits, eval_mode, model_device
 from .ssim import ssim
 from .transforms import (
@@ -238,14 +239,6 @@ class COSEReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_batch_size(batch_size: Any) -> int:
-    if batch_size is None:
-        return 256
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-    return batch_size
-
-
 def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     device = model_device(model)
     out = []
@@ -351,7 +344,7 @@ def cose(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    bs = _check_batch_size(batch_size)
+    bs = check_batch_size(batch_size, 256)
     ops = resolve_transforms(transforms)
     explain_fn = resolve_explainer(explainer)
     name = explain_fn.name
@@ -546,7 +539,7 @@ def compare_methods(
             if {"infidelity", "max_sensitivity"} & set(metrics):
                 xin = pdata.normalize(pdata.pixels)
                 with eval_mode(model):
-                    pred = _predict(model, xin, _check_batch_size(batch_size))
+                    pred = _predict(model, xin, check_batch_size(batch_size, 256))
                 correct = (pred == pdata.labels) if pdata.labels is not None else \
                     torch.ones_like(pred, dtype=torch.bool)
                 xs, ts = xin[correct], pred[correct]

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..attribution.explain import (
     Explainer,
+    check_batch_size,
     check_inputs,
     resolve_baseline,
     resolve_explainer,
@@ -29,14 +30,6 @@ from ..models.introspection import as_logits, eval_mode, model_device
 __all__ = ["ABPCResult", "abpc"]
 
 logger = logging.getLogger(__name__)
-
-
-def _check_batch_size(batch_size: Any) -> int | None:
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-    return batch_size
 
 
 @torch.no_grad()
@@ -164,7 +157,7 @@ def abpc(
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
         raise ValueError(f"steps: expected an int >= 2, got {steps!r}")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     x_user = check_inputs(model, inputs)
     device = model_device(model)
     x = x_user.detach().to(device)

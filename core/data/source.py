@@ -470,6 +470,19 @@ def _from_dataset_dict(dd: datasets.DatasetDict, split: str | None) -> datasets.
     return dd[split]
 
 
+def open_dataset(data: Any, split: str | None, name: str = "data") -> Any:
+    """A folder path -> its ``imagefolder`` Dataset; a ``DatasetDict`` -> the ``split`` asked
+    for (or its only one); anything else unchanged."""
+    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
+        folder = Path(data)
+        if not any(p.is_file() for p in folder.rglob("*")):
+            raise ValueError(f"{name}: folder {str(folder)!r} contains no files")
+        data = datasets.load_dataset("imagefolder", data_dir=str(folder))
+    if isinstance(data, datasets.DatasetDict):
+        data = _from_dataset_dict(data, split)
+    return data
+
+
 def as_image_source(data: Any, image_column: str | None = None,
                     label_column: str | None = None, class_names: Sequence[str] | None = None,
                     *, labels: Sequence[Any] | None = None, split: str | None = None,
@@ -502,13 +515,7 @@ def as_image_source(data: Any, image_column: str | None = None,
     if not isinstance(buffer_size, int) or buffer_size < 0:
         raise ValueError(f"buffer_size: expected an int >= 0, got {buffer_size!r}")
     reader: _Reader
-    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-        folder = Path(data)
-        if not any(p.is_file() for p in folder.rglob("*")):
-            raise ValueError(f"data: folder {str(folder)!r} contains no files")
-        data = datasets.load_dataset("imagefolder", data_dir=str(folder))
-    if isinstance(data, datasets.DatasetDict):
-        data = _from_dataset_dict(data, split)
+    data = open_dataset(data, split)
     if isinstance(data, datasets.Dataset):
         if len(data) == 0:
             raise ValueError("data: the Dataset is empty")

@@ -14,7 +14,6 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -29,6 +28,7 @@ from visloupe.core.data.source import (
     _ListReader,
     _pick_columns,
     _StreamReader,
+    open_dataset,
 )
 
 logger = logging.getLogger(__name__)
@@ -60,24 +60,6 @@ class RecordStream:
     kind: str
     label_column: str | None = None
     requested: int | None = None  # rows asked of a stream (fewer came: it was read whole)
-
-
-def _folder_to_dataset(data: Any, split: str | None) -> Any:
-    """A folder path -> the ``imagefolder`` Dataset ``as_image_source`` would read."""
-    if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-        folder = Path(data)
-        if not any(p.is_file() for p in folder.rglob("*")):
-            raise ValueError(f"source: folder {str(folder)!r} contains no files")
-        data = datasets.load_dataset("imagefolder", data_dir=str(folder))
-    if isinstance(data, datasets.DatasetDict):
-        if split is None:
-            if len(data) != 1:
-                raise ValueError(f"split: the data has splits {list(data)}; pass split=")
-            split = next(iter(data))
-        if split not in data:
-            raise ValueError(f"split: expected one of {list(data)}, got {split!r}")
-        data = data[split]
-    return data
 
 
 def hf_columns(features: Mapping[str, Any], image_column: str | None,
@@ -217,7 +199,7 @@ def records(source: Any, sample: int | None, seed: int, image_column: str | None
             label_column: str | None, buffer_size: int, split: str | None = None
             ) -> RecordStream:
     """Raw records of ``source`` for profiling (see :func:`profile_dataset` for the rules)."""
-    data = _folder_to_dataset(source, split)
+    data = open_dataset(source, split, "source")
     is_folder = isinstance(source, (str, os.PathLike)) and data is not source
     kind_prefix = f"folder {str(source)!r}: " if is_folder else ""
     if isinstance(data, ImageSource) and isinstance(data._reader, _HFReader):
@@ -261,7 +243,7 @@ def as_source(source: Any, *, arg: str = "source", buffer_size: int = 256,
     if isinstance(source, ImageSource):
         return source
     try:
-        return as_image_source(_folder_to_dataset(source, None), buffer_size=buffer_size,
+        return as_image_source(open_dataset(source, None, "source"), buffer_size=buffer_size,
                                seed=seed)
     except (TypeError, ValueError) as err:
         msg = str(err)

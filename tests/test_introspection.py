@@ -15,10 +15,13 @@ from torch import nn
 from visloupe.core.models.introspection import (
     LayerProposal,
     TokenLayout,
+    all_modules,
     as_logits,
     eval_mode,
     infer_token_layout,
     logits,
+    model_device,
+    model_dtype,
     propose_target_layers,
     resolve_layer,
 )
@@ -354,3 +357,28 @@ def test_eval_mode_restores_flags_on_error():
         assert not any(m.training for m in model.modules())
         raise RuntimeError("boom")
     assert model.training and model[0].training and not model[1].training
+
+
+def test_all_modules_and_first_parameter_match_torch_walks():
+    """The fast walks give nn.Module.modules() / parameters() exactly: same order, shared
+    modules and tied parameters once, None children skipped."""
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(OrderedDict(
+        pre=nn.Identity(),  # no parameters: the first parameter sits deeper
+        a=nn.Sequential(shared, nn.ReLU(), nn.Sequential(nn.Conv2d(3, 4, 1), shared)),
+        b=shared,
+        c=TimmBlock(8),
+    ))
+    model.a.register_module("gap", None)
+    tied = nn.Linear(3, 3)
+    tied.weight = shared.weight
+    model.add_module("tied", tied)
+    walked = all_modules(model)
+    expected = list(model.modules())
+    assert len(walked) == len(expected)
+    assert all(a is b for a, b in zip(walked, expected, strict=True))
+    assert len(walked) < len(list(model.modules(remove_duplicate=False)))
+    model.double()
+    assert model_dtype(model) == torch.float64
+    assert model_device(model) == next(model.parameters()).device
+    assert model_dtype(nn.ReLU()) == torch.float32 and model_device(nn.ReLU()).type == "cpu"

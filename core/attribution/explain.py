@@ -9,6 +9,7 @@ the model's device; results come back on the inputs' device.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from ..models.introspection import (
     LayerProposal,
+    all_modules,
     as_logits,
     eval_mode,
     expected_in_channels,
@@ -124,7 +126,7 @@ def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
         )
     # One reduction is cheaper than an element-wise mask; NaN/inf anywhere makes the sum
     # non-finite (a finite sum proves there are none), and only then is the mask computed.
-    if not torch.isfinite(inputs.sum()) and not torch.isfinite(inputs).all():
+    if not math.isfinite(inputs.sum().item()) and not torch.isfinite(inputs).all():
         bad = int((~torch.isfinite(inputs)).sum())
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
     return inputs.to(dtype=model_dtype(model))
@@ -295,8 +297,10 @@ def _attribute(
         else LogitsModule(model, targets.tolist() if targets is not None else ()))
     forward.training = False  # the wrapper itself holds no layers
     outputs, explained = [], []
-    with eval_mode(model), torch.enable_grad():
-        target_layer = resolve_layer(model, layer, x.shape[1:]) if spec.needs_layer else None
+    modules = all_modules(model)
+    with eval_mode(model, modules), torch.enable_grad():
+        target_layer = (resolve_layer(model, layer, x.shape[1:], modules) if spec.needs_layer
+                        else None)
         for start in range(0, n, chunk):
             xc = x[start:start + chunk]
             bc = None if base is None else base[start:start + chunk]

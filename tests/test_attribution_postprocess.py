@@ -87,3 +87,23 @@ def test_upsample():
         upsample(m, (0, 4))
     with pytest.raises(ValueError, match="mode"):
         upsample(m, 4, mode="bicubic")
+
+
+@pytest.mark.parametrize(("shape", "size"), [
+    ((16, 1, 8, 8), (32, 32)),     # CAM of a 32x32 input
+    ((2, 1, 7, 7), (224, 224)),    # ResNet-style 7x7 CAM
+    ((3, 2, 13, 9), (37, 50)),     # odd, non-integer factors, two channels
+    ((1, 1, 1, 5), (4, 11)),       # a one-row map
+    ((2, 1, 6, 6), (6, 13)),       # one side kept
+    ((2, 1, 40, 40), (16, 16)),    # reduction (goes through F.interpolate)
+    ((2, 1, 9, 40), (20, 16)),     # enlarged one way, reduced the other
+])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bilinear_upsample_matches_interpolate(shape, size, dtype):
+    """The separable matrix form of bilinear enlargement gives F.interpolate's values."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    ref = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    got = upsample(x, size)
+    assert got.shape == ref.shape and got.dtype == dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(got, ref, rtol=tol, atol=tol)

@@ -6,6 +6,7 @@ every operation works per map, so one map never rescales another.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -112,11 +113,35 @@ def upsample(
         raise ValueError(
             f"maps: expected (H, W), (N, H, W) or (N, C, H, W), got {tuple(maps.shape)}"
         )
-    if tuple(x.shape[-2:]) != size_t:
-        kwargs = {"align_corners": False} if mode == "bilinear" else {}
-        x = F.interpolate(x, size=size_t, mode=mode, **kwargs)
+    h, w = x.shape[-2], x.shape[-1]
+    if (h, w) != size_t:
+        if mode == "bilinear" and size_t[0] >= h and size_t[1] >= w:
+            # Bilinear enlargement is separable and linear: two small matrix products give
+            # F.interpolate's values (to float rounding) in about half its time on CAM-sized maps.
+            rows = _bilinear_matrix(h, size_t[0], x.dtype, x.device)
+            cols = _bilinear_matrix(w, size_t[1], x.dtype, x.device)
+            x = torch.matmul(torch.matmul(rows, x), cols.T)
+        else:
+            kwargs = {"align_corners": False} if mode == "bilinear" else {}
+            x = F.interpolate(x, size=size_t, mode=mode, **kwargs)
     if rank == 2:
         return x[0, 0]
     if rank == 3:
         return x[:, 0]
     return x
+
+
+@functools.lru_cache(maxsize=64)
+def _bilinear_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(n_out, n_in)`` weights of 1-D linear interpolation with ``align_corners=False``, as
+    ``F.interpolate`` computes them: source coordinate ``(o + 0.5) * n_in / n_out - 0.5``
+    clamped at 0, split between its floor and the next sample (the last one repeats)."""
+    out = torch.arange(n_out, dtype=torch.float64)
+    src = ((out + 0.5) * (n_in / n_out) - 0.5).clamp_min(0)
+    low = src.floor().long().clamp_max(n_in - 1)
+    frac = (src - low).clamp(0, 1)
+    high = torch.where(low < n_in - 1, low + 1, low)
+    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+    weights.index_put_((torch.arange(n_out), low), 1 - frac, accumulate=True)
+    weights.index_put_((torch.arange(n_out), high), frac, accumulate=True)
+    return weights.to(device=device, dtype=dtype)

@@ -171,7 +171,8 @@ def resolve_targets(target: Any, n: int, num_classes: int | None = None) -> Tens
                 f"target: expected one class index per image ({n}), got {values.numel()}"
             )
     if num_classes is None:
-        if (values < 0).any():
+        # a Python min over a few ints is cheaper than two tensor ops and a sync
+        if values.numel() and min(values.tolist()) < 0:
             raise ValueError(
                 f"target: expected non-negative class indices, got "
                 f"{sorted(set(values[values < 0].tolist()))}"
@@ -318,10 +319,10 @@ def _attribute(
                 extra["seeds"] = tuple(int(seed) * 1_000_003 + start + i
                                        for i in range(xc.shape[0]))
             attr = spec.fn(forward, xc, tc, baseline=bc, layer=target_layer, **resolved, **extra)
-            attr = _check_output(spec, attr, xc)
+            attr = _check_output(spec, attr, xc).detach()  # frees Captum's graph now
             if tuple(attr.shape[-2:]) != hw:
                 attr = upsample(attr, hw)
-            outputs.append(attr.detach().to(out_device))
+            outputs.append(attr.to(out_device))
             explained.append((forward.predicted if one_pass else tc).cpu())
     if len(outputs) == 1:
         return outputs[0], explained[0]

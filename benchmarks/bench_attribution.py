@@ -2,8 +2,8 @@
 
 Run from the repository root (one command)::
 
-    .venv/bin/python benchmarks/bench_attribution.py            # ~2-4 minutes on 2 CPU cores
-    .venv/bin/python benchmarks/bench_attribution.py --quick    # fewer repeats, smaller sizes
+    .venv/bin/python benchmarks/bench_attribution.py            # ~5-6 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/bench_attribution.py --quick    # ~2-3 minutes
 
 Part A -- wrapper overhead (goal: ratio <= 1.05). The same inputs and targets go through
 ``visloupe.core.attribution.explain`` and through Captum directly (``IntegratedGradients``,

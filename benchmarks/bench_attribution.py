@@ -58,6 +58,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn: Callable[[], Any], device: torch.device) -> float:
+    """Wall-clock seconds of one call, the device synchronised on both sides."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
                 device: torch.device) -> dict[str, list[float]]:
     """Wall-clock seconds per call of each function, one sample per repeat; the functions run
@@ -70,11 +79,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
     for r in range(repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            _sync(device)
-            start = time.perf_counter()
-            fns[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(fns[name], device))
     return times
 
 
@@ -118,23 +123,14 @@ def alternating(fns: dict[str, Callable[[], Any]], budget_s: float, device: torc
     (calibrated on two warm-up calls each). Alternating single calls keeps slow drifts of a
     shared machine out of the comparison better than blocks of calls do."""
     names = list(fns)
-    per_round = 0.0
     for name in names:
         fns[name]()
-        _sync(device)
-        start = time.perf_counter()
-        fns[name]()
-        _sync(device)
-        per_round += time.perf_counter() - start
+    per_round = sum(timed(fns[name], device) for name in names)
     rounds = max(min_rounds, min(max_rounds, round(budget_s / max(per_round, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names if r % 2 == 0 else names[::-1]:
-            _sync(device)
-            start = time.perf_counter()
-            fns[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(fns[name], device))
     return times
 
 

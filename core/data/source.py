@@ -7,6 +7,10 @@ size) for display and geometric transforms; model inputs are made only on reques
 ``preprocess`` contract (``preprocess(PIL.Image) -> Tensor (C, H, W)``). Keeping the two apart
 avoids showing normalised tensors as images and the grayscale-permute bugs that hit Captum
 Insights (pytorch/captum PR #1044).
+
+The per-kind readers (``HFReader``, ``StreamReader``, ``TorchReader``, ``ListReader``,
+``ArrayReader``) and ``pick_columns`` are public to the package because ``core.datasets`` reads
+raw records through them to profile data sets.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-_LABEL_NAMES = ("label", "labels", "target", "targets", "class", "y")
+LABEL_NAMES = ("label", "labels", "target", "targets", "class", "y")
 _IMAGE_NAMES = ("image", "img", "pixel_values", "images", "x", "input")
 
 
@@ -136,7 +140,7 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 # Readers: each knows how to fetch raw record i of one kind of input.
 
 
-class _Reader:
+class Reader:
     kind = "?"
     length: int | None = None
     class_names: list[str] | None = None
@@ -150,7 +154,7 @@ def _feature_kinds(features: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} ({type(v).__name__})" for k, v in features.items())
 
 
-def _pick_columns(features: Mapping[str, Any], image_column: str | None,
+def pick_columns(features: Mapping[str, Any], image_column: str | None,
                   label_column: str | None) -> tuple[str, str | None, str | None]:
     """Image column, label column, mask column from HF ``features`` (or the overrides)."""
     cols = list(features)
@@ -182,7 +186,7 @@ def _pick_columns(features: Mapping[str, Any], image_column: str | None,
         label: str | None = label_column
     else:
         labels = [c for c in cols if isinstance(features[c], datasets.ClassLabel)]
-        ints = [c for c in cols if c in _LABEL_NAMES and isinstance(features[c], datasets.Value)
+        ints = [c for c in cols if c in LABEL_NAMES and isinstance(features[c], datasets.Value)
                 and features[c].dtype.startswith(("int", "uint"))]
         label = (labels or ints or [None])[0]
     mask = "mask" if ("mask" in features and isinstance(features["mask"], datasets.Image)
@@ -190,13 +194,13 @@ def _pick_columns(features: Mapping[str, Any], image_column: str | None,
     return image, label, mask
 
 
-class _HFReader(_Reader):
+class HFReader(Reader):
     kind = "datasets.Dataset"
 
     def __init__(self, ds: datasets.Dataset, image_column: str | None,
                  label_column: str | None) -> None:
         self.ds = ds.with_format(None)  # raw PIL rows, whatever format/transform the user set
-        self.image, self.label, self.mask = _pick_columns(ds.features, image_column, label_column)
+        self.image, self.label, self.mask = pick_columns(ds.features, image_column, label_column)
         self.length = len(ds)
         feat = ds.features[self.label] if self.label else None
         self.class_names = list(feat.names) if isinstance(feat, datasets.ClassLabel) else None
@@ -207,7 +211,7 @@ class _HFReader(_Reader):
                 row[self.mask] if self.mask else None)
 
 
-class _StreamReader(_Reader):
+class StreamReader(Reader):
     """Buffered pages over an ``IterableDataset``: items are pulled lazily as indices are asked."""
 
     kind = "datasets.IterableDataset"
@@ -229,7 +233,7 @@ class _StreamReader(_Reader):
                 k: datasets.Image() if isinstance(v, Image.Image) else datasets.Value("int64")
                 if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                 else datasets.Value("string") for k, v in first.items()})
-        self.image, self.label, self.mask = _pick_columns(features, image_column, label_column)
+        self.image, self.label, self.mask = pick_columns(features, image_column, label_column)
         feat = features[self.label] if self.label else None
         self.class_names = list(feat.names) if isinstance(feat, datasets.ClassLabel) else None
         if self._pull(0) is None:
@@ -264,7 +268,7 @@ def _is_image_like(x: Any) -> bool:
     return isinstance(x, Mapping) and ("bytes" in x or "path" in x)
 
 
-class _TorchReader(_Reader):
+class TorchReader(Reader):
     """A map-style torch dataset returning ``(image, label)``, ``image`` or a dict."""
 
     kind = "torch Dataset"
@@ -287,7 +291,7 @@ class _TorchReader(_Reader):
             if img_key is None or img_key not in item:
                 raise ValueError(f"image_column: cannot find the image in the dataset's dict "
                                  f"items; keys are {keys}")
-            lab_key = self.label_column or next((k for k in _LABEL_NAMES if k in item), None)
+            lab_key = self.label_column or next((k for k in LABEL_NAMES if k in item), None)
             if lab_key is not None and lab_key not in item:
                 raise ValueError(f"label_column: {lab_key!r} is not a key; keys are {keys}")
             return (item[img_key], item[lab_key] if lab_key else None,
@@ -299,7 +303,7 @@ class _TorchReader(_Reader):
         return item, None, None
 
 
-class _ListReader(_Reader):
+class ListReader(Reader):
     kind = "list"
 
     def __init__(self, images: Sequence[Any], labels: Sequence[Any] | None) -> None:
@@ -310,7 +314,7 @@ class _ListReader(_Reader):
         return self.images[i], (self.labels[i] if self.labels is not None else None), None
 
 
-class _ArrayReader(_Reader):
+class ArrayReader(Reader):
     kind = "array"
 
     def __init__(self, arr: np.ndarray | torch.Tensor, labels: Sequence[Any] | None) -> None:
@@ -354,7 +358,7 @@ class ImageSource:
     :meth:`rgb` gives the display version and :meth:`tensors` the model input.
     """
 
-    def __init__(self, reader: _Reader, class_names: Sequence[str] | None) -> None:
+    def __init__(self, reader: Reader, class_names: Sequence[str] | None) -> None:
         self._reader = reader
         if class_names is not None:
             class_names = [str(c) for c in class_names]
@@ -514,22 +518,22 @@ def as_image_source(data: Any, image_column: str | None = None,
         return data
     if not isinstance(buffer_size, int) or buffer_size < 0:
         raise ValueError(f"buffer_size: expected an int >= 0, got {buffer_size!r}")
-    reader: _Reader
+    reader: Reader
     data = open_dataset(data, split)
     if isinstance(data, datasets.Dataset):
         if len(data) == 0:
             raise ValueError("data: the Dataset is empty")
-        reader = _HFReader(data, image_column, label_column)
+        reader = HFReader(data, image_column, label_column)
     elif isinstance(data, datasets.IterableDataset):
-        reader = _StreamReader(data, image_column, label_column, buffer_size, seed)
+        reader = StreamReader(data, image_column, label_column, buffer_size, seed)
     elif isinstance(data, (str, os.PathLike)):
         if not Path(data).exists():
             raise ValueError(f"data: path {str(data)!r} does not exist")
-        reader = _ListReader([data], labels)
+        reader = ListReader([data], labels)
     elif isinstance(data, (np.ndarray, torch.Tensor)):
         if data.ndim == 0 or data.shape[0] == 0:
             raise ValueError(f"data: the array is empty (shape {tuple(data.shape)})")
-        reader = _ArrayReader(data, labels)
+        reader = ArrayReader(data, labels)
     elif (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (np.ndarray,
           torch.Tensor)) and data[0].ndim >= 3 and hasattr(data[1], "__len__")
           and not _is_image_like(data[1]) and len(data[1]) == len(data[0])):
@@ -538,7 +542,7 @@ def as_image_source(data: Any, image_column: str | None = None,
     elif _is_torch_dataset(data):
         if len(data) == 0:
             raise ValueError("data: the torch Dataset is empty")
-        reader = _TorchReader(data, image_column, label_column)
+        reader = TorchReader(data, image_column, label_column)
     elif isinstance(data, (list, tuple)):
         if len(data) == 0:
             raise ValueError("data: the list is empty")
@@ -549,12 +553,12 @@ def as_image_source(data: Any, image_column: str | None = None,
         if not _is_image_like(items[0]):
             raise TypeError("data: expected a list of images (PIL, paths, arrays), got a list of "
                             f"{type(items[0]).__name__}")
-        reader = _ListReader(items, labels)
+        reader = ListReader(items, labels)
     else:
         raise TypeError("data: expected a datasets.Dataset/IterableDataset, a torch Dataset, a "
                         "folder path, a list of images or an array, got "
                         f"{type(data).__name__}")
-    if labels is not None and not isinstance(reader, (_ListReader, _ArrayReader)):
+    if labels is not None and not isinstance(reader, (ListReader, ArrayReader)):
         raise ValueError(f"labels: only lists and arrays take labels=; {reader.kind} data "
                          "carries its own (use label_column=)")
     if labels is not None and reader.length is not None and len(labels) != reader.length:

@@ -22,13 +22,13 @@ import torch
 from PIL import Image
 from visloupe.core.data import ImageSource, as_image_source
 from visloupe.core.data.source import (
-    _LABEL_NAMES,
-    _ArrayReader,
-    _HFReader,
-    _ListReader,
-    _pick_columns,
-    _StreamReader,
+    LABEL_NAMES,
+    ArrayReader,
+    HFReader,
+    ListReader,
+    StreamReader,
     open_dataset,
+    pick_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,9 @@ def hf_columns(features: Mapping[str, Any], image_column: str | None,
     ValueError naming it; an auto-detected label-named column that is not categorical (float,
     string) is ignored with a warning, so the profile has no labels rather than wrong ones.
     """
-    image, label, _ = _pick_columns(features, image_column, label_column)
+    image, label, _ = pick_columns(features, image_column, label_column)
     if label is None and label_column is None:
-        odd = [c for c in features if c in _LABEL_NAMES and c != image]
+        odd = [c for c in features if c in LABEL_NAMES and c != image]
         if odd:
             col = odd[0]
             warnings.warn(
@@ -202,7 +202,7 @@ def records(source: Any, sample: int | None, seed: int, image_column: str | None
     data = open_dataset(source, split, "source")
     is_folder = isinstance(source, (str, os.PathLike)) and data is not source
     kind_prefix = f"folder {str(source)!r}: " if is_folder else ""
-    if isinstance(data, ImageSource) and isinstance(data._reader, _HFReader):
+    if isinstance(data, ImageSource) and isinstance(data._reader, HFReader):
         reader = data._reader
         ds, image, label = reader.ds, reader.image, reader.label
         names = data.class_names
@@ -284,7 +284,7 @@ def resolve_indices(src: ImageSource, indices: Sequence[int] | None, limit: int 
 def all_labels(src: ImageSource, indices: Sequence[int]) -> list[int | None]:
     """Labels of ``indices``; HF data sets read only the label column (no image decoding)."""
     reader = src._reader
-    if isinstance(reader, _HFReader):
+    if isinstance(reader, HFReader):
         if reader.label is None:
             return [None] * len(indices)
         col = reader.ds.select_columns([reader.label])
@@ -337,15 +337,15 @@ def data_fingerprint(src: ImageSource, indices: Sequence[int]) -> str:
     idx = np.asarray(indices, dtype=np.int64)
     h.update(hashlib.blake2b(idx.tobytes(), digest_size=16).digest())
     fp = getattr(getattr(reader, "ds", None), "_fingerprint", None)
-    if isinstance(reader, _HFReader) and fp:
+    if isinstance(reader, HFReader) and fp:
         h.update(repr((fp, reader.image, reader.label)).encode())
         return h.hexdigest()
-    if isinstance(reader, _ArrayReader):
+    if isinstance(reader, ArrayReader):
         _item_digest(h, reader.arr)
         if reader.labels is not None:
             h.update(repr(list(reader.labels)).encode())
         return h.hexdigest()
-    if isinstance(reader, _ListReader):
+    if isinstance(reader, ListReader):
         full = hashlib.blake2b(digest_size=16)
         if all(_item_digest(full, reader.images[int(i)]) for i in idx):
             h.update(full.digest())
@@ -362,7 +362,7 @@ def data_fingerprint(src: ImageSource, indices: Sequence[int]) -> str:
 
 
 def is_stream(src: ImageSource) -> bool:
-    return isinstance(src._reader, _StreamReader)
+    return isinstance(src._reader, StreamReader)
 
 
 def decode(image: Any) -> Image.Image:
@@ -383,7 +383,7 @@ class BatchReader:
         self.src = src
         reader = src._reader
         self._column = None
-        if isinstance(reader, _HFReader):
+        if isinstance(reader, HFReader):
             self._column = reader.image
             self._ds = reader.ds.select_columns([reader.image])
 

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 from visloupe.core.data import ImageSource, to_rgb
-from visloupe.core.data.source import _HFReader
+from visloupe.core.data.source import HFReader
 
 from ._sources import (
     DEFAULT_STREAM_SAMPLE,
@@ -501,7 +501,7 @@ def subset(source: Any, indices: Sequence[int]) -> Any:
         return source.select(idx)
     src = as_source(source)
     reader = src._reader
-    if isinstance(reader, _HFReader) and src.class_names == (
+    if isinstance(reader, HFReader) and src.class_names == (
             list(reader.ds.features[reader.label].names) if reader.label and isinstance(
                 reader.ds.features[reader.label], datasets.ClassLabel) else None):
         default = as_source(reader.ds)._reader

@@ -155,7 +155,7 @@ def _feature_kinds(features: Mapping[str, Any]) -> str:
 
 
 def pick_columns(features: Mapping[str, Any], image_column: str | None,
-                  label_column: str | None) -> tuple[str, str | None, str | None]:
+                 label_column: str | None) -> tuple[str, str | None, str | None]:
     """Image column, label column, mask column from HF ``features`` (or the overrides)."""
     cols = list(features)
     if image_column is not None:

@@ -67,24 +67,33 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
-                device: torch.device) -> dict[str, list[float]]:
-    """Wall-clock seconds per call of each function, one sample per repeat; the functions run
-    one after another in each repeat, in an order that rotates between repeats, so slow drifts
-    hit all of them (after one warm-up call each)."""
+def alternating(fns: dict[str, Callable[[], Any]], device: torch.device, *,
+                rounds: int | None = None, budget_s: float = 0.0, min_rounds: int = 15,
+                max_rounds: int = 400) -> dict[str, list[float]]:
+    """Per-call wall-clock seconds of each function, the functions called one after another in
+    every round (the order reversed every other round) after one warm-up call each: ``rounds``
+    rounds, or as many as fill ``budget_s`` (calibrated on one more call each). Alternating
+    single calls keeps slow drifts of a shared machine out of the comparison better than blocks
+    of calls do."""
     names = list(fns)
     for name in names:
         fns[name]()
+    if rounds is None:
+        per_round = sum(timed(fns[name], device) for name in names)
+        rounds = max(min_rounds, min(max_rounds, round(budget_s / max(per_round, 1e-9))))
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
             times[name].append(timed(fns[name], device))
     return times
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[round(100 * q) - 1]
 
 
 def paired_ratio(num: list[float], den: list[float]) -> float:
@@ -114,28 +123,6 @@ def large_cnn() -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------ part A
-
-
-def alternating(fns: dict[str, Callable[[], Any]], budget_s: float, device: torch.device,
-                min_rounds: int = 15, max_rounds: int = 400) -> dict[str, list[float]]:
-    """Per-call wall-clock seconds of each function, the functions called one after another in
-    every round (the order alternating between rounds), as many rounds as fill ``budget_s``
-    (calibrated on two warm-up calls each). Alternating single calls keeps slow drifts of a
-    shared machine out of the comparison better than blocks of calls do."""
-    names = list(fns)
-    for name in names:
-        fns[name]()
-    per_round = sum(timed(fns[name], device) for name in names)
-    rounds = max(min_rounds, min(max_rounds, round(budget_s / max(per_round, 1e-9))))
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            times[name].append(timed(fns[name], device))
-    return times
-
-
-def quantile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[round(100 * q) - 1]
 
 
 def overhead_rows(config: str, model: nn.Module, x: Tensor, target: Tensor, device: torch.device,
@@ -172,7 +159,7 @@ def overhead_rows(config: str, model: nn.Module, x: Tensor, target: Tensor, devi
     rows = []
     for name, ref, ours in cases:
         diff = float((ours() - ref()).detach().abs().max())
-        times = alternating({"ours": ours, "captum": ref}, budget_s, device)
+        times = alternating({"ours": ours, "captum": ref}, device, budget_s=budget_s)
         t_ours, t_ref = median(times["ours"]), median(times["captum"])
         rows.append({
             "config": config, "method": name, "calls": len(times["ours"]),
@@ -234,7 +221,7 @@ def cost_rows(label: str, model: nn.Module, x: Tensor, target: Tensor, n_steps: 
         "Split IG (store_path)": split_ig_stored,
         "Split IG (store_path=False)": split_ig_plain,
     }
-    times = interleaved(fns, repeats, device)
+    times = alternating(fns, device, rounds=repeats)
     bound = times["lower bound"]
     rows = []
     for name, values in times.items():
@@ -293,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("visloupe attribution benchmark")
     print(machine())
-    print(f"device: {device}; repeats per case: {repeats} (interleaved, medians)\n")
+    print(f"device: {device}; part B: {repeats} alternating rounds per case, medians\n")
 
     small = shapes_cnn(args.random_weights).to(device).eval()
     x_small = torch.randn(16, 3, 32, 32, generator=gen).to(device)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 from visloupe.core import data, models
-from visloupe.core import datasets as vds
+from visloupe.core import profiling as vds
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

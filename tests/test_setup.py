@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from labserver import SERVER_FLAGS, free_port, running, wait_for_http
+from helpers.labserver import SERVER_FLAGS, free_port, running, wait_for_http
 
 
 def test_readme_lab_command_serves_the_tour(repo_root: Path, tmp_path: Path) -> None:

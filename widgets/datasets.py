@@ -1,6 +1,6 @@
 """DatasetExplorer: look at a whole image dataset before (or after) training on it.
 
-Five tabs over :mod:`visloupe.core.datasets`: **Overview** (class balance and a histogram of every
+Five tabs over :mod:`visloupe.core.profiling`: **Overview** (class balance and a histogram of every
 per-image statistic), **Classes** (mean image and a sample grid per class), **Map** (a 2-D
 projection of embeddings, coloured by class or by any statistic, thumbnails on hover, box/lasso
 selection that reaches Python), **Duplicates & outliers** and **Errors** (confusion matrix whose
@@ -258,7 +258,7 @@ class DatasetExplorer(w.VBox):
 
     @property
     def confusion_result(self) -> Any:
-        """The core :class:`~visloupe.core.datasets.ConfusionResult` once the Errors tab ran."""
+        """The core :class:`~visloupe.core.profiling.ConfusionResult` once the Errors tab ran."""
         return self._confusion
 
     @property
@@ -274,7 +274,7 @@ class DatasetExplorer(w.VBox):
     @property
     def selection(self) -> Any:
         """The selected items as a dataset (core ``subset``) for ``SaliencyExplorer`` & co."""
-        from visloupe.core.datasets import subset
+        from visloupe.core.profiling import subset
 
         indices = self.selected_indices
         if not indices:
@@ -479,7 +479,7 @@ class DatasetExplorer(w.VBox):
 
     def _ensure_profile(self) -> pd.DataFrame:
         if self.profile is None:
-            from visloupe.core.datasets import profile_dataset, subset
+            from visloupe.core.profiling import profile_dataset, subset
 
             prof = profile_dataset(self._source, sample=self._sample, seed=self._seed,
                                    progress=self._progress("profile"))
@@ -563,7 +563,7 @@ class DatasetExplorer(w.VBox):
     # -- Classes -------------------------------------------------------------------------------
 
     def _build_classes(self) -> None:
-        from visloupe.core.datasets import class_means, class_samples
+        from visloupe.core.profiling import class_means, class_samples
 
         prof = self._ensure_profile()
         if prof["label"].dropna().empty:
@@ -600,7 +600,7 @@ class DatasetExplorer(w.VBox):
                 self.progress.description = "pixels"
                 emb = _pixel_embeddings(self._source, self._rows.tolist())
             else:
-                from visloupe.core.datasets import embed
+                from visloupe.core.profiling import embed
 
                 emb = embed(self._source, self._model, self._layer, preprocess=self._preprocess,
                             indices=self._rows.tolist(), progress=self._progress("embed"))
@@ -614,7 +614,7 @@ class DatasetExplorer(w.VBox):
 
     def _ensure_coords(self, method: str) -> np.ndarray:
         if method not in self._coords:
-            from visloupe.core.datasets import project
+            from visloupe.core.profiling import project
 
             emb = self._ensure_embeddings()
             points = emb[self._map_rows] if len(self._map_rows) else emb
@@ -627,7 +627,7 @@ class DatasetExplorer(w.VBox):
 
     def _thumb(self, index: int) -> str:
         if index not in self._thumbs:
-            from visloupe.core.datasets import thumbnail
+            from visloupe.core.profiling import thumbnail
 
             try:
                 self._thumbs[index] = _png_data_uri(thumbnail(self._source.rgb(index),
@@ -744,7 +744,7 @@ class DatasetExplorer(w.VBox):
     # -- Duplicates & outliers -------------------------------------------------------------------
 
     def _build_duplicates(self) -> None:
-        from visloupe.core.datasets import outliers
+        from visloupe.core.profiling import outliers
 
         emb = self._ensure_embeddings()
         self._draw_duplicates()
@@ -761,7 +761,7 @@ class DatasetExplorer(w.VBox):
         self.outliers = table
 
     def _draw_duplicates(self) -> None:
-        from visloupe.core.datasets import near_duplicates
+        from visloupe.core.profiling import near_duplicates
 
         emb = self._ensure_embeddings()
         # pixel hashes find exact copies; the embeddings (rows aligned with the view) near ones
@@ -792,7 +792,7 @@ class DatasetExplorer(w.VBox):
     # -- Errors --------------------------------------------------------------------------------
 
     def _build_errors(self) -> None:
-        from visloupe.core.datasets import confusion
+        from visloupe.core.profiling import confusion
 
         prof = self._ensure_profile()
         if self._model is None:

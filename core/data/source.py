@@ -9,7 +9,7 @@ avoids showing normalised tensors as images and the grayscale-permute bugs that 
 Insights (pytorch/captum PR #1044).
 
 The per-kind readers (``HFReader``, ``StreamReader``, ``TorchReader``, ``ListReader``,
-``ArrayReader``) and ``pick_columns`` are public to the package because ``core.datasets`` reads
+``ArrayReader``) and ``pick_columns`` are public to the package because ``core.profiling`` reads
 raw records through them to profile data sets.
 """
 

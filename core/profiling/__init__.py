@@ -1,4 +1,4 @@
-"""visloupe.core.datasets: what is in a data set, seen through statistics and through a model.
+"""visloupe.core.profiling: what is in a data set, seen through statistics and through a model.
 
 Dataset views in the spirit of Know Your Data and FiftyOne, computed inside the notebook on any
 data ``as_image_source`` accepts (HF ``Dataset``/``IterableDataset``, torch datasets, folders,

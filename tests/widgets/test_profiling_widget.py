@@ -21,7 +21,7 @@ from bokeh.palettes import Viridis256
 from PIL import Image
 from torch import nn
 from visloupe.core.data import as_image_source
-from visloupe.core.datasets import embed, knn_scores, project
+from visloupe.core.profiling import embed, knn_scores, project
 from visloupe.widgets.datasets import STATISTICS, TABS, DatasetExplorer, _BokehPlot
 
 N, K, SIDE = 40, 4, 16

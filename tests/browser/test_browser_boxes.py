@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from labserver import lab_notebook
+from helpers.labserver import lab_notebook
 from visloupe.core.boxes import hard_pairwise_overlap
 
 INITIAL = [[0.0, 0.0, 4.0, 4.0], [0.5, 0.5, 1.5, 1.5], [5.0, 5.0, 6.0, 6.0]]

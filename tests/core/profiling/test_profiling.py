@@ -1,4 +1,4 @@
-"""visloupe.core.datasets: statistics against independent numpy/scipy values, planted duplicates
+"""visloupe.core.profiling: statistics against independent numpy/scipy values, planted duplicates
 and outliers found, streams never sized, bad files reported per row, embeddings cached."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 from torch import nn
 from visloupe.core import data
-from visloupe.core import datasets as vds
+from visloupe.core import profiling as vds
 
 # --------------------------------------------------------------------------- helpers
 

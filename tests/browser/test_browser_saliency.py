@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labserver import (
+from helpers.labserver import (
     img_bytes,
     lab_notebook,
     press_slider,

@@ -86,7 +86,7 @@ def confusion(model: nn.Module, source: Any, *,
     ``batch_size``. Unlabelled items are skipped (logged); data without any label raises
     ValueError. ``K`` is the larger of the data's class count and the model's output size.
     Streams use their first ``limit`` items (default 1000). ``cache`` stores the predictions on
-    disk under the same key as :func:`~visloupe.core.datasets.embed` (data, model weights,
+    disk under the same key as :func:`~visloupe.core.profiling.embed` (data, model weights,
     preprocess), so a second call on the same data and model runs no forward pass.
     """
     check_model_args(model, batch_size, preprocess)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labserver import (
+from helpers.labserver import (
     img_bytes,
     lab_notebook,
     press_slider,

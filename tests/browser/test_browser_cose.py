@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labserver import lab_notebook
+from helpers.labserver import lab_notebook
 
 pytestmark = pytest.mark.browser
 

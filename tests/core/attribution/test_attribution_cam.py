@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
-from test_introspection import SwinLike, TimmViT, TorchvisionViT, hf_vit
+from helpers.nets import SwinLike, TimmViT, TorchvisionViT, hf_vit
 from torch import nn
 from visloupe.core.attribution import attribute, explain, upsample
 from visloupe.core.attribution.cam import gradcam_pp_weights

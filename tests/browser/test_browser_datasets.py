@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from labserver import lab_notebook
+from helpers.labserver import lab_notebook
 
 NOTEBOOK_CODE = textwrap.dedent(
     """

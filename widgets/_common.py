@@ -54,7 +54,7 @@ def resolve_models(models: Any) -> dict[str, nn.Module]:
 def default_preprocess(model: nn.Module) -> Preprocess:
     """PIL -> float tensor in [0, 1], grayscale when the model's first conv takes one channel
     (else RGB), at the image's own size. Used when the caller passes no ``preprocess``."""
-    from visloupe.core.models.introspection import expected_in_channels
+    from visloupe.core.models.adapter import expected_in_channels
 
     channels = expected_in_channels(model) or 3
     mode = "L" if channels == 1 else "RGB"
@@ -117,7 +117,7 @@ def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> t
 def predict_proba(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """Softmax probabilities ``(N, K)`` of ``model`` on ``x (N, C, H, W)``, in eval mode (the
     model's own training flags are restored), without gradients."""
-    from visloupe.core.models.introspection import as_logits, eval_mode, model_device
+    from visloupe.core.models.adapter import as_logits, eval_mode, model_device
 
     with eval_mode(model), torch.no_grad():
         out = as_logits(model(x.to(model_device(model))))

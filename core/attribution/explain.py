@@ -18,16 +18,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..models.introspection import (
-    LayerProposal,
+from ..models.adapter import (
     all_modules,
     as_logits,
     eval_mode,
     expected_in_channels,
     model_device,
     model_dtype,
-    resolve_layer,
 )
+from ..models.introspection import LayerProposal, resolve_layer
 from .postprocess import REDUCTIONS, reduce_channels, upsample
 from .registry import MethodSpec, method_spec
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 from .explain import check_batch_size, check_inputs, resolve_baseline, resolve_targets
 from .registry import MethodSpec, ParamSpec, register_method
 

@@ -22,7 +22,7 @@ import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 from torch import Tensor, nn
 
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 from .explain import LogitsModule, resolve_targets
 
 __all__ = ["TEXT_METHODS", "TokenAttributions", "to_html", "token_attributions"]

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ..attribution import Explainer, resolve_explainer, resolve_explainers
 from ..attribution.explain import check_batch_size
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 from .ssim import ssim
 from .transforms import (
     apply_transform,

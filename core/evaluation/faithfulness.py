@@ -25,7 +25,7 @@ from ..attribution.explain import (
     resolve_explainer,
     resolve_targets,
 )
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 
 __all__ = ["ABPCResult", "abpc"]
 

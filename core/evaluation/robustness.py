@@ -27,7 +27,7 @@ from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
 from ..attribution import LogitsModule, check_inputs, resolve_explainer, resolve_targets
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 
 __all__ = ["infidelity", "linf_perturbation", "max_sensitivity", "noise_perturbation"]
 

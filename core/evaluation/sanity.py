@@ -48,7 +48,7 @@ from ..attribution import (
     resolve_targets,
 )
 from ..attribution.text import _embedding_layer, token_attributions
-from ..models.introspection import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, eval_mode, model_device
 from .similarity import IMAGE_MEASURES, TEXT_MEASURES, compare_maps, spearman
 
 __all__ = [

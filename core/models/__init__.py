@@ -8,11 +8,28 @@
   LogSumExp pooling options), :class:`TinyViT`, :class:`TextCNN`; :func:`build_model`.
 - Preprocess contract: :class:`ImagePreprocess` (PIL -> ``(C, H, W)``), :class:`TextPreprocess`
   (str -> ``LongTensor (T,)``).
-- Users' own models: :func:`as_logits` (one adapter for tensors, tuples, ``ModelOutput``),
-  :func:`propose_target_layers` (Grad-CAM layers; token-grid layout for ViT-like models).
+- The model adapter (``adapter.py``), used by every capability for users' own models:
+  :func:`as_logits` (tensors, tuples, ``ModelOutput``), :func:`eval_mode`, :func:`model_device`,
+  :func:`model_dtype`, :func:`expected_in_channels`, :func:`check_model`, :func:`find_module`,
+  :func:`hooks`, :func:`predict` (batched logits).
+- :func:`propose_target_layers` (Grad-CAM layers; token-grid layout for ViT-like models).
 - Persistence without pickle: :func:`save_model`, :func:`load_model`.
 """
 
+from .adapter import (
+    all_modules,
+    as_logits,
+    check_model,
+    config_value,
+    eval_mode,
+    expected_in_channels,
+    find_module,
+    hooks,
+    logits,
+    model_device,
+    model_dtype,
+    predict,
+)
 from .architectures import (
     ARCHITECTURES,
     GlobalLSEPool,
@@ -26,9 +43,7 @@ from .architectures import (
 from .introspection import (
     LayerProposal,
     TokenLayout,
-    as_logits,
     infer_token_layout,
-    logits,
     propose_target_layers,
 )
 from .io import load_model, read_metadata, save_model
@@ -40,9 +55,19 @@ __all__ = [
     "ARCHITECTURES",
     "LayerProposal",
     "TokenLayout",
+    "all_modules",
     "as_logits",
+    "check_model",
+    "config_value",
+    "eval_mode",
+    "expected_in_channels",
+    "find_module",
+    "hooks",
     "infer_token_layout",
     "logits",
+    "model_device",
+    "model_dtype",
+    "predict",
     "propose_target_layers",
     "GlobalLSEPool",
     "ImagePreprocess",

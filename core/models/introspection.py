@@ -13,29 +13,30 @@ The token grid is *inferred* from the number of tokens and the input size, never
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from .adapter import (
+    all_modules,
+    config_value,
+    eval_mode,
+    expected_in_channels,
+    model_device,
+    model_dtype,
+)
+
 __all__ = [
     "LayerProposal",
     "TokenLayout",
-    "all_modules",
-    "as_logits",
-    "eval_mode",
-    "expected_in_channels",
     "infer_token_layout",
     "layer_output_layout",
-    "logits",
-    "model_device",
-    "model_dtype",
     "patch_size_hint",
     "propose_target_layers",
     "resolve_layer",
@@ -46,133 +47,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PREFIX_TOKENS = 8
 """Largest number of prefix tokens (CLS + distillation + registers) ``infer_token_layout`` tries."""
-
-
-# --------------------------------------------------------------------------- logits adapter
-
-
-def as_logits(output: Any) -> Tensor:
-    """Return the logits tensor from any common model output.
-
-    Accepts a tensor; a tuple/list (its first tensor element); a dict or a Hugging Face
-    ``ModelOutput`` (``.logits`` / ``["logits"]``, else the first tensor value).
-    """
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, Mapping):  # dicts and HF ModelOutput (an OrderedDict subclass)
-        value = output.get("logits", None)
-        if isinstance(value, Tensor):
-            return value
-        for value in output.values():
-            if isinstance(value, Tensor):
-                return value
-        raise TypeError(
-            "model output: expected a mapping with a 'logits' tensor (or any tensor value), "
-            f"got keys {list(output.keys())} of types {[type(v).__name__ for v in output.values()]}"
-        )
-    value = getattr(output, "logits", None)
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(output, (tuple, list)):
-        for value in output:
-            if isinstance(value, Tensor):
-                return value
-        raise TypeError(
-            f"model output: expected a {type(output).__name__} containing a tensor, got element "
-            f"types {[type(v).__name__ for v in output]}"
-        )
-    raise TypeError(
-        "model output: expected a Tensor, a tuple/list whose first tensor holds the logits, a "
-        f"dict or a Hugging Face ModelOutput with .logits; got {type(output).__name__}"
-    )
-
-
-def logits(model: nn.Module, inputs: Tensor) -> Tensor:
-    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here)."""
-    return as_logits(model(inputs))
-
-
-# --------------------------------------------------------------------------- small helpers
-
-
-def _walk(model: nn.Module) -> Iterator[nn.Module]:
-    """``model.modules()`` -- the same modules in the same order, each once -- without building
-    qualified names (``explain`` walks the tree on every call)."""
-    seen: set[int] = set()
-    stack = [model]
-    while stack:
-        module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        yield module
-        children = module._modules
-        if children:
-            stack.extend(reversed([c for c in children.values() if c is not None]))
-
-
-def all_modules(model: nn.Module) -> list[nn.Module]:
-    """``list(model.modules())``, about twice as fast."""
-    return list(_walk(model))
-
-
-def _parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    """``model.parameters()`` in the same order, lazily: the first one is found without walking
-    the whole tree."""
-    seen: set[int] = set()
-    for module in _walk(model):
-        for param in module._parameters.values():
-            if param is not None and id(param) not in seen:
-                seen.add(id(param))
-                yield param
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for tensor in _parameters(model):
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """Floating dtype of the model's first floating parameter (float32 if none)."""
-    for tensor in _parameters(model):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module, modules: list[nn.Module] | None = None) -> Iterator[nn.Module]:
-    """Put ``model`` (every submodule) in eval mode and restore each module's previous
-    ``training`` flag on exit, also on exceptions. Nothing else about the model changes.
-    ``modules``: ``all_modules(model)`` when the caller has it already (one walk, not two)."""
-    if modules is None:
-        modules = all_modules(model)
-    training = [module for module in modules if module.training]
-    if not training:  # the common case: already in eval mode, nothing to switch or restore
-        yield model
-        return
-    logger.debug("model was in training mode; switched to eval() for the analysis")
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module in training:
-            module.training = True
-
-
-def _config_value(model: nn.Module, key: str) -> Any:
-    # A config (Hugging Face, our built-ins) is a plain attribute, so look in the instance dict
-    # first: a failed nn.Module.__getattr__ builds an error message, costly on every explain().
-    config = model.__dict__.get("config")
-    if config is None and hasattr(type(model), "config"):
-        config = getattr(model, "config", None)
-    if isinstance(config, Mapping):
-        return config.get(key)
-    return getattr(config, key, None)
 
 
 def _as_pair(value: Any) -> tuple[int, int] | None:
@@ -197,7 +71,7 @@ def _patch_embed_conv(model: nn.Module) -> nn.Conv2d | None:
 def patch_size_hint(model: nn.Module) -> tuple[int, int] | None:
     """Patch size of a ViT-like model, read from its config or its patch-embedding conv."""
     for value in (
-        _config_value(model, "patch_size"),
+        config_value(model, "patch_size"),
         getattr(model, "patch_size", None),
         getattr(getattr(model, "patch_embed", None), "patch_size", None),
     ):
@@ -210,7 +84,7 @@ def patch_size_hint(model: nn.Module) -> tuple[int, int] | None:
 
 def _image_size_hint(model: nn.Module) -> tuple[int, int] | None:
     for value in (
-        _config_value(model, "image_size"),
+        config_value(model, "image_size"),
         getattr(model, "image_size", None),
         getattr(model, "img_size", None),
         getattr(getattr(model, "patch_embed", None), "img_size", None),
@@ -218,18 +92,6 @@ def _image_size_hint(model: nn.Module) -> tuple[int, int] | None:
         pair = _as_pair(value)
         if pair is not None:
             return pair
-    return None
-
-
-def expected_in_channels(model: nn.Module) -> int | None:
-    """Number of input channels the model expects (config or first Conv2d), or None if unknown."""
-    for key in ("num_channels", "in_channels", "in_chans"):
-        value = _config_value(model, key)
-        if isinstance(value, int) and value > 0:
-            return value
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
     return None
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from visloupe.core.models.introspection import as_logits, eval_mode, model_device, model_dtype
+from visloupe.core.models.adapter import as_logits, eval_mode, model_device, model_dtype
 
 from ._sources import (
     BatchReader,

@@ -1,9 +1,5 @@
-"""visloupe.core.models.introspection: logits adapter, target-layer proposals, token layouts.
-
-The ViT mimics below reproduce the module trees of timm (``blocks[i].norm1``, ``num_prefix_tokens``)
-and torchvision (``conv_proj``, ``class_token``, ``encoder.layers[i].ln_1``) -- neither library is
-importable here -- and the Hugging Face ViT is built from a config with random weights.
-"""
+"""visloupe.core.models.adapter (logits, eval mode, device) and .introspection (target-layer
+proposals, token layouts)."""
 
 from __future__ import annotations
 
@@ -21,16 +17,18 @@ from helpers.nets import (
     hf_vit,
 )
 from torch import nn
-from visloupe.core.models.introspection import (
-    LayerProposal,
-    TokenLayout,
+from visloupe.core.models.adapter import (
     all_modules,
     as_logits,
     eval_mode,
-    infer_token_layout,
     logits,
     model_device,
     model_dtype,
+)
+from visloupe.core.models.introspection import (
+    LayerProposal,
+    TokenLayout,
+    infer_token_layout,
     propose_target_layers,
     resolve_layer,
 )

@@ -1,0 +1,237 @@
+"""The model adapter: one way to call, place and inspect any user's ``nn.Module``.
+
+Everything in visloupe that runs a model goes through these functions, so a torchvision, timm
+or Hugging Face model behaves the same in every capability:
+
+- :func:`as_logits` / :func:`logits`: logits from a tensor, tuple, dict or ``ModelOutput``;
+- :func:`eval_mode`: eval mode for the analysis, every module's flag restored afterwards;
+- :func:`model_device`, :func:`model_dtype`, :func:`expected_in_channels`, :func:`check_model`;
+- :func:`find_module`: a submodule by qualified name (or the module itself), with close names;
+- :func:`hooks`: a context manager that removes hook handles also on exceptions;
+- :func:`predict`: batched logits under ``no_grad`` in eval mode, on the model's device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_batch_size, check_module
+
+__all__ = [
+    "all_modules",
+    "as_logits",
+    "check_model",
+    "config_value",
+    "eval_mode",
+    "expected_in_channels",
+    "find_module",
+    "hooks",
+    "logits",
+    "model_device",
+    "model_dtype",
+    "predict",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def as_logits(output: Any) -> Tensor:
+    """Return the logits tensor from any common model output.
+
+    Accepts a tensor; a tuple/list (its first tensor element); a dict or a Hugging Face
+    ``ModelOutput`` (``.logits`` / ``["logits"]``, else the first tensor value).
+    """
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, Mapping):  # dicts and HF ModelOutput (an OrderedDict subclass)
+        value = output.get("logits", None)
+        if isinstance(value, Tensor):
+            return value
+        for value in output.values():
+            if isinstance(value, Tensor):
+                return value
+        raise TypeError(
+            "model output: expected a mapping with a 'logits' tensor (or any tensor value), "
+            f"got keys {list(output.keys())} of types {[type(v).__name__ for v in output.values()]}"
+        )
+    value = getattr(output, "logits", None)
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(output, (tuple, list)):
+        for value in output:
+            if isinstance(value, Tensor):
+                return value
+        raise TypeError(
+            f"model output: expected a {type(output).__name__} containing a tensor, got element "
+            f"types {[type(v).__name__ for v in output]}"
+        )
+    raise TypeError(
+        "model output: expected a Tensor, a tuple/list whose first tensor holds the logits, a "
+        f"dict or a Hugging Face ModelOutput with .logits; got {type(output).__name__}"
+    )
+
+
+def logits(model: nn.Module, inputs: Tensor) -> Tensor:
+    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here)."""
+    return as_logits(model(inputs))
+
+
+def _walk(model: nn.Module) -> Iterator[nn.Module]:
+    """``model.modules()`` -- the same modules in the same order, each once -- without building
+    qualified names (``explain`` walks the tree on every call)."""
+    seen: set[int] = set()
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        yield module
+        children = module._modules
+        if children:
+            stack.extend(reversed([c for c in children.values() if c is not None]))
+
+
+def all_modules(model: nn.Module) -> list[nn.Module]:
+    """``list(model.modules())``, about twice as fast."""
+    return list(_walk(model))
+
+
+def _parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """``model.parameters()`` in the same order, lazily: the first one is found without walking
+    the whole tree."""
+    seen: set[int] = set()
+    for module in _walk(model):
+        for param in module._parameters.values():
+            if param is not None and id(param) not in seen:
+                seen.add(id(param))
+                yield param
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a parameter-free model)."""
+    for tensor in _parameters(model):
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """Floating dtype of the model's first floating parameter (float32 if none)."""
+    for tensor in _parameters(model):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module, modules: list[nn.Module] | None = None) -> Iterator[nn.Module]:
+    """Put ``model`` (every submodule) in eval mode and restore each module's previous
+    ``training`` flag on exit, also on exceptions. Nothing else about the model changes.
+    ``modules``: ``all_modules(model)`` when the caller has it already (one walk, not two)."""
+    if modules is None:
+        modules = all_modules(model)
+    training = [module for module in modules if module.training]
+    if not training:  # the common case: already in eval mode, nothing to switch or restore
+        yield model
+        return
+    logger.debug("model was in training mode; switched to eval() for the analysis")
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module in training:
+            module.training = True
+
+
+
+
+def expected_in_channels(model: nn.Module) -> int | None:
+    """Number of input channels the model expects (config or first Conv2d), or None if unknown."""
+    for key in ("num_channels", "in_channels", "in_chans"):
+        value = config_value(model, key)
+        if isinstance(value, int) and value > 0:
+            return value
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None
+
+
+
+def config_value(model: nn.Module, key: str) -> Any:
+    """``model.config[key]`` (Hugging Face, our built-ins) or None."""
+    # A config (Hugging Face, our built-ins) is a plain attribute, so look in the instance dict
+    # first: a failed nn.Module.__getattr__ builds an error message, costly on every explain().
+    config = model.__dict__.get("config")
+    if config is None and hasattr(type(model), "config"):
+        config = getattr(model, "config", None)
+    if isinstance(config, Mapping):
+        return config.get(key)
+    return getattr(config, key, None)
+
+
+def check_model(model: Any, name: str = "model") -> nn.Module:
+    """``model`` if it is an ``nn.Module`` whose weights hold data.
+
+    A model on the ``meta`` device (built with ``torch.device("meta")`` or loaded lazily) has
+    shapes but no values; running it gives meta tensors, not numbers.
+    """
+    check_module(model, name)
+    if model_device(model).type == "meta":
+        raise ValueError(f"{name}: the model's weights are on the 'meta' device (shapes without "
+                         "values); load real weights first, e.g. model.to_empty(device='cpu') "
+                         "followed by load_state_dict(...)")
+    return model
+
+
+def find_module(model: nn.Module, layer: str | nn.Module, name: str = "layer"
+                ) -> tuple[str, nn.Module]:
+    """``(qualified name, submodule)`` for a module name or a submodule of ``model``."""
+    if isinstance(layer, str):
+        modules = dict(model.named_modules())
+        if layer in modules and layer:
+            return layer, modules[layer]
+        close = difflib.get_close_matches(layer, [n for n in modules if n], n=5, cutoff=0.5)
+        hint = f"; close names: {close}" if close else ""
+        raise ValueError(f"{name}: no submodule named {layer!r} in {type(model).__name__}{hint}")
+    if isinstance(layer, nn.Module):
+        found = next((n for n, m in model.named_modules() if m is layer and n), None)
+        if found is None:
+            raise ValueError(f"{name}: expected a submodule of {type(model).__name__}, got a "
+                             f"{type(layer).__name__} that is not inside it")
+        return found, layer
+    raise TypeError(f"{name}: expected a module name (str) or an nn.Module, got "
+                    f"{type(layer).__name__}")
+
+
+@contextlib.contextmanager
+def hooks(handles: list | None = None) -> Iterator[list]:
+    """Collect hook handles in the yielded list; all are removed on exit, also on exceptions."""
+    handles = [] if handles is None else handles
+    try:
+        yield handles
+    finally:
+        for handle in handles:
+            handle.remove()
+        handles.clear()
+
+
+def predict(model: nn.Module, inputs: Tensor, batch_size: int | None = None) -> Tensor:
+    """Logits ``(N, K)`` of ``inputs`` in batches of ``batch_size`` (None: one batch), in eval
+    mode and without gradients, on the model's device; returned on the inputs' device."""
+    check_model(model)
+    bs = check_batch_size(batch_size, max(1, inputs.shape[0]))
+    device = model_device(model)
+    with eval_mode(model), torch.no_grad():
+        out = [as_logits(model(inputs[s:s + bs].to(device))).detach()
+               for s in range(0, inputs.shape[0], bs)]
+    return torch.cat(out).to(inputs.device)

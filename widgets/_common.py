@@ -8,7 +8,6 @@ import html
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -157,27 +156,17 @@ def guarded(method: Callable) -> Callable:
 
 class GridExport:
     """PNG export of an explorer's current view: the grid image its ``_render()`` draws into
-    ``self._grid``."""
+    ``self._grid`` (the ``_png`` of :class:`~visloupe.widgets.base.ExplorerBase`)."""
 
     _grid: Image.Image | None
 
     def _render(self) -> None:
         raise NotImplementedError
 
-    def to_png(self) -> bytes:
-        """PNG bytes of the current view."""
+    def _png(self) -> bytes:
         if self._grid is None:
             self._render()
         return render.to_png(self._grid, compress_level=6)
-
-    def save_png(self, path: str | Path) -> Path:
-        """Write the current view to ``path`` as PNG and return the path."""
-        path = Path(path)
-        path.write_bytes(self.to_png())
-        return path
-
-    def _repr_png_(self) -> bytes:
-        return self.to_png()
 
 
 def close_tree(widget: Any) -> None:
@@ -209,3 +198,32 @@ class LRU(OrderedDict):
         self.move_to_end(key)
         while len(self) > self.maxsize:
             self.popitem(last=False)
+
+
+def display_map(raw: Any, percentile: float = 100.0, signed: bool = True) -> tuple[np.ndarray,
+                                                                                 float | None]:
+    """The one place maps are clipped for display: ``(h, w)`` map -> (map to draw, ``vmax``).
+
+    Absolute views take ``|map|``; values beyond the ``percentile``-th percentile of ``|map|``
+    are clipped with core ``attribution.clip_percentile`` and ``vmax`` is the clipped maximum
+    (None for an all-zero map, so the colormap stays flat)."""
+    from visloupe.core.attribution import clip_percentile
+
+    t = torch.as_tensor(np.asarray(raw, dtype=np.float32))
+    t = torch.nan_to_num(t if signed else t.abs())
+    if float(percentile) < 100.0:
+        t = clip_percentile(t, float(percentile))
+    top = float(t.abs().max()) if t.numel() else 0.0
+    return t.numpy(), (top if top > 0 else None)
+
+
+def original_ids(data: Any, n: int) -> list[int] | None:
+    """The ids rows of ``data`` had in the dataset they were selected from (core
+    ``profiling.IndexSubset.parent_index``), or None when ``data`` is not a selection."""
+    parent_index = getattr(data, "parent_index", None)
+    if not callable(parent_index):
+        return None
+    try:
+        return [int(parent_index(i)) for i in range(n)]
+    except Exception:  # noqa: BLE001 - cosmetic: fall back to row numbers
+        return None

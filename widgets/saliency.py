@@ -31,15 +31,18 @@ from ._common import (
     LRU,
     GridExport,
     check_int,
-    close_tree,
+    display_map,
     error_html,
     guarded,
     logger,
+    original_ids,
     predict_proba,
     preprocess_image,
     resolve_models,
     resolve_preprocess,
 )
+from .base import ExplorerBase, escape
+from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
 
@@ -54,43 +57,32 @@ COLORMAPS = (
 
 PREDICTED, LABEL, ALL = "predicted", "label", "all"
 
-_EXPLAIN_ARGS = frozenset(
-    {"model", "inputs", "target", "method", "baseline", "layer", "batch_size", "reduce"}
-)
-"""``explain``'s own argument names; a method parameter with one of these names (IG's
-``method``) cannot travel in ``**params`` and is passed as the spec's default instead."""
-
-Explainer = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+_POSITIONAL = frozenset({"model", "inputs", "target", "method"})
+"""``explain``'s positional parameters; a method parameter with one of these names (IG's
+``method``) cannot travel as a keyword and becomes the spec's default instead."""
 
 
-class _Method:
-    """A column of the grid: a registry method (with its spec) or a user callable."""
-
-    def __init__(self, title: str, key: str | None, fn: Explainer | None, spec: Any) -> None:
-        self.title, self.key, self.fn, self.spec = title, key, fn, spec
-
-    @property
-    def signed(self) -> bool:
-        return bool(getattr(self.spec, "signed", True))
-
-
-def _resolve_methods(methods: Any) -> dict[str, _Method]:
-    from visloupe.core.attribution import available_methods, method_spec
+def _resolve_methods(methods: Any) -> dict[str, Any]:
+    """``{column title: core Explainer}`` (the explainer contract of ``core.attribution``):
+    registry names get their registry label as title, callables their ``__name__``."""
+    from visloupe.core.attribution import available_methods, method_spec, resolve_explainer
 
     if methods is None:
         names = [m for m in DEFAULT_METHODS if m in available_methods()]
-        if not names:
-            names = available_methods()[:2]
-        methods = names
+        methods = names or available_methods()[:2]
     if isinstance(methods, str) or callable(methods):
         methods = [methods]
     if isinstance(methods, Mapping):
-        items = list(methods.items())
+        items = [(str(k), v) for k, v in methods.items()]
     elif isinstance(methods, Sequence):
-        items = [
-            (m if isinstance(m, str) else getattr(m, "__name__", f"method {i}"), m)
-            for i, m in enumerate(methods)
-        ]
+        items = []
+        for i, m in enumerate(methods):
+            if isinstance(m, str):
+                spec = method_spec(m)  # raises ValueError naming the available methods
+                items.append((str(getattr(spec, "label", "") or m), m))
+            else:
+                items.append((str(getattr(m, "name", None) or getattr(m, "__name__", None)
+                                  or f"method {i}"), m))
     else:
         raise TypeError(
             "methods: expected None, a method name, a callable (model, inputs, target) -> "
@@ -98,19 +90,21 @@ def _resolve_methods(methods: Any) -> dict[str, _Method]:
         )
     if not items:
         raise ValueError("methods: expected at least one method, got none")
-    out: dict[str, _Method] = {}
+    out: dict[str, Any] = {}
     for title, m in items:
-        if isinstance(m, str):
-            spec = method_spec(m)  # raises ValueError naming the available methods
-            label = title if isinstance(methods, Mapping) else (getattr(spec, "label", "") or m)
-            out[str(label)] = _Method(str(label), spec.name, None, spec)
-        elif callable(m):
-            out[str(title)] = _Method(str(title), None, m, None)
-        else:
+        if not (isinstance(m, str) or callable(m) or isinstance(m, tuple)):
             raise TypeError(
                 f"methods[{title!r}]: expected a method name or a callable, got {type(m).__name__}"
             )
+        out[title] = resolve_explainer(m, name=title)
     return out
+
+
+def _spec_of(explainer: Any) -> Any:
+    """The registry ``MethodSpec`` behind a core Explainer (None for a user callable)."""
+    from visloupe.core.attribution import method_spec
+
+    return method_spec(explainer.method) if explainer.method is not None else None
 
 
 def _param_widget(spec: Any) -> w.Widget:
@@ -141,7 +135,7 @@ def _param_widget(spec: Any) -> w.Widget:
     return w.FloatText(value=float(spec.default), **common)
 
 
-class SaliencyExplorer(GridExport, w.VBox):
+class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
     """Page through ``data`` and show saliency maps in a grid: rows = models, columns = the input
     and each selected method.
 
@@ -161,10 +155,15 @@ class SaliencyExplorer(GridExport, w.VBox):
         auto_explain: compute maps as soon as the sample/target/model/method/params change; if
             False only the Explain button computes.
         batch_size: forwarded to ``explain`` (rows per model pass, e.g. IG steps).
-        cache_size: number of maps kept (least recently used are dropped).
+        cache_size: number of maps kept (least recently used are dropped); 0 keeps none:
+            the maps on view are still computed and shown, and recomputed when you come back.
         stream_page: for a stream of unknown length (``IterableDataset``), how many items are
             read (and buffered) at a time; stepping past the last one reads the next page.
+        ids: the id shown for each row (default: ``data.parent_index`` when ``data`` is a core
+            ``profiling.subset`` such as ``DatasetExplorer.selection``, else the row number).
     """
+
+    _css_class = "visloupe-saliency-explorer"
 
     def __init__(
         self,
@@ -180,13 +179,17 @@ class SaliencyExplorer(GridExport, w.VBox):
         batch_size: int | None = None,
         cache_size: int = 512,
         stream_page: int = 64,
+        ids: Sequence[int] | None = None,
     ) -> None:
         from visloupe.core.data import as_image_source
 
         super().__init__()
+        self._init_base("explain")
         self.add_class("visloupe-saliency-explorer")
         check_int("top_k", top_k)
         check_int("cell", cell, 16, "pixels")
+        check_int("cache_size", cache_size, 0, "maps kept")
+        check_int("stream_page", stream_page)
         self._models = resolve_models(models)
         self._pre = resolve_preprocess(preprocess, self._models)
         self._source = as_image_source(data)
@@ -196,6 +199,8 @@ class SaliencyExplorer(GridExport, w.VBox):
         if self._length() == 0:
             raise ValueError("data: expected at least one image, got an empty source")
         self._methods = _resolve_methods(methods)
+        self._specs = {title: _spec_of(e) for title, e in self._methods.items()}
+        self._ids = self._init_ids(data, ids)
         self._inputs: LRU = LRU(64)
         self._class_names = self._init_class_names(class_names)
         self._top_k = min(top_k, max(1, len(self._class_names)))
@@ -203,13 +208,13 @@ class SaliencyExplorer(GridExport, w.VBox):
         self._batch_size = batch_size
         # caches: maps by (index, model, method, params, target); the rest are cheap helpers
         self._maps: LRU = LRU(cache_size)
+        self._fresh: dict[tuple, np.ndarray] = {}  # maps of the view on screen (any cache_size)
         self._cell_errors: dict[tuple, str] = {}
         self._probs: dict[tuple[int, str], np.ndarray] = {}
         self._display: LRU = LRU(32)
         self._labels: np.ndarray | None = None
         self._order: list[int] = list(range(self._length()))
         self._grid: Image.Image | None = None
-        self._errors: list[str] = []
         self._suspend = 0
         self._build_ui(auto_explain)
         self._refresh(compute=auto_explain)
@@ -236,6 +241,15 @@ class SaliencyExplorer(GridExport, w.VBox):
             added += 1
         return added
 
+    def _init_ids(self, data: Any, ids: Sequence[int] | None) -> list[int] | None:
+        if ids is None:
+            return original_ids(data, self._length()) if self._source.length is not None \
+                else None
+        ids = [int(i) for i in ids]
+        if self._source.length is not None and len(ids) != self._length():
+            raise ValueError(f"ids: expected one id per item ({self._length()}), got {len(ids)}")
+        return ids
+
     def _init_class_names(self, class_names: Sequence[str] | None) -> list[str]:
         if class_names is not None:
             names = [str(c) for c in class_names]
@@ -250,17 +264,12 @@ class SaliencyExplorer(GridExport, w.VBox):
     def _build_ui(self, auto_explain: bool) -> None:
         n = len(self._order)
         wide = {"description_width": "initial"}
-        # navigation
-        self.prev_button = w.Button(description="◀", layout=w.Layout(width="36px"))
-        self.next_button = w.Button(description="▶", layout=w.Layout(width="36px"))
-        self.position = w.IntSlider(
-            value=0, min=0, max=max(n - 1, 0), description="sample", continuous_update=False,
-            style=wide, layout=w.Layout(width="340px"),
-        )
-        self.seek = w.IntText(
-            value=0, description="go to index", style=wide, layout=w.Layout(width="160px")
-        )
-        self.status = w.HTML()
+        # navigation: the sample browser SplitIGExplorer shares
+        self.browser = SampleBrowser(n, on_change=self._on_expensive, report=self._report_error,
+                                     on_past_end=self._read_more, ids=self._ids)
+        self.prev_button, self.next_button = self.browser.prev_button, self.browser.next_button
+        self.position, self.seek = self.browser.position, self.browser.seek
+        self.status = self.browser.status
         # filters
         self.class_filter = w.Dropdown(
             options=[("all classes", ALL)] + [(c, i) for i, c in enumerate(self._class_names)],
@@ -293,13 +302,13 @@ class SaliencyExplorer(GridExport, w.VBox):
         # method parameters, from the registry's ParamSpecs
         self.param_widgets: dict[str, dict[str, w.Widget]] = {}
         param_boxes = []
-        for title, method in self._methods.items():
-            specs = getattr(method.spec, "params", ()) or ()
+        for title in self._methods:
+            specs = getattr(self._specs[title], "params", ()) or ()
             if not specs:
                 continue
             controls = {spec.name: _param_widget(spec) for spec in specs}
             self.param_widgets[title] = controls
-            param_boxes.append(w.VBox([w.HTML(f"<b>{title}</b>"), *controls.values()]))
+            param_boxes.append(w.VBox([w.HTML(f"<b>{escape(title)}</b>"), *controls.values()]))
         self.params_box = w.HBox(param_boxes)
         # overlay (cheap)
         self.alpha = w.FloatSlider(
@@ -316,10 +325,8 @@ class SaliencyExplorer(GridExport, w.VBox):
                                     description="values", style=wide)
         self.mode = w.ToggleButtons(options=list(render.MODES), value="blend",
                                     description="show", style=wide)
-        # output
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="explain",
-                                      style=wide, bar_style="")
-        self.errors = w.HTML(value="")
+        # output (the error area and the progress bar come from ExplorerBase)
+        self.errors = self.error_area
         self.view = w.Image(format="png")
         self.topk_box = w.VBox()
         self._topk_buttons: dict[str, list[tuple[w.Button, w.FloatProgress]]] = {}
@@ -334,29 +341,25 @@ class SaliencyExplorer(GridExport, w.VBox):
                 pairs.append((button, bar))
             self._topk_buttons[name] = pairs
             self._topk_classes[name] = [0] * self._top_k
-            rows.append(w.VBox([w.HTML(f"<b>{name}</b> top-{self._top_k}")]
+            rows.append(w.VBox([w.HTML(f"<b>{escape(name)}</b> top-{self._top_k}")]
                                + [w.HBox([b, p]) for b, p in pairs]))
         self.topk_box.children = rows
         self.save_path = w.Text(value="visloupe-saliency.png", description="file", style=wide,
                                 layout=w.Layout(width="260px"))
         self.save_button = w.Button(description="Save PNG", icon="download")
         self.children = [
-            w.HBox([self.prev_button, self.next_button, self.position, self.seek, self.status]),
+            self.browser,
             w.HBox([self.class_filter, self.prediction_filter]),
             w.HBox([self.model_select, self.method_select,
                     w.VBox([self.target, w.HBox([self.explain_button, self.auto_explain])])]),
             self.params_box,
             w.HBox([self.alpha, self.cmap, self.clip]),
             w.HBox([self.sign, self.mode]),
-            w.HBox([self.progress, self.save_path, self.save_button]),
+            w.HBox([self.progress_box, self.save_path, self.save_button]),
             self.errors,
             w.HBox([self.view, self.topk_box]),
         ]
         # wiring
-        self.prev_button.on_click(lambda _: self._step(-1))
-        self.next_button.on_click(lambda _: self._step(+1))
-        self.position.observe(self._on_position, names="value")
-        self.seek.observe(self._on_seek, names="value")
         self.class_filter.observe(self._on_filter, names="value")
         self.prediction_filter.observe(self._on_filter, names="value")
         for control in (self.model_select, self.method_select, self.target):
@@ -373,10 +376,15 @@ class SaliencyExplorer(GridExport, w.VBox):
 
     @property
     def index(self) -> int | None:
-        """Dataset index of the sample on view (None when the filters leave nothing)."""
-        if not self._order:
-            return None
-        return self._order[min(self.position.value, len(self._order) - 1)]
+        """Row of the sample on view in ``data`` (None when the filters leave nothing)."""
+        return self.browser.index
+
+    @property
+    def sample_id(self) -> int | None:
+        """The id shown for the sample on view: its id in the dataset a selection came from
+        (``data.parent_index``), else its row."""
+        index = self.index
+        return None if index is None else self.browser.id_of(index)
 
     @property
     def visible_indices(self) -> list[int]:
@@ -390,7 +398,7 @@ class SaliencyExplorer(GridExport, w.VBox):
                 f"index: expected a dataset index that passes the filters "
                 f"({len(self._order)} of {self._length()} do), got {index}"
             )
-        self.position.value = self._order.index(index)
+        self.browser.go_to(index)
 
     @guarded
     def explain(self) -> None:
@@ -403,9 +411,16 @@ class SaliencyExplorer(GridExport, w.VBox):
         for model_name in self.model_select.value:
             for title in self.method_select.value:
                 key = self._key(model_name, title)
-                if key is not None and key in self._maps:
-                    out[(model_name, title)] = self._maps[key]
+                raw = self._cached_map(key)
+                if raw is not None:
+                    out[(model_name, title)] = raw
         return out
+
+    def _cached_map(self, key: tuple | None) -> np.ndarray | None:
+        if key is None:
+            return None
+        raw = self._maps.get(key)
+        return raw if raw is not None else self._fresh.get(key)
 
     def cache_info(self) -> dict[str, int]:
         """Entry counts of the caches (maps, predictions, inputs)."""
@@ -415,23 +430,11 @@ class SaliencyExplorer(GridExport, w.VBox):
     def clear_cache(self) -> None:
         """Forget every computed map and prediction (the next view recomputes)."""
         self._maps.clear()
+        self._fresh.clear()
         self._cell_errors.clear()
         self._probs.clear()
         self._inputs.clear()
         self._display.clear()
-
-    def close(self) -> None:
-        """Close every widget of the explorer and drop caches and model references (the
-        explorer registers no hooks of its own; core's are removed after every call)."""
-        if hasattr(self, "_maps"):  # also safe on a half-built explorer and on a second call
-            self.clear_cache()
-            self._grid = None
-            self._models = {}
-            self._pre = {}
-            for child in list(self.children):
-                close_tree(child)
-            self.children = []
-        super().close()
 
     # ------------------------------------------------------------------ helpers: data and model
 
@@ -487,37 +490,33 @@ class SaliencyExplorer(GridExport, w.VBox):
             return None
         return (index, model_name, title, self._params(title), target)
 
-    def _compute_map(self, key: tuple) -> np.ndarray:
-        from visloupe.core.attribution import explain
+    def _explainer(self, title: str, params: tuple[tuple[str, Any], ...]) -> Any:
+        """The core Explainer of column ``title`` with the controls' parameters (what a script
+        gets from ``resolve_explainer(name, **params)``)."""
+        from visloupe.core.attribution import Explainer, resolve_explainer
 
+        base = self._methods[title]
+        if base.method is None:
+            return base
+        kwargs = dict(params)
+        if self._batch_size is not None:
+            kwargs["batch_size"] = self._batch_size
+        clashing = {k: kwargs.pop(k) for k in list(kwargs) if k in _POSITIONAL}
+        if not clashing:
+            return resolve_explainer(base, **kwargs)
+        spec = self._specs[title]  # e.g. IG's own "method": the spec's default instead
+        spec = dataclasses.replace(spec, params=tuple(
+            dataclasses.replace(p, default=clashing[p.name]) if p.name in clashing else p
+            for p in spec.params))
+        return Explainer(title, spec, tuple({**dict(base.kwargs), **kwargs}.items()))
+
+    def _compute_map(self, key: tuple) -> np.ndarray:
+        """One map ``(H, W)``: the core explainer called as a script would call it."""
         index, model_name, title, params, target = key
-        method = self._methods[title]
-        model = self._models[model_name]
         x = self._input(index, model_name)[None]
-        t = torch.tensor([target])
-        if method.fn is not None:
-            out = method.fn(model, x, t)
-        else:
-            kwargs = dict(params)
-            spec: Any = method.key
-            clashing = {k: kwargs.pop(k) for k in list(kwargs) if k in _EXPLAIN_ARGS}
-            if clashing:  # e.g. IG's own "method": pass it as the spec's default instead
-                spec = dataclasses.replace(method.spec, params=tuple(
-                    dataclasses.replace(p, default=clashing[p.name]) if p.name in clashing else p
-                    for p in method.spec.params))
-            out = explain(model, x, t, spec, batch_size=self._batch_size, **kwargs)
-        if not isinstance(out, torch.Tensor):
-            out = torch.as_tensor(np.asarray(out))
-        out = out.detach().float().cpu()
-        if out.dim() == 4 and out.shape[1] in (1, 3):  # (N, C, H, W) from a callable
-            out = out.sum(dim=1)
-        if out.dim() == 3:
-            out = out[0]
-        if out.dim() != 2:
-            raise ValueError(
-                f"method {title!r}: expected an (N, H, W) map, got shape {tuple(out.shape)}"
-            )
-        return out.numpy()
+        out = self._explainer(title, params)(self._models[model_name], x,
+                                             torch.tensor([target]))
+        return out.detach().float().cpu()[0].numpy()
 
     # ------------------------------------------------------------------ filters and paging
 
@@ -573,33 +572,18 @@ class SaliencyExplorer(GridExport, w.VBox):
             indices = [i for i, p in zip(labelled, preds, strict=True)
                        if (p == labels[i]) == correct]
         self._order = indices
-        self._suspend += 1
-        try:
-            self.position.max = max(len(indices) - 1, 0)
-            self.position.value = indices.index(keep) if keep in indices else 0
-        finally:
-            self._suspend -= 1
+        self.browser.set_order(indices, keep)
 
-    @guarded
-    def _step(self, delta: int) -> None:
-        """Previous/next; past the end of a stream of unknown length, read its next page."""
-        if self.position.value + delta >= len(self._order) and self._source.length is None:
-            current = self.index
-            if self._extend(self._stream_page):
-                self._labels = None
-                self._apply_filters(keep=current)
-        if self._order:
-            self.position.value = int(np.clip(self.position.value + delta, 0,
-                                              len(self._order) - 1))
-
-    def _on_position(self, _change: Any) -> None:
-        if not self._suspend:
-            self._on_expensive()
-
-    @guarded
-    def _on_seek(self, change: Any) -> None:
-        if not self._suspend:
-            self.show(int(change["new"]))
+    def _read_more(self) -> bool:
+        """Past the end of a stream of unknown length: read its next page."""
+        if self._source.length is not None:
+            return False
+        current = self.index
+        if not self._extend(self._stream_page):
+            return False
+        self._labels = None
+        self._apply_filters(keep=current)
+        return True
 
     def _make_retarget(self, model_name: str, slot: int) -> Callable[[Any], None]:
         def retarget(_button: Any) -> None:
@@ -610,7 +594,7 @@ class SaliencyExplorer(GridExport, w.VBox):
     # ------------------------------------------------------------------ expensive and cheap paths
 
     def _on_expensive(self, _change: Any = None) -> None:
-        if not self._suspend:
+        if not self._suspend and not self.browser.suspended:
             self._refresh(compute=self.auto_explain.value)
 
     @guarded
@@ -629,6 +613,9 @@ class SaliencyExplorer(GridExport, w.VBox):
         for model_name in self.model_select.value:
             self._proba(index, model_name)
         self._update_topk(index)
+        on_view = {self._key(m, t) for m in self.model_select.value
+                   for t in self.method_select.value}
+        self._fresh = {k: v for k, v in self._fresh.items() if k in on_view}
         if compute:
             jobs = []
             for model_name in self.model_select.value:
@@ -636,7 +623,7 @@ class SaliencyExplorer(GridExport, w.VBox):
                     key = self._key(model_name, title)
                     if key is None:
                         self._target_for(index, model_name)  # raises the reason
-                    elif key not in self._maps:
+                    elif self._cached_map(key) is None:
                         jobs.append(key)
             self._run_jobs(jobs)
         self._render()
@@ -646,7 +633,10 @@ class SaliencyExplorer(GridExport, w.VBox):
         start = time.perf_counter()
         for key in jobs:
             try:
-                self._maps.put(key, self._compute_map(key))
+                raw = self._compute_map(key)
+                self._fresh[key] = raw
+                if self._maps.maxsize > 0:
+                    self._maps.put(key, raw)
                 self._cell_errors.pop(key, None)
             except Exception as error:  # noqa: BLE001 - shown in the cell and the error area
                 logger.exception("explaining %s failed", key[1:4])
@@ -655,19 +645,6 @@ class SaliencyExplorer(GridExport, w.VBox):
         self._progress_done(ok=not any(k in self._cell_errors for k in jobs))
         if jobs:
             self._last_compute_s = time.perf_counter() - start
-
-    def _progress_start(self, total: int, what: str) -> None:
-        self.progress.description = what
-        self.progress.max = max(total, 1)
-        self.progress.value = 0
-        self.progress.bar_style = "info"
-
-    def _progress_step(self, n: int) -> None:
-        self.progress.value = min(self.progress.value + n, self.progress.max)
-
-    def _progress_done(self, ok: bool = True) -> None:
-        self.progress.value = self.progress.max
-        self.progress.bar_style = "success" if ok else "danger"
 
     def _update_topk(self, index: int) -> None:
         for model_name, pairs in self._topk_buttons.items():
@@ -693,12 +670,8 @@ class SaliencyExplorer(GridExport, w.VBox):
             self._display.put(index, base)
         return base
 
-    def _postprocess(self, raw: np.ndarray, signed: bool) -> tuple[np.ndarray, float]:
-        sal = raw if signed else np.abs(raw)
-        mag = np.abs(sal)
-        q = float(self.clip.value)
-        vmax = float(np.percentile(mag, q)) if q < 100 else float(mag.max())
-        return sal, vmax
+    def _postprocess(self, raw: np.ndarray, signed: bool) -> tuple[np.ndarray, float | None]:
+        return display_map(raw, float(self.clip.value), signed)
 
     def _cmap_for(self, signed: bool) -> str:
         name = self.cmap.value
@@ -718,15 +691,7 @@ class SaliencyExplorer(GridExport, w.VBox):
             base = self._display_base(index)
             label = self._label(index)
             label_text = "—" if label is None else self._class_name(label)
-            self._suspend += 1
-            try:
-                self.seek.value = index  # the box shows where we are
-            finally:
-                self._suspend -= 1
-            self.status.value = (
-                f"{self.position.value + 1} / {len(self._order)} &nbsp;·&nbsp; index {index}"
-                f" &nbsp;·&nbsp; label <b>{label_text}</b>"
-            )
+            self.browser.show_status(f" &nbsp;·&nbsp; label <b>{escape(label_text)}</b>")
             images: list[Any] = []
             captions: list[str] = []
             signed_view = self.sign.value == "signed"
@@ -741,7 +706,7 @@ class SaliencyExplorer(GridExport, w.VBox):
                     captions.append(f"{model_name}\n{self._class_name(k)} {probs[k]:.0%}")
                 for title in titles:
                     key = self._key(model_name, title)
-                    raw = self._maps.get(key) if key is not None else None
+                    raw = self._cached_map(key)
                     if key is not None and key in self._cell_errors:
                         errors.append(self._cell_errors[key])
                         images.append(None)
@@ -750,7 +715,8 @@ class SaliencyExplorer(GridExport, w.VBox):
                         images.append(None)
                         captions.append(f"{title}\npress Explain")
                     else:
-                        signed = signed_view and self._methods[title].signed
+                        signed = signed_view and bool(getattr(self._specs[title], "signed",
+                                                              True))
                         sal, vmax = self._postprocess(raw, signed)
                         images.append(render.overlay(
                             base, sal, alpha=float(self.alpha.value),
@@ -768,12 +734,7 @@ class SaliencyExplorer(GridExport, w.VBox):
     def _class_name(self, k: int) -> str:
         return self._class_names[k] if 0 <= k < len(self._class_names) else str(k)
 
-    def _report_error(self, message: str) -> None:
-        self._errors = [*self._errors, message]
-        if hasattr(self, "errors"):
-            self.errors.value = error_html(self._errors)
-
     @guarded
     def _save_clicked(self) -> None:
         path = self.save_png(self.save_path.value)
-        self.status.value = f"saved {path}"
+        self.status.value = f"saved {escape(path)}"

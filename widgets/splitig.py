@@ -11,7 +11,6 @@ from the stored path gradients, without calling the model again.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,14 +23,17 @@ from . import render
 from ._common import (
     LRU,
     GridExport,
-    close_tree,
-    error_html,
+    check_int,
+    display_map,
     guarded,
+    original_ids,
     predict_proba,
     preprocess_image,
     resolve_models,
     resolve_preprocess,
 )
+from .base import ExplorerBase, escape
+from .browser import SampleBrowser
 
 __all__ = ["PathPlot", "SplitIGExplorer", "path_plot"]
 
@@ -126,7 +128,7 @@ def path_plot(result: Any, row: int = 0, width: int = 420, height: int = 210) ->
     return render.to_png(plot.image(float(result.alpha_star[row]), float(result.ratio)))
 
 
-class SplitIGExplorer(GridExport, w.VBox):
+class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
     """Interactive Split IG for one image at a time.
 
     Args:
@@ -141,7 +143,12 @@ class SplitIGExplorer(GridExport, w.VBox):
         ratio: initial split ratio (a slider; moving it never recomputes the path).
         cell: display size of each map in pixels.
         batch_size: rows per model pass.
+        cache_size: path results kept (least recently used are dropped).
+        ids: the id shown for each row (default: ``data.parent_index`` for a core
+            ``profiling.subset``, else the row number).
     """
+
+    _css_class = "visloupe-splitig-explorer"
 
     def __init__(
         self,
@@ -156,11 +163,15 @@ class SplitIGExplorer(GridExport, w.VBox):
         cell: int = 160,
         batch_size: int | None = None,
         cache_size: int = 32,
+        ids: Sequence[int] | None = None,
     ) -> None:
         from visloupe.core.data import as_image_source
 
         super().__init__()
+        self._init_base("split IG")
         self.add_class("visloupe-splitig-explorer")
+        check_int("cell", cell, 16, "pixels")
+        check_int("cache_size", cache_size, 1, "path results kept")
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 2 <= n_steps <= 1000:
             raise ValueError(f"n_steps: expected an int in [2, 1000], got {n_steps!r}")
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
@@ -174,6 +185,9 @@ class SplitIGExplorer(GridExport, w.VBox):
         if n == 0:
             raise ValueError("data: expected at least one image, got an empty source")
         self._n = int(n)
+        self._ids = [int(i) for i in ids] if ids is not None else original_ids(data, self._n)
+        if self._ids is not None and len(self._ids) != self._n:
+            raise ValueError(f"ids: expected one id per item ({self._n}), got {len(self._ids)}")
         names = class_names or getattr(self._source, "class_names", None)
         self._class_names = [str(c) for c in names] if names else None
         self._baseline = baseline
@@ -193,8 +207,9 @@ class SplitIGExplorer(GridExport, w.VBox):
 
     def _build_ui(self, n_steps: int, ratio: float) -> None:
         wide = {"description_width": "initial"}
-        self.position = w.IntSlider(value=0, min=0, max=self._n - 1, description="sample",
-                                    continuous_update=False, style=wide)
+        self.browser = SampleBrowser(self._n, on_change=self._on_expensive,
+                                     report=self._report_error, ids=self._ids)
+        self.position = self.browser.position
         self.model_select = w.Dropdown(options=list(self._models), description="model",
                                        style=wide)
         self.model_select.layout.display = None if len(self._models) > 1 else "none"
@@ -215,20 +230,20 @@ class SplitIGExplorer(GridExport, w.VBox):
                                value="RdBu_r", description="colormap", style=wide)
         self.sign = w.ToggleButtons(options=["signed", "absolute"], value="signed",
                                     description="values", style=wide)
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="split IG", style=wide)
-        self.errors = w.HTML(value="")
+        self.errors = self.error_area
         self.plot = w.Image(format="png")
         self.view = w.Image(format="png")
         self.summary = w.HTML(value="")
         self.children = [
-            w.HBox([self.position, self.model_select, self.target, self.n_steps]),
+            self.browser,
+            w.HBox([self.model_select, self.target, self.n_steps]),
             w.HBox([self.ratio, self.alpha, self.cmap, self.sign]),
-            self.progress,
+            self.progress_box,
             self.errors,
             w.HBox([self.plot, self.summary]),
             self.view,
         ]
-        for control in (self.position, self.model_select, self.target, self.n_steps):
+        for control in (self.model_select, self.target, self.n_steps):
             control.observe(self._on_expensive, names="value")
         self.ratio.observe(self._on_ratio, names="value")
         for control in (self.alpha, self.cmap, self.sign):
@@ -240,21 +255,6 @@ class SplitIGExplorer(GridExport, w.VBox):
     def result(self) -> Any:
         """The ``SplitIGResult`` on view (split at the slider's ratio)."""
         return self._current
-
-    def close(self) -> None:
-        """Close every widget and drop the cached path results and model references."""
-        if hasattr(self, "_results"):
-            self._results.clear()
-            self._probs.clear()
-            self._current = None
-            self._plot = self._plot_for = None
-            self._grid = None
-            self._models = {}
-            self._pre = {}
-            for child in list(self.children):
-                close_tree(child)
-            self.children = []
-        super().close()
 
     # ------------------------------------------------------------------ computation
 
@@ -278,14 +278,14 @@ class SplitIGExplorer(GridExport, w.VBox):
         return int(choice)
 
     def _compute(self) -> Any:
-        from visloupe.core.attribution.split_ig import split_integrated_gradients
+        from visloupe.core.attribution import split_integrated_gradients
 
-        index, model_name = int(self.position.value), self.model_select.value
+        index, model_name = self._row(), self.model_select.value
         target = self._target_for(index, model_name)
         key = (index, model_name, target, int(self.n_steps.value))
         result = self._results.get(key)
         if result is None:
-            self.progress.max, self.progress.value, self.progress.bar_style = 1, 0, "info"
+            self._progress_start(1, "split IG")
             x = self._input(index, model_name)[None]
             result = split_integrated_gradients(
                 self._models[model_name], x, target=target, baseline=self._baseline,
@@ -293,12 +293,16 @@ class SplitIGExplorer(GridExport, w.VBox):
                 batch_size=self._batch_size, store_path=True,
             )
             self._results.put(key, result)
-            self.progress.value, self.progress.bar_style = 1, "success"
+            self._progress_done()
         return result
+
+    def _row(self) -> int:
+        index = self.browser.index
+        return 0 if index is None else int(index)
 
     @guarded
     def _refresh(self) -> None:
-        self.errors.value = ""
+        self._clear_errors()
         computed = self._compute()
         self._current = computed.resplit(float(self.ratio.value))
         if self._plot_for is not computed:  # the curves depend on the path only
@@ -330,14 +334,17 @@ class SplitIGExplorer(GridExport, w.VBox):
         if self._plot is not None:
             self.plot.value = render.to_png(
                 self._plot.image(float(result.alpha_star[0]), float(result.ratio)))
-        index = int(self.position.value)
+        index = self._row()
+        self.browser.show_status()
         base = np.asarray(render.fit_image(self._source[index].image, self._cell))
         signed = self.sign.value == "signed"
         maps = {part: result.maps(part)[0].detach().float().cpu().numpy() for part in PARTS}
-        shown = {p: (m if signed else np.abs(m)) for p, m in maps.items()}
-        vmax = max(float(np.percentile(np.abs(m), 99.5)) for m in shown.values())
+        clipped = {p: display_map(m, 99.5, signed) for p, m in maps.items()}
+        shown = {p: c[0] for p, c in clipped.items()}
+        vmax = max(c[1] or 0.0 for c in clipped.values())
         sums = {part: float(getattr(result, part)[0].sum()) for part in PARTS}
-        images, captions = [base], [f"input #{index}\ntarget {self._class(int(result.target[0]))}"]
+        images, captions = [base], [f"input #{self.browser.id_of(index)}\n"
+                                    f"target {self._class(int(result.target[0]))}"]
         for part in PARTS:
             images.append(render.overlay(base, shown[part], alpha=float(self.alpha.value),
                                          cmap=self.cmap.value, mode="blend", signed=signed,
@@ -357,7 +364,7 @@ class SplitIGExplorer(GridExport, w.VBox):
             ("split", f"step {split} of {result.n_steps}, α* = {float(result.alpha_star[0]):.3f}"),
         ]
         body = "".join(
-            f"<tr><td>{html.escape(k)}</td><td style='text-align:right'><code>{html.escape(v)}"
+            f"<tr><td>{escape(k)}</td><td style='text-align:right'><code>{escape(v)}"
             "</code></td></tr>" for k, v in rows
         )
         self.summary.value = f"<table class='visloupe-splitig-summary'>{body}</table>"
@@ -366,9 +373,6 @@ class SplitIGExplorer(GridExport, w.VBox):
         if self._class_names and 0 <= k < len(self._class_names):
             return self._class_names[k]
         return str(k)
-
-    def _report_error(self, message: str) -> None:
-        self.errors.value = error_html([message])
 
 
 def _share(part: float, total: float) -> str:

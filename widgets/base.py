@@ -1,0 +1,244 @@
+"""The base every explorer shares: an error area, guarded callbacks, a progress bar with a
+label, PNG/HTML export and a ``close()`` that really lets go.
+
+Why a base: each explorer holds the user's model(s), data and caches of maps; a notebook that
+builds and closes explorers in a loop must get that memory back. ``close()`` closes every child
+widget (so the ipywidgets registry drops them and the callbacks bound to the explorer) and
+releases every attribute the explorer added after its own set-up: caches are cleared, models,
+data and results are set to None. A constructor that raises midway closes the half-built widget
+before the error propagates, and ``close()`` may be called any number of times.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from ._common import LRU, close_tree, error_html, guarded
+
+__all__ = ["ExplorerBase", "guarded"]
+
+_KEEP = frozenset({"_closed", "_explorer_attrs", "_errors"})
+
+
+def _close_widget_tree(value: Any) -> None:
+    """Close a widget and everything below it; ignore what is not a widget."""
+    if isinstance(value, w.Widget):
+        try:
+            close_tree(value)
+        except Exception:  # noqa: BLE001 - closing must never raise
+            pass
+
+
+class ExplorerBase:
+    """Mixin for the explorers (put it before the ipywidgets container in the bases).
+
+    Subclasses call ``self._init_base()`` right after the container's ``__init__``, build
+    their widgets, and implement ``_png()`` (the static view). They get ``self.error_area``,
+    ``self.progress`` and ``self.progress_label`` (to place in their layout), ``_report_error``,
+    ``_clear_errors``, ``_progress_start/_progress_step/_progress_done/_progress_callback``,
+    ``to_png``, ``save_png``, ``_repr_png_``, ``to_html`` and ``close``.
+    """
+
+    _css_class = "visloupe-explorer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_closes_on_error", False):
+            return
+
+        @functools.wraps(init)
+        def wrapped(self: Any, *args: Any, **kw: Any) -> None:
+            depth = getattr(self, "_init_depth", 0)
+            object.__setattr__(self, "_init_depth", depth + 1)
+            try:
+                init(self, *args, **kw)
+            except BaseException:
+                if depth == 0:
+                    try:
+                        self.close()
+                    except Exception:  # noqa: BLE001 - the constructor's error matters
+                        pass
+                raise
+            finally:
+                object.__setattr__(self, "_init_depth", depth)
+
+        wrapped._closes_on_error = True  # type: ignore[attr-defined]
+        cls.__init__ = wrapped  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ set-up
+
+    def _init_base(self, progress_description: str = "") -> None:
+        """Create the error area and the progress bar; remember which attributes belong to
+        ipywidgets (everything added later is released by ``close``)."""
+        self._closed = False
+        self._errors: list[str] = []
+        self._explorer_attrs = set(vars(self))
+        self.error_area = w.HTML(value="")
+        self.error_area.add_class("visloupe-errors")
+        self.progress = w.IntProgress(value=0, min=0, max=1, description=progress_description,
+                                      style={"description_width": "initial"},
+                                      layout=w.Layout(width="220px"))
+        self.progress_label = w.HTML(value="")
+        self.progress_label.add_class("visloupe-progress-label")
+        self.progress_box = w.HBox([self.progress, self.progress_label])
+
+    # ------------------------------------------------------------------ errors
+
+    def _report_error(self, message: str) -> None:
+        """Show ``message`` (escaped) in the error area, keeping the last five."""
+        self._errors = [*getattr(self, "_errors", [])[-4:], str(message)]
+        area = getattr(self, "error_area", None)
+        if area is not None:
+            area.value = error_html(self._errors)
+
+    def _clear_errors(self) -> None:
+        self._errors = []
+        area = getattr(self, "error_area", None)
+        if area is not None:
+            area.value = ""
+
+    # ------------------------------------------------------------------ progress
+
+    def _progress_start(self, total: int, what: str = "") -> None:
+        """Reset the bar to ``total`` steps and label it ``what`` (escaped)."""
+        self.progress.max = max(int(total), 1)
+        self.progress.value = 0
+        self.progress.bar_style = "info"
+        self.progress.description = str(what)  # a widget label is text, never HTML
+        self.progress_label.value = f"0 / {self.progress.max}"
+
+    def _progress_step(self, n: int = 1) -> None:
+        self.progress.value = min(self.progress.value + int(n), self.progress.max)
+        self.progress_label.value = f"{self.progress.value} / {self.progress.max}"
+
+    def _progress_done(self, ok: bool = True) -> None:
+        self.progress.value = self.progress.max
+        self.progress.bar_style = "success" if ok else "danger"
+        self.progress_label.value = (f"{self.progress.value} / {self.progress.max}" if ok
+                                     else "failed")
+
+    def _progress_callback(self, what: str) -> Callable[..., None]:
+        """A ``progress=`` callback for core functions: ``(done, total, *rest)``."""
+        self._progress_start(1, what)
+
+        def update(done: Any = None, total: Any = None, *_: Any, **__: Any) -> None:
+            if total is not None and int(total) > 0:
+                self.progress.max = int(total)
+            if done is not None:
+                self.progress.value = min(int(done), self.progress.max)
+            self.progress_label.value = f"{self.progress.value} / {self.progress.max}"
+
+        return update
+
+    # ------------------------------------------------------------------ export
+
+    def _png(self) -> bytes:
+        """PNG bytes of the current view (each explorer draws its own)."""
+        raise NotImplementedError
+
+    def to_png(self) -> bytes:
+        """PNG bytes of the current view."""
+        return bytes(self._png())
+
+    def save_png(self, path: str | Path) -> Path:
+        """Write the current view to ``path`` as PNG and return the path."""
+        path = Path(path)
+        path.write_bytes(self.to_png())
+        return path
+
+    def _repr_png_(self) -> bytes | None:
+        if getattr(self, "_closed", True):
+            return None
+        return self.to_png()
+
+    def _html_body(self) -> str:
+        """Extra static HTML after the PNG in ``to_html`` (already escaped)."""
+        return ""
+
+    def to_html(self) -> str:
+        """A static HTML snapshot: the current view as an inline PNG, then the explorer's
+        tables or text."""
+        png = base64.b64encode(self.to_png()).decode("ascii")
+        return (f'<div class="{self._css_class}"><img src="data:image/png;base64,{png}"/>'
+                f"{self._html_body()}</div>")
+
+    # ------------------------------------------------------------------ clean-up
+
+    def _release(self) -> None:
+        """Drop what the explorer holds: close widget attributes, clear caches, set models,
+        data and results to None. Subclasses with extra resources (hooks) extend it."""
+        base = getattr(self, "_explorer_attrs", None)
+        if base is None:
+            return
+        for name in list(vars(self)):
+            if name in base or name in _KEEP or name.startswith("__"):
+                continue
+            value = vars(self).get(name)
+            if isinstance(value, w.Widget):
+                _close_widget_tree(value)
+                continue  # closed widgets may stay referenced (e.g. tests read them)
+            if isinstance(value, (int, float, str, bytes, bool)) or value is None:
+                continue  # holds no memory worth releasing
+            if isinstance(value, (list, tuple, set, dict)):
+                items = value.values() if isinstance(value, dict) else value
+                for item in list(items):
+                    if isinstance(item, w.Widget):
+                        _close_widget_tree(item)
+                    elif isinstance(item, (list, tuple)):
+                        for sub in item:
+                            _close_widget_tree(sub)
+                    elif isinstance(item, dict):
+                        for sub in item.values():
+                            _close_widget_tree(sub)
+            if isinstance(value, LRU):
+                value.clear()  # ours: emptied in place
+                continue
+            # a fresh empty container (never mutate what the user passed in), else None
+            empty = (type(value)() if type(value) in (list, tuple, set, dict) else None)
+            try:
+                object.__setattr__(self, name, empty)
+            except Exception:  # noqa: BLE001 - a read-only attribute stays
+                pass
+
+    def close(self) -> None:
+        """Close every child widget and drop the model(s), the data and every cache. Safe on a
+        half-built explorer and when called twice."""
+        if getattr(self, "_closed", False) and getattr(self, "comm", None) is None:
+            return
+        self._closed = True
+        try:
+            children = list(getattr(self, "children", ()) or ())
+        except Exception:  # noqa: BLE001 - a half-built container
+            children = []
+        for child in children:
+            _close_widget_tree(child)
+        self._release()
+        try:
+            if children:
+                self.children = []
+        except Exception:  # noqa: BLE001
+            pass
+        for attr in ("layout", "style"):
+            try:
+                sub = getattr(self, attr, None)
+            except Exception:  # noqa: BLE001
+                sub = None
+            if isinstance(sub, w.Widget):
+                sub.close()
+        try:
+            super().close()  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - never initialised as a widget
+            pass
+
+
+def escape(text: Any) -> str:
+    """``html.escape(str(text))``: every piece of user or dataset text bound for HTML."""
+    return html.escape(str(text), quote=True)

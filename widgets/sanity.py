@@ -123,7 +123,7 @@ class SanityCheckExplorer(w.VBox):
         cell: int = 96,
         batch_size: int | None = None,
     ) -> None:
-        from visloupe.core.evaluation.sanity import _is_token_ids
+        from visloupe.core.attribution import is_token_ids as _is_token_ids
 
         super().__init__()
         self.add_class("visloupe-sanity-explorer")
@@ -159,7 +159,7 @@ class SanityCheckExplorer(w.VBox):
     @staticmethod
     def _read(data: Any, preprocess: Any, n: int, vocab: Any, pad_id: int):
         """-> (model inputs, display pixels or None, token strings or None)."""
-        from visloupe.core.evaluation.sanity import _is_token_ids
+        from visloupe.core.attribution import is_token_ids as _is_token_ids
 
         if isinstance(data, np.ndarray):
             data = torch.from_numpy(data)
@@ -372,7 +372,7 @@ class SanityCheckExplorer(w.VBox):
     def compute_metrics(self, n_samples: int = 5) -> pd.DataFrame:
         """Infidelity (and max-sensitivity for images) of each explainer on the original and the
         smoothed model, side by side (``smoothing_check``)."""
-        from visloupe.core.evaluation.sanity import smoothing_check
+        from visloupe.core.evaluation import smoothing_check
 
         self._clear_errors()
         self.metrics_button.disabled = True

@@ -4,7 +4,9 @@
 run any registered method (``available_methods()``, ``method_spec(name)``): Captum's gradient and
 perturbation methods, Grad-CAM / Grad-CAM++ for CNN maps and ViT token grids, and methods other
 modules add with ``register_method``. ``resolve_explainer(s)`` implement the explainer contract
-used by the evaluation modules; ``postprocess`` holds the map operations widgets and metrics share.
+used by the evaluation modules for images, ``text_explainer`` / ``resolve_text_explainers`` the
+same contract for token-id models (``(model, token_ids, target) -> (N, T)``, at the embedding
+layer); ``postprocess`` holds the map operations widgets and metrics share.
 """
 
 from . import methods, cam  # noqa: F401, I001  (register the built-in methods, in display order)
@@ -15,6 +17,7 @@ from .explain import (
     check_inputs,
     explain,
     explain_predicted,
+    image_seed,
     resolve_baseline,
     resolve_explainer,
     resolve_explainers,
@@ -22,7 +25,18 @@ from .explain import (
 )
 from .postprocess import REDUCTIONS, clip_percentile, normalize, reduce_channels, upsample
 from .split_ig import SplitIGResult, split_integrated_gradients  # registers "split_ig"
-from .text import TokenAttributions, token_attributions
+from .methods import deeplift_unsupported
+from .text import (
+    TEXT_EXPLAINERS,
+    TextExplainer,
+    TokenAttributions,
+    check_token_ids,
+    embedding_layer,
+    is_token_ids,
+    resolve_text_explainers,
+    text_explainer,
+    token_attributions,
+)
 from .text import to_html as tokens_to_html
 from .registry import (
     METHODS,
@@ -37,6 +51,8 @@ __all__ = [
     "METHODS",
     "REDUCTIONS",
     "SplitIGResult",
+    "TEXT_EXPLAINERS",
+    "TextExplainer",
     "TokenAttributions",
     "Explainer",
     "LogitsModule",
@@ -45,9 +61,14 @@ __all__ = [
     "attribute",
     "available_methods",
     "check_inputs",
+    "check_token_ids",
     "clip_percentile",
+    "deeplift_unsupported",
+    "embedding_layer",
     "explain",
     "explain_predicted",
+    "image_seed",
+    "is_token_ids",
     "method_spec",
     "normalize",
     "reduce_channels",
@@ -56,7 +77,9 @@ __all__ = [
     "resolve_explainer",
     "resolve_explainers",
     "resolve_targets",
+    "resolve_text_explainers",
     "split_integrated_gradients",
+    "text_explainer",
     "token_attributions",
     "tokens_to_html",
     "upsample",

@@ -8,8 +8,10 @@ the model's device; results come back on the inputs' device.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checks import check_batch_size
 from ..models.adapter import (
     all_modules,
     as_logits,
+    check_model,
     eval_mode,
     expected_in_channels,
     model_device,
@@ -38,6 +42,7 @@ __all__ = [
     "check_inputs",
     "explain",
     "explain_predicted",
+    "image_seed",
     "resolve_baseline",
     "resolve_explainer",
     "resolve_explainers",
@@ -96,9 +101,15 @@ class PredictedLogit(nn.Module):
 # --------------------------------------------------------------------------- validation
 
 
+_CHANNEL_HINTS = {1: "grayscale: repeat it, x.expand(-1, 3, -1, -1)",
+                  4: "RGBA: drop the alpha channel, x[:, :3]"}
+
+
 def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
     """Validate images for ``model``: a float ``(N, C, H, W)`` tensor (numpy arrays accepted) with
-    the channel count the model expects and no NaN/inf. Returns it cast to the model's dtype."""
+    the channel count the model expects and no NaN/inf. Returns it cast to the model's dtype.
+    ``model`` itself must be an ``nn.Module`` with real (not ``meta``) weights."""
+    check_model(model)
     if isinstance(inputs, np.ndarray):
         inputs = torch.from_numpy(inputs)
     if not isinstance(inputs, Tensor):
@@ -119,9 +130,10 @@ def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
         raise ValueError(f"{name}: expected at least one image, got an empty batch")
     channels = expected_in_channels(model)
     if channels is not None and inputs.shape[1] != channels:
+        hint = _CHANNEL_HINTS.get(int(inputs.shape[1])) if channels == 3 else None
         raise ValueError(
             f"{name}: {type(model).__name__} expects {channels} input channel(s), got "
-            f"{inputs.shape[1]} (shape {tuple(inputs.shape)})"
+            f"{inputs.shape[1]} (shape {tuple(inputs.shape)})" + (f"; {hint}" if hint else "")
         )
     # One reduction is cheaper than an element-wise mask; NaN/inf anywhere makes the sum
     # non-finite (a finite sum proves there are none), and only then is the mask computed.
@@ -197,7 +209,10 @@ def resolve_baseline(baseline: Any, x: Tensor) -> Tensor:
         raise ValueError(
             f"baseline: expected None, 'zeros', 'mean', a number or a tensor, got {baseline!r}"
         )
-    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+    if isinstance(baseline, (int, float, np.floating, np.integer)) and \
+            not isinstance(baseline, (bool, np.bool_)):
+        if not math.isfinite(float(baseline)):
+            raise ValueError(f"baseline: expected a finite number, got {baseline!r}")
         return torch.full_like(x, float(baseline))
     if isinstance(baseline, np.ndarray):
         baseline = torch.from_numpy(baseline)
@@ -216,17 +231,20 @@ def resolve_baseline(baseline: Any, x: Tensor) -> Tensor:
             f"{tuple(x.shape)}, got {tuple(baseline.shape)}"
         )
     if not torch.isfinite(b).all():
-        raise ValueError("baseline: expected finite values, got NaN/inf")
+        bad = int((~torch.isfinite(b)).sum())
+        raise ValueError(f"baseline: expected finite values, got {bad} NaN/inf entries")
     return b.expand_as(x).contiguous()
 
 
-def check_batch_size(batch_size: Any, default: int | None = None) -> int | None:
-    """``batch_size`` if it is None (then ``default``) or a positive int, else a ValueError."""
-    if batch_size is None:
-        return default
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-    return batch_size
+def image_seed(seed: int, image: Tensor) -> int:
+    """A 63-bit noise seed from ``seed`` and one image's content (dtype, shape and value bytes,
+    hashed with BLAKE2b): the same image gets the same noise whatever batch, position or device
+    it comes in, and different images get independent noise."""
+    data = image.detach().to("cpu").contiguous()
+    h = hashlib.blake2b(digest_size=8)
+    h.update(f"{int(seed)}|{data.dtype}|{tuple(data.shape)}|".encode())
+    h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return int.from_bytes(h.digest(), "little") >> 1
 
 
 # --------------------------------------------------------------------------- entry points
@@ -269,8 +287,7 @@ def _attribute(
 ) -> tuple[Tensor, Tensor]:
     """``attribute`` plus the target classes it explained, ``LongTensor (N,)`` on the CPU."""
     spec = method_spec(method)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     resolved = spec.resolve_params(params)
     batch_size = check_batch_size(batch_size)
     x_user = check_inputs(model, inputs)
@@ -298,6 +315,10 @@ def _attribute(
     forward.training = False  # the wrapper itself holds no layers
     outputs, explained = [], []
     modules = all_modules(model)
+    if spec.caveat is not None:
+        message = spec.caveat(modules)
+        if message:
+            warnings.warn(message, UserWarning, stacklevel=3)
     with eval_mode(model, modules), torch.enable_grad():
         target_layer = (resolve_layer(model, layer, x.shape[1:], modules) if spec.needs_layer
                         else None)
@@ -315,8 +336,7 @@ def _attribute(
                 tc = targets[start:start + chunk].to(device)
             extra: dict[str, Any] = {}
             if spec.stochastic:
-                extra["seeds"] = tuple(int(seed) * 1_000_003 + start + i
-                                       for i in range(xc.shape[0]))
+                extra["seeds"] = tuple(image_seed(seed, image) for image in xc)
             attr = spec.fn(forward, xc, tc, baseline=bc, layer=target_layer, **resolved, **extra)
             attr = _check_output(spec, attr, xc).detach()  # frees Captum's graph now
             if tuple(attr.shape[-2:]) != hw:

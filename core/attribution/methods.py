@@ -30,6 +30,7 @@ from .registry import MethodSpec, ParamSpec, register_method
 
 __all__ = [
     "deeplift",
+    "deeplift_unsupported",
     "feature_ablation",
     "guided_backprop",
     "input_x_gradient",
@@ -133,8 +134,9 @@ def smoothgrad(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: 
             attr = IntegratedGradients(forward).attribute(
                 noisy, baselines=baseline.repeat(k, 1, 1, 1), target=tgt, n_steps=n_steps)
         attr = attr.detach().reshape(k, n, *inputs.shape[1:])
-        total += attr.sum(dim=0)
-        total_sq += attr.pow(2).sum(dim=0)
+        for sample in attr:  # one sample at a time: the sum's order does not depend on n
+            total += sample
+            total_sq += sample * sample
     mean = total / nt_samples
     if nt_type == "smoothgrad":
         return mean
@@ -143,10 +145,51 @@ def smoothgrad(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: 
     return (total_sq / nt_samples - mean.pow(2)).clamp_min(0)
 
 
+_DEEPLIFT_EXACT = ("ReLU", "ELU", "LeakyReLU", "Sigmoid", "Tanh", "Softplus", "MaxPool1d/2d/3d")
+"""Nonlinear modules Captum's DeepLIFT rescale rule covers (besides linear layers)."""
+
+_DEEPLIFT_INEXACT = (
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.ReLU6, nn.PReLU,
+    nn.SELU, nn.CELU, nn.GLU, nn.LogSigmoid, nn.Softsign, nn.Tanhshrink, nn.Softmin,
+    nn.LogSoftmax, nn.Softmax, nn.Softmax2d, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+    nn.modules.instancenorm._InstanceNorm, nn.MultiheadAttention, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+)
+# class-name parts of nonlinear modules from other libraries (timm, Hugging Face)
+_DEEPLIFT_INEXACT_NAMES = ("GELU", "SiLU", "Swish", "Mish", "LayerNorm", "RMSNorm", "Attention",
+                           "Softmax")
+
+
+def deeplift_unsupported(modules: Sequence[nn.Module]) -> list[str]:
+    """Type names of the modules among ``modules`` whose nonlinearity Captum's DeepLIFT does not
+    serve with a rescale rule (it falls back to the plain gradient, or to an approximate rule for
+    softmax), sorted; empty when the attributions keep completeness."""
+    found = set()
+    for module in modules:
+        name = type(module).__name__
+        if isinstance(module, _DEEPLIFT_INEXACT) or (
+            type(module).__module__.split(".")[0] != "torch"
+            and any(part.lower() in name.lower() for part in _DEEPLIFT_INEXACT_NAMES)
+        ):
+            found.add(name)
+    return sorted(found)
+
+
+def _deeplift_caveat(modules: list[nn.Module]) -> str | None:
+    bad = deeplift_unsupported(modules)
+    if not bad:
+        return None
+    return (f"deeplift: the model contains {', '.join(bad)}, which Captum's DeepLIFT rules do not "
+            f"cover exactly (rules exist for linear layers and {', '.join(_DEEPLIFT_EXACT)}); "
+            "there the attributions follow the plain gradient and no longer sum to "
+            "f(x) - f(baseline). Prefer integrated_gradients for such models.")
+
+
 def deeplift(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Tensor,
              layer=None) -> Tensor:
     """DeepLIFT rescale rule (Shrikumar et al., ICML 2017) via Captum; needs ``nn.ReLU``-style
-    activation modules (not functional calls) and sums to f(x) − f(baseline)."""
+    activation modules (not functional calls) and sums to f(x) − f(baseline) only when every
+    nonlinearity is one Captum has a rule for (see ``deeplift_unsupported``)."""
     with _quiet_hooks():
         return DeepLift(forward).attribute(_leaf(inputs), baselines=baseline, target=target)
 
@@ -280,7 +323,12 @@ register_method(MethodSpec(
 ))
 register_method(MethodSpec(
     "deeplift", "DeepLIFT", deeplift, (), True, False, True,
-    "DeepLIFT rescale rule against the baseline (Shrikumar et al. 2017).",
+    "DeepLIFT rescale rule against the baseline (Shrikumar et al. 2017); exact (sums to "
+    "f(x) - f(baseline)) only for ReLU-family, sigmoid/tanh/softplus and max-pooling networks.",
+    notes="Captum's rescale rules cover linear layers and " + ", ".join(_DEEPLIFT_EXACT) + ". "
+    "Other nonlinearities (GELU, SiLU, LayerNorm, softmax/attention, ...) get the plain gradient, "
+    "which breaks completeness (by tens of percent on a GELU + LayerNorm MLP); explain() warns.",
+    caveat=_deeplift_caveat,
 ))
 register_method(MethodSpec(
     "guided_backprop", "Guided Backprop", guided_backprop, (), False, False, True,

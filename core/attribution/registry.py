@@ -11,9 +11,10 @@ A method function has the signature::
 ``as_logits``, already in eval mode); ``inputs`` ``(n, C, H, W)`` float on the model's device;
 ``target`` ``LongTensor (n,)``; ``baseline`` ``(n, C, H, W)`` (None for single-pass methods
 when the caller gave none); ``layer`` a resolved ``LayerProposal`` when ``needs_layer`` else
-None; stochastic methods also get ``seeds`` (one int per image). It returns ``(n, C, H, W)``
-attributions, or ``(n, 1, h, w)`` when the method's map is shared by all channels (occlusion,
-ablation, CAMs); ``explain`` upsamples ``h, w`` to ``H, W``.
+None; stochastic methods also get ``seeds``: one int per image, derived from the user's seed
+and that image's content (``explain.image_seed``), so an image's noise does not depend on its
+batch. It returns ``(n, C, H, W)`` attributions, or ``(n, 1, h, w)`` when the method's map is
+shared by all channels (occlusion, ablation, CAMs); ``explain`` upsamples ``h, w`` to ``H, W``.
 """
 
 from __future__ import annotations
@@ -99,7 +100,10 @@ class MethodSpec:
     ``single_pass``: the method runs the model once, on the unmodified inputs (gradient-only
     methods, the Grad-CAM family), so a predicted-class explanation can take the prediction from
     that same forward pass (see ``explain_predicted``); they take no baseline, so ``explain``
-    passes ``baseline=None`` unless the caller gave one.
+    passes ``baseline=None`` unless the caller gave one. ``notes``: where the method is exact and
+    where it is not (shown to users). ``caveat``: called by ``explain`` with the model's modules;
+    a returned message is issued as a ``UserWarning`` (e.g. DeepLIFT on modules its rules do not
+    cover).
     """
 
     name: str
@@ -112,6 +116,9 @@ class MethodSpec:
     description: str = ""
     stochastic: bool = False
     single_pass: bool = False
+    notes: str = ""
+    caveat: Callable[[list[Any]], str | None] | None = field(default=None, repr=False,
+                                                              compare=False)
 
     def param(self, name: str) -> ParamSpec:
         for spec in self.params:

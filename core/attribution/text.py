@@ -18,14 +18,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 from torch import Tensor, nn
 
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..checks import check_int
+from ..models.adapter import as_logits, check_model, eval_mode, model_device
 from .explain import LogitsModule, resolve_targets
 
-__all__ = ["TEXT_METHODS", "TokenAttributions", "to_html", "token_attributions"]
+__all__ = [
+    "TEXT_EXPLAINERS",
+    "TEXT_METHODS",
+    "TextExplainer",
+    "TokenAttributions",
+    "check_token_ids",
+    "embedding_layer",
+    "is_token_ids",
+    "resolve_text_explainers",
+    "text_explainer",
+    "to_html",
+    "token_attributions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,26 +80,38 @@ class TokenAttributions:
         return to_html(tokens, scores)
 
 
-def _check_token_ids(token_ids: Any) -> Tensor:
+def is_token_ids(inputs: Any) -> bool:
+    """Whether ``inputs`` are token ids (an integer tensor or array), not images."""
+    if isinstance(inputs, np.ndarray):
+        return bool(np.issubdtype(inputs.dtype, np.integer))
+    return isinstance(inputs, Tensor) and not inputs.is_floating_point() and \
+        not inputs.is_complex() and inputs.dtype != torch.bool
+
+
+def check_token_ids(token_ids: Any, name: str = "token_ids") -> Tensor:
+    """``LongTensor (N, T)`` from integer ids ``(N, T)`` / ``(T,)`` (tensor, array or
+    equal-length lists), else a TypeError/ValueError naming ``name``."""
     if not isinstance(token_ids, Tensor):
         try:
             token_ids = torch.as_tensor(token_ids)
         except (TypeError, ValueError) as err:
             raise TypeError(
-                "token_ids: expected an integer tensor (N, T) or equal-length lists of ints, "
+                f"{name}: expected an integer tensor (N, T) or equal-length lists of ints, "
                 f"got {type(token_ids).__name__}"
             ) from err
     if token_ids.is_floating_point() or token_ids.dtype == torch.bool or token_ids.is_complex():
-        raise TypeError(f"token_ids: expected integer token ids, got dtype {token_ids.dtype}")
+        raise TypeError(f"{name}: expected integer token ids, got dtype {token_ids.dtype}")
     if token_ids.dim() == 1:
         token_ids = token_ids.unsqueeze(0)
     if token_ids.dim() != 2 or token_ids.shape[0] == 0 or token_ids.shape[1] == 0:
-        raise ValueError(f"token_ids: expected shape (N, T) with N, T > 0, got "
+        raise ValueError(f"{name}: expected token ids of shape (N, T) with N, T > 0, got "
                          f"{tuple(token_ids.shape)}")
     return token_ids.long()
 
 
-def _embedding_layer(model: nn.Module, embedding: Any) -> nn.Module:
+def embedding_layer(model: nn.Module, embedding: Any = None) -> nn.Module:
+    """The token-embedding module: ``embedding`` (a module of ``model`` or its qualified name)
+    or, by default, ``model.embedding``."""
     if embedding is None:
         layer = getattr(model, "embedding", None)
         if not isinstance(layer, nn.Module):
@@ -150,16 +176,14 @@ def token_attributions(
         vocab: id -> token string (list, dict or callable) for ``tokens``; default ``str(id)``.
         batch_size: IG path points per forward pass (Captum's ``internal_batch_size``).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if method not in TEXT_METHODS:
         raise ValueError(f"method: expected one of {list(TEXT_METHODS)}, got {method!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
-        raise ValueError(f"n_steps: expected an int >= 2, got {n_steps!r}")
+    check_int("n_steps", n_steps, 2)
     if isinstance(pad_id, bool) or not isinstance(pad_id, int):
         raise TypeError(f"pad_id: expected an int token id, got {pad_id!r}")
-    layer = _embedding_layer(model, embedding)
-    ids_user = _check_token_ids(token_ids)
+    check_model(model)
+    layer = embedding_layer(model, embedding)
+    ids_user = check_token_ids(token_ids)
     device = model_device(model)
     ids = ids_user.to(device)
     baseline = torch.full_like(ids, pad_id)
@@ -229,3 +253,108 @@ def to_html(tokens: Sequence[str], scores: Sequence[float] | Tensor,
             f'margin: 0 1px; border-radius: 3px">{html.escape(str(token))}</span>'
         )
     return '<div class="visloupe-tokens" style="line-height: 1.9">' + " ".join(spans) + "</div>"
+
+
+# --------------------------------------------------------------------------- explainers
+
+TEXT_EXPLAINERS = {
+    "saliency": False,
+    "input_x_gradient": True,
+    "integrated_gradients": True,
+}
+"""Token-level methods and whether each carries an input multiplier."""
+
+
+@dataclass(frozen=True)
+class TextExplainer:
+    """A token-level explainer ``(model, token_ids (N, T), target) -> scores (N, T)``.
+
+    Scores are taken at the embedding layer's output and summed over the embedding dimension:
+    ``"saliency"`` sums the gradient ``∂f/∂e_t`` (no input multiplier), ``"input_x_gradient"``
+    sums ``e_t ⊙ ∂f/∂e_t`` and ``"integrated_gradients"`` runs Captum's
+    ``LayerIntegratedGradients`` from the all-``pad_id`` baseline (both via
+    :func:`~visloupe.core.attribution.token_attributions`). Padding positions score 0.
+    """
+
+    name: str
+    method: str
+    embedding: str | None = None
+    pad_id: int = 0
+    n_steps: int = 32
+
+    @property
+    def multiplies_by_input(self) -> bool:
+        return TEXT_EXPLAINERS[self.method]
+
+    def __call__(self, model: nn.Module, token_ids: Tensor, target: Any = None) -> Tensor:
+        if self.method == "saliency":
+            return _token_gradient(model, token_ids, target, self.embedding, self.pad_id)
+        return token_attributions(model, token_ids, target, self.method,
+                                  embedding=self.embedding, pad_id=self.pad_id,
+                                  n_steps=self.n_steps).scores
+
+
+def text_explainer(method: str, *, name: str | None = None, embedding: str | None = None,
+                   pad_id: int = 0, n_steps: int = 32) -> TextExplainer:
+    """A :class:`TextExplainer` for ``method`` (one of ``TEXT_EXPLAINERS``)."""
+    if method not in TEXT_EXPLAINERS:
+        raise ValueError(f"explainers: text methods are {list(TEXT_EXPLAINERS)}, got {method!r}")
+    check_int("n_steps", n_steps, 2)
+    return TextExplainer(name or method, method, embedding, int(pad_id), n_steps)
+
+
+def _token_gradient(model: nn.Module, token_ids: Tensor, target: Any, embedding: Any,
+                    pad_id: int) -> Tensor:
+    """Σ_d ∂f_target/∂e_{t,d} at the embedding output, padding set to 0."""
+    check_model(model)
+    layer = embedding_layer(model, embedding)
+    ids = token_ids.to(model_device(model))
+    captured: dict[str, Tensor] = {}
+
+    def hook(_module: nn.Module, _inp: Any, out: Tensor) -> Tensor:
+        out = out.detach().requires_grad_(True)
+        captured["e"] = out
+        return out
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with eval_mode(model), torch.enable_grad():
+            logits = as_logits(model(ids))
+            t = logits.argmax(dim=1) if target is None else resolve_targets(
+                target, ids.shape[0], logits.shape[1]).to(logits.device)
+            picked = logits.gather(1, t.view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(picked, captured["e"])
+    finally:
+        handle.remove()
+    scores = grad.sum(dim=-1)
+    return torch.where(ids != pad_id, scores, torch.zeros_like(scores)).detach().to(
+        token_ids.device)
+
+
+def resolve_text_explainers(explainers: Any, *, pad_id: int = 0,
+                            embedding: Any = None) -> dict[str, Any]:
+    """``{display name: explainer}`` for token-id models -- the text side of the explainer
+    contract (``resolve_explainers`` is the image side): names from ``TEXT_EXPLAINERS``,
+    :class:`TextExplainer` objects or callables ``(model, token_ids, target) -> (N, T)``, alone,
+    in a list or in a dict ``{display name: explainer}``; repeated names get a suffix."""
+    if isinstance(explainers, (str, TextExplainer)) or callable(explainers):
+        explainers = [explainers]
+    items = list(explainers.items()) if isinstance(explainers, Mapping) else \
+        [(None, e) for e in explainers]
+    if not items:
+        raise ValueError("explainers: expected at least one explainer, got none")
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, str):
+            value = text_explainer(value, name=key, embedding=embedding, pad_id=pad_id)
+        elif not callable(value):
+            raise TypeError(f"explainers: expected a text method name {list(TEXT_EXPLAINERS)} "
+                            f"or a callable (model, token_ids, target) -> (N, T), got "
+                            f"{type(value).__name__}")
+        label = str(key) if key is not None else getattr(
+            value, "name", getattr(value, "__name__", type(value).__name__))
+        name, k = label, 2
+        while name in out:
+            name, k = f"{label} ({k})", k + 1
+        out[name] = value
+    return out

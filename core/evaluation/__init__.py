@@ -9,11 +9,16 @@
 - Faithfulness: :func:`abpc` (area between perturbation curves, Split IG paper).
 - Sanity checks (Adebayo et al. 2018; Kokhlikyan et al., arXiv:2106.07475):
   :func:`randomization_check` (cascading / independent re-initialisation; Spearman ±abs, SSIM,
-  HOG; images and token ids), :func:`input_multiplier_summary`, :func:`smooth_model` (ReLU ->
-  Softplus, max pooling -> LogSumExp) and :func:`smoothing_check`.
+  HOG; images and token ids; in :mod:`.sanity`), :func:`input_multiplier_summary`;
+  :func:`smoothing_check` (:mod:`.smoothing`) compares infidelity / max-sensitivity of a model
+  and its :func:`smooth_model` copy (ReLU -> Softplus, max pooling -> LogSumExp; the surgery is
+  :mod:`visloupe.core.models.surgery`); :func:`text_infidelity` and
+  :func:`multiplied_perturbation` (:mod:`.robustness`); ``text_explainer`` is re-exported from
+  :mod:`visloupe.core.attribution`.
 - Localisation against ground-truth object masks: :func:`energy_in_mask`, :func:`pointing_game`.
 """
 
+from ..attribution.text import TextExplainer, text_explainer  # the explainer contract, text side
 from .cose import COSEReport, PairView, PixelData, compare_methods, cose, explain_pair, pixel_data
 from .faithfulness import ABPCResult, abpc
 from .localisation import PointingGameResult, as_masks, energy_in_mask, pointing_game
@@ -23,22 +28,24 @@ from .reference import (
     UniformNoiseExplainer,
     reference_explainers,
 )
-from .robustness import infidelity, linf_perturbation, max_sensitivity, noise_perturbation
+from .robustness import (
+    infidelity,
+    linf_perturbation,
+    max_sensitivity,
+    multiplied_perturbation,
+    noise_perturbation,
+    text_infidelity,
+)
 from .sanity import (
     RandomizationResult,
-    TextExplainer,
     input_multiplier_summary,
-    multiplied_perturbation,
     randomizable_layers,
     randomization_check,
     randomized_models,
     run_randomization,
-    smoothing_check,
-    text_explainer,
-    text_infidelity,
 )
 from .similarity import compare_maps, hog_similarity, spearman, ssim_similarity
-from .smoothing import LSEPool2d, SmoothingReport, smooth_model
+from .smoothing import LSEPool2d, SmoothingReport, smooth_model, smoothing_check
 from .ssim import ssim, ssim_map
 from .transforms import (
     GEOMETRIC,

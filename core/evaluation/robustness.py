@@ -14,11 +14,17 @@ What the wrappers take care of (Captum's own conventions, see ``captum/metrics/_
   1-tuple (and iterates over the result) and then with tensors: the wrapper turns gradients back
   on and answers in kind. The target of the perturbed inputs is the target of the clean input.
 - The model runs in eval mode through ``as_logits``; inputs are chunked by ``batch_size``.
+
+For maps *multiplied by the input* (input x gradient, IG, DeepLIFT) :func:`multiplied_perturbation`
+gives Captum's ``multiply_by_inputs`` convention; :func:`text_infidelity` is infidelity for token
+scores, perturbing token embeddings towards the padding embedding (Kokhlikyan et al.,
+arXiv:2106.07475, apply these metrics to text models).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -26,16 +32,25 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
 from torch import Tensor, nn
 
-from ..attribution import LogitsModule, check_inputs, resolve_explainer, resolve_targets
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..attribution import (
+    LogitsModule,
+    check_inputs,
+    check_token_ids,
+    embedding_layer,
+    resolve_explainer,
+    resolve_targets,
+)
+from ..checks import check_batch_size, check_int
+from ..models.adapter import as_logits, check_model, eval_mode, model_device
 
-__all__ = ["infidelity", "linf_perturbation", "max_sensitivity", "noise_perturbation"]
-
-
-def _check_int(name: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return value
+__all__ = [
+    "infidelity",
+    "linf_perturbation",
+    "max_sensitivity",
+    "multiplied_perturbation",
+    "noise_perturbation",
+    "text_infidelity",
+]
 
 
 def _check_radius(name: str, value: Any) -> float:
@@ -125,15 +140,14 @@ def infidelity(
         seed: seeds the perturbations.
         batch_size: images per chunk (default: all).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    n_samples = _check_int("n_samples", n_samples)
+    check_model(model)
+    n_samples = check_int("n_samples", n_samples)
     radius = _check_radius("radius", radius)
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize: expected a bool, got {normalize!r}")
     x_user = check_inputs(model, inputs)
     x = x_user.detach().to(model_device(model))
-    bs = x.shape[0] if batch_size is None else _check_int("batch_size", batch_size)
+    bs = check_batch_size(batch_size, x.shape[0])
     perturb = perturbation if callable(perturbation) else noise_perturbation(
         perturbation, radius, seed)
     forward = LogitsModule(model)
@@ -186,18 +200,21 @@ def max_sensitivity(
     L∞ ball of ``radius`` (Captum's ``sensitivity_max`` with a seeded perturbation). The target
     of the perturbed inputs is fixed to ``target`` (None: the clean prediction).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    n_samples = _check_int("n_samples", n_samples)
+    check_model(model)
+    n_samples = check_int("n_samples", n_samples)
     radius = _check_radius("radius", radius)
     fn = resolve_explainer(explainer)
     x_user = check_inputs(model, inputs)
     x = x_user.detach().to(model_device(model))
-    bs = x.shape[0] if batch_size is None else _check_int("batch_size", batch_size)
+    bs = check_batch_size(batch_size, x.shape[0])
     perturb = linf_perturbation(seed)
 
     def explanation(inp: Any, target: Tensor) -> Tensor | tuple[Tensor]:
         batch = inp[0] if isinstance(inp, tuple) else inp
+        if target.numel() == 1 and batch.shape[0] > 1:
+            # Captum expands a target over the perturbed copies only when it has more than one
+            # element; a chunk of one image gets a 1-element target for all its copies.
+            target = target.reshape(1).expand(batch.shape[0])
         with torch.enable_grad():
             maps = fn(model, batch, target)
         if not torch.isfinite(maps).all():
@@ -214,3 +231,92 @@ def max_sensitivity(
             for s in range(0, x.shape[0], bs)
         ]
     return torch.cat([s.reshape(-1) for s in scores]).to(x_user.device)
+
+
+# --------------------------------------------------------------------------- input multiplier, text
+
+
+@contextlib.contextmanager
+def _replace_output(layer: nn.Module, value: Tensor) -> Iterator[None]:
+    handle = layer.register_forward_hook(lambda _m, _i, _o: value)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def text_infidelity(
+    model: nn.Module,
+    token_ids: Tensor,
+    scores: Tensor,
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    radius: float = 0.1,
+    n_samples: int = 10,
+    normalize: bool = True,
+    seed: int = 0,
+    pad_id: int = 0,
+    embedding: str | None = None,
+) -> Tensor:
+    """Infidelity (Yeh et al., NeurIPS 2019) of token scores ``(N, T)``, lower is better:
+    ``E_ε[(Σ_t s_t ε_t - (f(e) - f(e - ε ⊙ (e - b))))²]`` with ``ε_t ~ N(0, radius²)`` per
+    non-padding token, ``e`` the token embeddings and ``b`` the padding token's embedding.
+
+    Each token's embedding moves a random fraction ``ε_t`` towards the padding baseline, and the
+    score is read as that token's attribution relative to the baseline -- Captum's
+    ``multiply_by_inputs`` convention (``I / (x - b)``) at the token level, the one under which
+    IG and input x gradient are exact to first order. ``normalize`` rescales the scores by Yeh et
+    al.'s optimal β (so only their pattern matters, not their scale). Returns ``(N,)``."""
+    check_model(model)
+    n_samples = check_int("n_samples", n_samples)
+    radius = _check_radius("radius", radius)
+    ids = check_token_ids(token_ids).to(model_device(model))
+    s = torch.as_tensor(scores).to(ids.device).float()
+    if tuple(s.shape) != tuple(ids.shape):
+        raise ValueError(f"scores: expected shape {tuple(ids.shape)}, got {tuple(s.shape)}")
+    layer = embedding_layer(model, embedding)
+    mask = (ids != pad_id).float()
+    gen = torch.Generator().manual_seed(int(seed))
+    forward = LogitsModule(model)
+    with eval_mode(model), torch.no_grad():
+        emb = layer(ids)
+        base = layer(torch.full_like(ids, pad_id))
+        logits = forward(ids)
+        t = logits.argmax(dim=1) if target is None else resolve_targets(
+            target, ids.shape[0], logits.shape[1]).to(ids.device)
+        f0 = logits.gather(1, t.view(-1, 1))[:, 0]
+        dots, deltas = [], []
+        for _ in range(n_samples):
+            eps = torch.randn(ids.shape, generator=gen).to(emb) * radius * mask
+            with _replace_output(layer, emb - eps[..., None] * (emb - base)):
+                f1 = forward(ids).gather(1, t.view(-1, 1))[:, 0]
+            dots.append((s * eps).sum(dim=1))
+            deltas.append(f0 - f1)
+    dot, delta = torch.stack(dots), torch.stack(deltas)  # (samples, N)
+    if normalize:
+        denom = (dot * dot).mean(dim=0)
+        beta = torch.where(denom > 0, (dot * delta).mean(dim=0) / denom.clamp_min(1e-30),
+                           torch.zeros_like(denom))
+        dot = dot * beta
+    return ((dot - delta) ** 2).mean(dim=0).cpu()
+
+
+def multiplied_perturbation(
+    radius: float = 0.1, seed: int = 0, baseline: float | Tensor = 0.0
+) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """An infidelity ``perturb_func`` for maps *multiplied by the input* (input x gradient, IG,
+    DeepLIFT): draws ``I ~ N(0, radius²)`` and returns ``(I / (x - b), x - I)`` (0 where
+    ``x = b``), Captum's ``multiply_by_inputs=True`` convention, so that
+    ``<x ⊙ g, I / x> = <g, I>`` (brief §3). Pass full ``(N, C, H, W)`` attributions with it."""
+    radius = _check_radius("radius", radius)
+    generator = torch.Generator().manual_seed(int(seed))
+
+    def perturb(inputs: Any) -> tuple[Tensor, Tensor]:
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        noise = (torch.randn(x.shape, generator=generator) * radius).to(x)
+        diff = x - torch.as_tensor(baseline).to(x)
+        scaled = torch.where(diff != 0, noise / torch.where(diff != 0, diff, torch.ones_like(diff)),
+                             torch.zeros_like(noise))
+        return scaled, x - noise
+
+    return perturb

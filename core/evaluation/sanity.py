@@ -16,20 +16,17 @@ for images do not transfer unchanged to text.
   the default layers, outermost first.
 - :func:`input_multiplier_summary`: methods with and without an input multiplier compared at the
   end of the cascade, with the correlation of each map with the input's own structure.
-- :func:`text_explainer`: token-level explainers for token-id models (gradient at the embedding
-  output, input x gradient, integrated gradients from the all-padding baseline).
-- :func:`smoothing_check`: infidelity and max-sensitivity of several models (e.g. the original
-  and :func:`~visloupe.core.evaluation.smooth_model`'s copy) side by side.
+
+Token-level explainers (``text_explainer``) are part of the explainer contract in
+:mod:`visloupe.core.attribution.text`; the re-initialised copies come from model surgery
+(:func:`visloupe.core.models.randomized_copies`); ``smoothing_check`` lives in
+:mod:`.smoothing` and ``text_infidelity`` in :mod:`.robustness`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import difflib
 import logging
-import math
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,130 +38,36 @@ from torch import Tensor, nn
 
 from ..attribution import (
     Explainer,
-    LogitsModule,
+    TextExplainer,
     check_inputs,
+    check_token_ids,
+    embedding_layer,
+    is_token_ids,
     method_spec,
     resolve_explainers,
     resolve_targets,
+    resolve_text_explainers,
 )
-from ..attribution.text import _embedding_layer, token_attributions
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..checks import check_batch_size, check_module, check_seed
+from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..models.surgery import RANDOMIZATION_MODES as MODES
+from ..models.surgery import has_own_parameters as _has_direct_params
+from ..models.surgery import randomized_copies
 from .similarity import IMAGE_MEASURES, TEXT_MEASURES, compare_maps, spearman
 
 __all__ = [
     "MODES",
-    "TEXT_EXPLAINERS",
     "RandomizationResult",
-    "TextExplainer",
     "input_multiplier_summary",
-    "multiplied_perturbation",
     "randomizable_layers",
     "randomization_check",
     "randomized_models",
-    "reinitialize",
     "run_randomization",
-    "smoothing_check",
-    "text_explainer",
-    "text_infidelity",
 ]
 
 logger = logging.getLogger(__name__)
 
-MODES = ("cascading", "independent")
 ORIGINAL = "(original)"
-
-
-# --------------------------------------------------------------------------- text explainers
-
-TEXT_EXPLAINERS = {
-    "saliency": False,
-    "input_x_gradient": True,
-    "integrated_gradients": True,
-}
-"""Token-level methods and whether each carries an input multiplier."""
-
-
-@dataclass(frozen=True)
-class TextExplainer:
-    """A token-level explainer ``(model, token_ids (N, T), target) -> scores (N, T)``.
-
-    Scores are taken at the embedding layer's output and summed over the embedding dimension:
-    ``"saliency"`` sums the gradient ``∂f/∂e_t`` (no input multiplier), ``"input_x_gradient"``
-    sums ``e_t ⊙ ∂f/∂e_t`` and ``"integrated_gradients"`` runs Captum's
-    ``LayerIntegratedGradients`` from the all-``pad_id`` baseline (both via
-    :func:`~visloupe.core.attribution.token_attributions`). Padding positions score 0.
-    """
-
-    name: str
-    method: str
-    embedding: str | None = None
-    pad_id: int = 0
-    n_steps: int = 32
-
-    @property
-    def multiplies_by_input(self) -> bool:
-        return TEXT_EXPLAINERS[self.method]
-
-    def __call__(self, model: nn.Module, token_ids: Tensor, target: Any = None) -> Tensor:
-        if self.method == "saliency":
-            return _token_gradient(model, token_ids, target, self.embedding, self.pad_id)
-        return token_attributions(model, token_ids, target, self.method,
-                                  embedding=self.embedding, pad_id=self.pad_id,
-                                  n_steps=self.n_steps).scores
-
-
-def text_explainer(method: str, *, name: str | None = None, embedding: str | None = None,
-                   pad_id: int = 0, n_steps: int = 32) -> TextExplainer:
-    """A :class:`TextExplainer` for ``method`` (one of ``TEXT_EXPLAINERS``)."""
-    if method not in TEXT_EXPLAINERS:
-        raise ValueError(f"explainers: text methods are {list(TEXT_EXPLAINERS)}, got {method!r}")
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
-        raise ValueError(f"n_steps: expected an int >= 2, got {n_steps!r}")
-    return TextExplainer(name or method, method, embedding, int(pad_id), n_steps)
-
-
-def _token_gradient(model: nn.Module, token_ids: Tensor, target: Any, embedding: Any,
-                    pad_id: int) -> Tensor:
-    """Σ_d ∂f_target/∂e_{t,d} at the embedding output, padding set to 0."""
-    layer = _embedding_layer(model, embedding)
-    ids = token_ids.to(model_device(model))
-    captured: dict[str, Tensor] = {}
-
-    def hook(_module: nn.Module, _inp: Any, out: Tensor) -> Tensor:
-        out = out.detach().requires_grad_(True)
-        captured["e"] = out
-        return out
-
-    handle = layer.register_forward_hook(hook)
-    try:
-        with eval_mode(model), torch.enable_grad():
-            logits = as_logits(model(ids))
-            t = logits.argmax(dim=1) if target is None else resolve_targets(
-                target, ids.shape[0], logits.shape[1]).to(logits.device)
-            picked = logits.gather(1, t.view(-1, 1)).sum()
-            (grad,) = torch.autograd.grad(picked, captured["e"])
-    finally:
-        handle.remove()
-    scores = grad.sum(dim=-1)
-    return torch.where(ids != pad_id, scores, torch.zeros_like(scores)).detach().to(
-        token_ids.device)
-
-
-def _is_token_ids(inputs: Any) -> bool:
-    if isinstance(inputs, np.ndarray):
-        return np.issubdtype(inputs.dtype, np.integer)
-    return isinstance(inputs, Tensor) and not inputs.is_floating_point() and \
-        not inputs.is_complex() and inputs.dtype != torch.bool
-
-
-def _check_token_ids(inputs: Any) -> Tensor:
-    ids = torch.as_tensor(inputs)
-    if ids.dim() == 1:
-        ids = ids[None]
-    if ids.dim() != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
-        raise ValueError(f"inputs: expected token ids (N, T) with N, T > 0, got shape "
-                         f"{tuple(ids.shape)}")
-    return ids.long()
 
 
 def _multiplier_flag(explainer: Any) -> bool | None:
@@ -178,38 +81,13 @@ def _multiplier_flag(explainer: Any) -> bool | None:
 
 
 def _resolve(explainers: Any, text: bool, pad_id: int, embedding: Any) -> dict[str, Any]:
-    """``{name: callable}`` for images (the explainer contract) or text (TextExplainer or a
-    callable ``(model, ids, target) -> (N, T)``)."""
-    if not text:
-        return dict(resolve_explainers(explainers))
-    if isinstance(explainers, (str, TextExplainer)) or callable(explainers):
-        explainers = [explainers]
-    items = list(explainers.items()) if isinstance(explainers, Mapping) else \
-        [(None, e) for e in explainers]
-    if not items:
-        raise ValueError("explainers: expected at least one explainer, got none")
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if isinstance(value, str):
-            value = text_explainer(value, name=key, embedding=embedding, pad_id=pad_id)
-        elif not callable(value):
-            raise TypeError(f"explainers: expected a text method name {list(TEXT_EXPLAINERS)} "
-                            f"or a callable (model, token_ids, target) -> (N, T), got "
-                            f"{type(value).__name__}")
-        label = str(key) if key is not None else getattr(
-            value, "name", getattr(value, "__name__", type(value).__name__))
-        name, k = label, 2
-        while name in out:
-            name, k = f"{label} ({k})", k + 1
-        out[name] = value
-    return out
+    """``{name: explainer}``: the image or the text side of the explainer contract."""
+    if text:
+        return resolve_text_explainers(explainers, pad_id=pad_id, embedding=embedding)
+    return dict(resolve_explainers(explainers))
 
 
 # --------------------------------------------------------------------------- layers
-
-
-def _has_direct_params(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters(recurse=False))
 
 
 def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[str]:
@@ -287,23 +165,6 @@ def _resolve_layers(model: nn.Module, layers: Any, inputs: Tensor | None) -> lis
     return out
 
 
-def _layer_seed(seed: int, name: str) -> int:
-    return zlib.crc32(f"{int(seed)}:{name}".encode()) & 0x7FFFFFFF
-
-
-def reinitialize(module: nn.Module, seed: int) -> None:
-    """Re-initialise ``module`` in place: every submodule that owns parameters calls its own
-    ``reset_parameters()`` (BatchNorm also resets its running statistics), with the global RNG
-    seeded by ``seed`` inside ``torch.random.fork_rng``, so the caller's RNG state is untouched
-    and the same seed gives the same weights."""
-    devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(int(seed))
-        for sub in module.modules():
-            if _has_direct_params(sub):
-                sub.reset_parameters()
-
-
 def randomized_models(
     model: nn.Module,
     layers: Sequence[str] | None = None,
@@ -313,22 +174,17 @@ def randomized_models(
 ) -> Iterator[tuple[int, str, nn.Module]]:
     """Yield ``(step, layer, model copy)``: step 0 is an unchanged copy of ``model``; in
     ``"cascading"`` mode step k has ``layers[:k]`` re-initialised (outermost first, as listed),
-    in ``"independent"`` mode only ``layers[k - 1]``. Each layer's weights come from
-    :func:`reinitialize` with a seed derived from ``(seed, layer name)``, so a layer gets the
-    same new weights in both modes. ``model`` itself is never changed; copies are in eval mode.
+    in ``"independent"`` mode only ``layers[k - 1]``. ``layers`` are checked and defaulted here
+    (:func:`randomizable_layers`); the copies come from
+    :func:`visloupe.core.models.randomized_copies` (each layer seeded by ``(seed, layer name)``,
+    so it gets the same new weights in both modes). ``model`` itself is never changed; copies
+    are in eval mode.
     """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_module(model)
     names = _resolve_layers(model, layers, inputs)
-    work = copy.deepcopy(model).eval()
-    yield 0, ORIGINAL, copy.deepcopy(work)
-    for k, name in enumerate(names, start=1):
-        if mode == "independent":
-            work = copy.deepcopy(model).eval()
-        reinitialize(work.get_submodule(name), _layer_seed(seed, name))
-        yield k, name, copy.deepcopy(work) if mode == "cascading" else work
+    yield from randomized_copies(model, names, mode, seed)
 
 
 # --------------------------------------------------------------------------- the check
@@ -422,7 +278,7 @@ def _structure(model: nn.Module, x: Tensor, text: bool, embedding: Any) -> Tenso
     if not text:
         return x.detach().abs().sum(dim=1).float().cpu()
     try:
-        layer = _embedding_layer(model, embedding)
+        layer = embedding_layer(model, embedding)
         with torch.no_grad():
             emb = layer(x.to(model_device(model)))
         return emb.norm(dim=-1).float().cpu()
@@ -467,17 +323,13 @@ def run_randomization(
         batch_size: inputs per explainer call.
         progress: ``callable(done, total)`` after each step.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ValueError(f"batch_size: expected None or a positive int, got {batch_size!r}")
-    text = _is_token_ids(inputs)
-    x = _check_token_ids(inputs) if text else check_inputs(model, inputs)
+    seed = check_seed(seed)
+    batch_size = check_batch_size(batch_size)
+    text = is_token_ids(inputs)
+    x = check_token_ids(inputs, "inputs") if text else check_inputs(model, inputs)
     x = x.detach().to(model_device(model))
     names = _check_measures(measures, text)
     fns = _resolve(explainers, text, pad_id, embedding)
@@ -625,164 +477,4 @@ def input_multiplier_summary(
             row["structure_std"] = float(corr[good].std(ddof=1)) if good.sum() > 1 \
                 else float("nan")
         rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- smoothing metrics
-
-
-@contextlib.contextmanager
-def _replace_output(layer: nn.Module, value: Tensor) -> Iterator[None]:
-    handle = layer.register_forward_hook(lambda _m, _i, _o: value)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-def text_infidelity(
-    model: nn.Module,
-    token_ids: Tensor,
-    scores: Tensor,
-    target: int | Sequence[int] | Tensor | None = None,
-    *,
-    radius: float = 0.1,
-    n_samples: int = 10,
-    normalize: bool = True,
-    seed: int = 0,
-    pad_id: int = 0,
-    embedding: str | None = None,
-) -> Tensor:
-    """Infidelity (Yeh et al., NeurIPS 2019) of token scores ``(N, T)``, lower is better:
-    ``E_ε[(Σ_t s_t ε_t - (f(e) - f(e - ε ⊙ (e - b))))²]`` with ``ε_t ~ N(0, radius²)`` per
-    non-padding token, ``e`` the token embeddings and ``b`` the padding token's embedding.
-
-    Each token's embedding moves a random fraction ``ε_t`` towards the padding baseline, and the
-    score is read as that token's attribution relative to the baseline -- Captum's
-    ``multiply_by_inputs`` convention (``I / (x - b)``) at the token level, the one under which
-    IG and input x gradient are exact to first order. ``normalize`` rescales the scores by Yeh et
-    al.'s optimal β (so only their pattern matters, not their scale). Returns ``(N,)``."""
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples: expected an int >= 1, got {n_samples!r}")
-    if not radius >= 0 or not math.isfinite(radius):
-        raise ValueError(f"radius: expected a finite number >= 0, got {radius!r}")
-    ids = _check_token_ids(token_ids).to(model_device(model))
-    s = torch.as_tensor(scores).to(ids.device).float()
-    if tuple(s.shape) != tuple(ids.shape):
-        raise ValueError(f"scores: expected shape {tuple(ids.shape)}, got {tuple(s.shape)}")
-    layer = _embedding_layer(model, embedding)
-    mask = (ids != pad_id).float()
-    gen = torch.Generator().manual_seed(int(seed))
-    forward = LogitsModule(model)
-    with eval_mode(model), torch.no_grad():
-        emb = layer(ids)
-        base = layer(torch.full_like(ids, pad_id))
-        logits = forward(ids)
-        t = logits.argmax(dim=1) if target is None else resolve_targets(
-            target, ids.shape[0], logits.shape[1]).to(ids.device)
-        f0 = logits.gather(1, t.view(-1, 1))[:, 0]
-        dots, deltas = [], []
-        for _ in range(n_samples):
-            eps = torch.randn(ids.shape, generator=gen).to(emb) * radius * mask
-            with _replace_output(layer, emb - eps[..., None] * (emb - base)):
-                f1 = forward(ids).gather(1, t.view(-1, 1))[:, 0]
-            dots.append((s * eps).sum(dim=1))
-            deltas.append(f0 - f1)
-    dot, delta = torch.stack(dots), torch.stack(deltas)  # (samples, N)
-    if normalize:
-        denom = (dot * dot).mean(dim=0)
-        beta = torch.where(denom > 0, (dot * delta).mean(dim=0) / denom.clamp_min(1e-30),
-                           torch.zeros_like(denom))
-        dot = dot * beta
-    return ((dot - delta) ** 2).mean(dim=0).cpu()
-
-
-def multiplied_perturbation(
-    radius: float = 0.1, seed: int = 0, baseline: float | Tensor = 0.0
-) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
-    """An infidelity ``perturb_func`` for maps *multiplied by the input* (input x gradient, IG,
-    DeepLIFT): draws ``I ~ N(0, radius²)`` and returns ``(I / (x - b), x - I)`` (0 where
-    ``x = b``), Captum's ``multiply_by_inputs=True`` convention, so that
-    ``<x ⊙ g, I / x> = <g, I>`` (brief §3). Pass full ``(N, C, H, W)`` attributions with it."""
-    if not radius >= 0 or not math.isfinite(radius):
-        raise ValueError(f"radius: expected a finite number >= 0, got {radius!r}")
-    generator = torch.Generator().manual_seed(int(seed))
-
-    def perturb(inputs: Any) -> tuple[Tensor, Tensor]:
-        x = inputs[0] if isinstance(inputs, tuple) else inputs
-        noise = (torch.randn(x.shape, generator=generator) * radius).to(x)
-        diff = x - torch.as_tensor(baseline).to(x)
-        scaled = torch.where(diff != 0, noise / torch.where(diff != 0, diff, torch.ones_like(diff)),
-                             torch.zeros_like(noise))
-        return scaled, x - noise
-
-    return perturb
-
-
-def smoothing_check(
-    models: Mapping[str, nn.Module],
-    inputs: Tensor,
-    explainers: Any,
-    target: int | Sequence[int] | Tensor | None = None,
-    *,
-    labels: Tensor | None = None,
-    infidelity_radius: float = 0.1,
-    sensitivity_radius: float = 0.02,
-    n_samples: int = 10,
-    sensitivity: bool = True,
-    seed: int = 0,
-    pad_id: int = 0,
-    embedding: str | None = None,
-) -> pd.DataFrame:
-    """Infidelity and max-sensitivity (Yeh et al. 2019; lower is better) of each explainer on
-    each model -- e.g. ``{"original": m, "smoothed": smooth_model(m)}`` -- side by side.
-
-    Images use :func:`~visloupe.core.evaluation.infidelity` (Gaussian perturbation of σ =
-    ``infidelity_radius``, normalised) and :func:`~visloupe.core.evaluation.max_sensitivity`;
-    text uses :func:`text_infidelity` (tokens moved towards the padding embedding;
-    max-sensitivity is not computed for text). ``target`` None explains each model's own
-    prediction. Rows: ``model, explainer, metric, mean, std, count``; with ``labels`` each model
-    also gets an ``accuracy`` row.
-    """
-    from .robustness import infidelity, max_sensitivity
-
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError("models: expected a non-empty dict {name: nn.Module}")
-    text = _is_token_ids(inputs)
-    x = _check_token_ids(inputs) if text else inputs
-    fns = _resolve(explainers, text, pad_id, embedding)
-    rows = []
-
-    def add(model_name: str, name: str, metric: str, values: Tensor) -> None:
-        v = values.double().numpy()
-        ok = np.isfinite(v)
-        rows.append({"model": model_name, "explainer": name, "metric": metric,
-                     "mean": float(v[ok].mean()) if ok.any() else float("nan"),
-                     "std": float(v[ok].std(ddof=1)) if ok.sum() > 1 else float("nan"),
-                     "count": int(ok.sum())})
-
-    for model_name, model in models.items():
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"models[{model_name!r}]: expected a torch.nn.Module, got "
-                            f"{type(model).__name__}")
-        xm = x.to(model_device(model))
-        if labels is not None:
-            with eval_mode(model), torch.no_grad():
-                pred = as_logits(model(xm)).argmax(dim=1).cpu()
-            add(model_name, "", "accuracy", (pred == torch.as_tensor(labels)).float())
-        for name, fn in fns.items():
-            if text:
-                with eval_mode(model):
-                    t = target
-                    scores = fn(model, xm, t)
-                add(model_name, name, "infidelity", text_infidelity(
-                    model, xm, scores, t, radius=infidelity_radius, n_samples=n_samples,
-                    seed=seed, pad_id=pad_id, embedding=embedding))
-                continue
-            add(model_name, name, "infidelity", infidelity(
-                model, xm, fn, target, radius=infidelity_radius, n_samples=n_samples, seed=seed))
-            if sensitivity:
-                add(model_name, name, "max_sensitivity", max_sensitivity(
-                    model, xm, fn, target, radius=sensitivity_radius, n_samples=n_samples,
-                    seed=seed))
     return pd.DataFrame(rows)

@@ -14,6 +14,8 @@
   :func:`hooks`, :func:`predict` (batched logits).
 - :func:`propose_target_layers` (Grad-CAM layers; token-grid layout for ViT-like models).
 - Persistence without pickle: :func:`save_model`, :func:`load_model`.
+- Surgery (always on a copy): :func:`swap_padding`, :func:`smooth_model` (Softplus / LogSumExp),
+  :func:`reinitialize_layers` and :func:`randomized_copies` (randomisation checks).
 """
 
 from .adapter import (
@@ -48,6 +50,20 @@ from .introspection import (
 )
 from .io import load_model, read_metadata, save_model
 from .preprocess import ImagePreprocess, TextPreprocess
+from .surgery import (
+    RANDOMIZATION_MODES,
+    AdaptiveLSEPool1d,
+    AdaptiveLSEPool2d,
+    LSEPool1d,
+    LSEPool2d,
+    SmoothingReport,
+    has_own_parameters,
+    lse_pool2d,
+    randomized_copies,
+    reinitialize_layers,
+    smooth_model,
+    swap_padding,
+)
 from .training import TrainConfig, TrainResult, accuracy, train_classifier
 from .zoo import available_models, cache_root, checkpoints, model_info, pretrained
 
@@ -90,4 +106,16 @@ __all__ = [
     "read_metadata",
     "save_model",
     "train_classifier",
+    "RANDOMIZATION_MODES",
+    "AdaptiveLSEPool1d",
+    "AdaptiveLSEPool2d",
+    "LSEPool1d",
+    "LSEPool2d",
+    "SmoothingReport",
+    "has_own_parameters",
+    "lse_pool2d",
+    "randomized_copies",
+    "reinitialize_layers",
+    "smooth_model",
+    "swap_padding",
 ]

@@ -1,4 +1,5 @@
-"""Padding modes and padding surgery: ``pad2d``, :class:`PadConv2d` and :func:`swap_padding`.
+"""Padding modes: ``pad2d`` and :class:`PadConv2d`; the padding swap itself, :func:`swap_padding`,
+is model surgery and lives in :mod:`visloupe.core.models.surgery` (re-exported here).
 
 Alsallakh et al., "Mind the Pad -- CNNs can develop blind spots" (ICLR 2021) recommend padding
 that treats border pixels like interior ones -- TensorFlow's SYMMETRIC mirror or circular padding
@@ -9,14 +10,13 @@ Convolution based Padding", 2018) are added here.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import check_model, logger
+from ..models.surgery import swap_padding  # the padding swap is model surgery (one copy)
 
 __all__ = ["PADDING_MODES", "PadConv2d", "pad2d", "swap_padding"]
 
@@ -140,46 +140,3 @@ class PadConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, pad_mode={self.pad_mode!r}"
-
-
-def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d:
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
-                    padding_mode="zeros", device=conv.weight.device, dtype=conv.weight.dtype)
-    with torch.no_grad():
-        new.weight.copy_(conv.weight)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
-    new.train(conv.training)
-    return new
-
-
-def swap_padding(model: nn.Module, mode: str) -> nn.Module:
-    """A copy of ``model`` in which every ``nn.Conv2d`` pads with ``mode``; weights are kept.
-
-    ``mode`` is one of :data:`PADDING_MODES`. The input model is never changed. Convolutions of
-    other ``nn.Conv2d`` subclasses (which may pad in their own way, e.g. TF-"same" wrappers) are
-    left alone and logged. Pooling layers keep their own padding. A ``config`` dict with a
-    ``padding_mode`` key (the built-in ``SmallResNet``) is updated on the copy for the native
-    torch modes.
-    """
-    check_model(model)
-    mode = _check_mode(mode)
-    out = copy.deepcopy(model)
-    for name, module in list(out.named_modules()):
-        if not isinstance(module, nn.Conv2d) or name == "":
-            if name == "" and isinstance(module, nn.Conv2d):
-                return (_plain_conv(module) if mode == "zeros"
-                        else PadConv2d.from_conv(module, mode))
-            continue
-        if type(module) not in (nn.Conv2d, PadConv2d):
-            logger.warning("swap_padding: leaving %s (%s) as it is", name, type(module).__name__)
-            continue
-        new = _plain_conv(module) if mode == "zeros" else PadConv2d.from_conv(module, mode)
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        parent._modules[child] = new
-    config = getattr(out, "config", None)
-    if isinstance(config, dict) and "padding_mode" in config and mode in PADDING_MODES[:4]:
-        out.config = {**config, "padding_mode": mode}
-    return out

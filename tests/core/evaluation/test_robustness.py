@@ -9,8 +9,14 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
 from torch import nn
 from visloupe.core import data, models
+from visloupe.core.attribution import text_explainer
 from visloupe.core.evaluation.reference import ConstantExplainer, InputIntensityExplainer
-from visloupe.core.evaluation.robustness import infidelity, max_sensitivity, noise_perturbation
+from visloupe.core.evaluation.robustness import (
+    infidelity,
+    max_sensitivity,
+    noise_perturbation,
+    text_infidelity,
+)
 
 
 def _linear(seed: int = 0, same_channels: bool = True) -> tuple[nn.Module, torch.Tensor]:
@@ -113,3 +119,53 @@ def test_bad_input() -> None:
         infidelity(model, x, "saliency", perturbation="salt")
     with pytest.raises(ValueError, match="NaN"):
         max_sensitivity(model, x, lambda m, i, t: i.mean(1) * float("nan"))
+
+
+# ----------------------------------------------------------------------------- text
+
+
+class _LinearText(nn.Module):
+    """f(ids) = Σ_t w · e_t with 1-D embeddings: token scores are exact attributions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(10, 1, padding_idx=0)
+        self.head = nn.Linear(1, 2)
+        with torch.no_grad():  # fixed weights: no dependence on the global RNG
+            self.embedding.weight.copy_(torch.linspace(-2.0, 2.5, 10)[:, None])
+            self.embedding.weight[0] = 0.0
+            self.head.weight.copy_(torch.tensor([[0.5], [-1.5]]))
+            self.head.bias.copy_(torch.tensor([0.1, 0.2]))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embedding(ids).sum(dim=1))
+
+
+def test_text_identities_on_a_linear_token_model() -> None:
+    model = _LinearText().eval()
+    ids = torch.tensor([[3, 4, 5, 0], [7, 2, 0, 0]])
+    w = model.head.weight[1, 0]
+    emb = model.embedding(ids)[..., 0].detach()
+    grad = text_explainer("saliency")(model, ids, 1)
+    ixg = text_explainer("input_x_gradient")(model, ids, 1)
+    ig = text_explainer("integrated_gradients", n_steps=8)(model, ids, 1)
+    mask = ids != 0
+    torch.testing.assert_close(grad, torch.where(mask, w, 0.0).expand_as(grad).detach())
+    torch.testing.assert_close(ixg, (emb * w).detach())
+    torch.testing.assert_close(ig, (emb * w).detach(), atol=1e-5, rtol=1e-5)
+    # token-level infidelity: exact first-order attributions relative to the padding baseline
+    zero = text_infidelity(model, ids, ixg, 1, normalize=False, n_samples=6)
+    torch.testing.assert_close(zero, torch.zeros(2), atol=1e-10, rtol=0)
+    assert (text_infidelity(model, ids, grad, 1, normalize=False, n_samples=6) > 1e-4).all()
+    off = text_infidelity(model, ids, 2 * ixg, 1, normalize=False, n_samples=6)
+    assert (off > 0).all()
+    fixed = text_infidelity(model, ids, 2 * ixg, 1, normalize=True, n_samples=6)
+    torch.testing.assert_close(fixed, torch.zeros(2), atol=1e-10, rtol=0)
+    # hand value: one token, one perturbation, f(e) - f(e - eps e) = w eps e
+    one = torch.tensor([[5]])
+    s = torch.tensor([[0.25]])
+    eps = torch.randn(1, 1, generator=torch.Generator().manual_seed(3)) * 0.1
+    e5 = model.embedding.weight[5, 0].item()
+    hand = (0.25 * eps - w.item() * eps * e5) ** 2
+    got = text_infidelity(model, one, s, 1, normalize=False, n_samples=1, seed=3, radius=0.1)
+    torch.testing.assert_close(got, hand.reshape(1).float(), rtol=1e-5, atol=1e-9)

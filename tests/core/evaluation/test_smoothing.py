@@ -10,15 +10,18 @@ import math
 import pytest
 import torch
 from torch import nn
-from visloupe.core.evaluation.sanity import smoothing_check
-from visloupe.core.evaluation.smoothing import (
+from visloupe.core.evaluation.smoothing import smoothing_check
+from visloupe.core.models import (
     AdaptiveLSEPool1d,
     AdaptiveLSEPool2d,
+    GlobalLSEPool,
     LSEPool1d,
     LSEPool2d,
+    SmallResNet,
+    TextCNN,
+    build_model,
     smooth_model,
 )
-from visloupe.core.models import GlobalLSEPool, SmallResNet, TextCNN, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

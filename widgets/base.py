@@ -188,8 +188,12 @@ class ExplorerBase:
             if isinstance(value, (int, float, str, bytes, bool)) or value is None:
                 continue  # holds no memory worth releasing
             if isinstance(value, (list, tuple, set, dict)):
-                items = value.values() if isinstance(value, dict) else value
-                for item in list(items):
+                items = list(value.values() if isinstance(value, dict) else value)
+                if items and all(isinstance(i, w.Widget) for i in items):
+                    for item in items:
+                        _close_widget_tree(item)
+                    continue  # a list of (now closed) widgets stays, like a widget attribute
+                for item in items:
                     if isinstance(item, w.Widget):
                         _close_widget_tree(item)
                     elif isinstance(item, (list, tuple)):

@@ -21,16 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._common import (
-    LRU,
-    check_int,
-    close_tree,
-    error_html,
-    guarded,
-    resolve_models,
-    resolve_preprocess,
-)
-from .render import fit_image, overlay, to_png
+from ._common import LRU, check_int, display_map, guarded, resolve_models
+from .base import ExplorerBase, escape
+from .pixels import pixel_inputs
+from .render import fit_image, image_grid, overlay, to_png
 
 __all__ = ["COSEExplorer"]
 
@@ -121,7 +115,7 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
     return "".join(parts)
 
 
-class COSEExplorer(w.VBox):
+class COSEExplorer(ExplorerBase, w.VBox):
     """Explore COSE consistency/sensitivity pairs and compare methods and models.
 
     Args:
@@ -129,15 +123,26 @@ class COSEExplorer(w.VBox):
         data: anything ``data.as_image_source`` accepts, with labels.
         explainers: registry names, callables ``(model, inputs, target) -> (N, H, W)`` or a dict
             ``{name: explainer}`` (default Grad-CAM and saliency).
-        preprocess: ``models.pretrained``'s preprocess (split into pixels + normalisation, see
-            ``evaluation.pixel_data``), one for all models or a dict per model; None reads the
-            images as [0, 1] tensors.
+        preprocess: how images become model inputs, one for all models or a dict per model:
+            ``models.pretrained``'s preprocess or a Hugging Face image processor (both split into
+            pixels + normalisation), any preprocess together with ``normalize=(mean, std)``, or
+            a [0, 1] pixel preprocess; None reads the images as [0, 1] tensors.
+        normalize: the model's normalisation of [0, 1] pixels (COSE transforms pixels, then
+            normalises): ``(mean, std)`` -- then a ``preprocess`` given too is taken to end
+            with ``(x - mean) / std``, undone for the transforms -- or a callable on
+            ``(N, C, H, W)`` tensors (then ``preprocess`` must return [0, 1] pixels); a dict
+            per model name is accepted. See :mod:`visloupe.widgets.pixels`.
         alt_models: ``{model name: {pair name: nn.Module}}`` model-change pairs for the summary
             (e.g. ``models.checkpoints`` without ``"final"``).
         n_images: images used (the first ones of ``data``).
         magnitudes_per_transform: per signed op and image in the summary (paper: 6).
         cell: display size of each image tile in pixels.
+
+    The summary is core ``evaluation.compare_methods`` called with these arguments (and the
+    sliders' infidelity / max-sensitivity parameters), so a script gets the same table.
     """
+
+    _css_class = "visloupe-cose-explorer"
 
     def __init__(
         self,
@@ -146,6 +151,7 @@ class COSEExplorer(w.VBox):
         explainers: Any = None,
         *,
         preprocess: Any = None,
+        normalize: Any = None,
         alt_models: Mapping[str, Mapping[str, Any]] | None = None,
         n_images: int = 32,
         magnitudes_per_transform: int = 2,
@@ -154,20 +160,18 @@ class COSEExplorer(w.VBox):
         batch_size: int | None = None,
     ) -> None:
         from visloupe.core.attribution import resolve_explainers
-        from visloupe.core.evaluation.cose import pixel_data
-        from visloupe.core.evaluation.transforms import TRANSFORMS
+        from visloupe.core.evaluation import TRANSFORMS
 
         super().__init__()
+        self._init_base()
         self.add_class("visloupe-cose-explorer")
         check_int("n_images", n_images)
         check_int("cell", cell, 16, "pixels")
+        check_int("magnitudes_per_transform", magnitudes_per_transform)
         self._models = resolve_models(models)
-        pres = resolve_preprocess(preprocess, self._models) if preprocess is not None else \
-            dict.fromkeys(self._models)
         self._explainers = resolve_explainers(explainers if explainers is not None
                                               else ["grad_cam", "saliency"])
-        self._data = {name: pixel_data(data, pres[name], n_images=n_images)
-                      for name in self._models}
+        self._data = _pixel_data_per_model(self._models, data, preprocess, normalize, n_images)
         first = next(iter(self._data.values()))
         self._class_names = None
         try:
@@ -183,7 +187,6 @@ class COSEExplorer(w.VBox):
         self._batch_size = batch_size
         self._views: LRU = LRU(256)
         self._refs: LRU = LRU(512)
-        self._errors: list[str] = []
         self.summary: pd.DataFrame | None = None
         self.last_view: Any = None
         self._build_ui(first.pixels.shape[0], TRANSFORMS)
@@ -215,15 +218,13 @@ class COSEExplorer(w.VBox):
         for tile, cls in zip(self.tiles, ("original", "transformed", "back", "mask"),
                              strict=True):
             tile.add_class(f"visloupe-cose-{cls}")
-        columns = [w.VBox([w.HTML(f"<b>{t}</b>"), tile]) for t, tile in
+        columns = [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), tile]) for t, tile in
                    zip(titles, self.tiles, strict=True)]
         self.status = w.HTML()
         self.status.add_class("visloupe-cose-status")
         # summary controls
         self.summary_button = w.Button(description="Compute summary", button_style="primary",
                                        icon="calculator")
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="",
-                                      layout=w.Layout(width="200px"))
         self.inf_radius = w.FloatSlider(value=0.1, min=0.01, max=0.5, step=0.01,
                                         description="infidelity σ", continuous_update=False,
                                         style=wide)
@@ -239,8 +240,6 @@ class COSEExplorer(w.VBox):
         self.bars = w.HTML()
         self.scatter = w.HTML()
         self.table = w.HTML()
-        self.error_area = w.HTML()
-        self.error_area.add_class("visloupe-errors")
 
         for control in (self.model_select, self.method_select, self.image_slider,
                         self.transform_select, self.magnitude_slider):
@@ -258,24 +257,15 @@ class COSEExplorer(w.VBox):
             w.HBox([self.sens_radius, self.sens_samples]),
         ])
         summary = w.VBox([w.HTML("<h4 style='margin:6px 0'>Summary per method and model</h4>"),
-                          robustness, w.HBox([self.summary_button, self.progress]),
+                          robustness, w.HBox([self.summary_button, self.progress_box]),
                           w.HBox([self.bars, self.scatter]), self.table])
         self.children = [view, summary, self.error_area]
-
-    # ------------------------------------------------------------------ errors
-
-    def _report_error(self, message: str) -> None:
-        self._errors.append(message)
-        self.error_area.value = error_html(self._errors[-5:])
-
-    def _clear_errors(self) -> None:
-        self._errors = []
-        self.error_area.value = ""
 
     # ------------------------------------------------------------------ view
 
     def _magnitude(self) -> float | None:
-        from visloupe.core.evaluation.transforms import magnitude_bins, transform_spec
+        from visloupe.core.evaluation import magnitude_bins
+        from visloupe.core.evaluation.transforms import transform_spec
 
         op = self.transform_select.value
         spec = transform_spec(op)
@@ -295,7 +285,7 @@ class COSEExplorer(w.VBox):
         self._render()
 
     def _render(self) -> None:
-        from visloupe.core.evaluation.cose import explain_pair
+        from visloupe.core.evaluation import explain_pair
         from visloupe.core.evaluation.transforms import describe_magnitude, transform_spec
 
         self._clear_errors()
@@ -324,11 +314,12 @@ class COSEExplorer(w.VBox):
         size = (self._cell, self._cell)
         orig = _rgb(view.image)
         trans = _rgb(view.transformed)
-        vmax_back = float(view.map_back.abs().max()) or None
+        shown = [display_map(m.numpy(), 100.0, signed=False)
+                 for m in (view.map, view.transformed_map, view.map_back)]
         tiles = [
-            overlay(orig, view.map.numpy(), alpha=0.55),
-            overlay(trans, view.transformed_map.numpy(), alpha=0.55),
-            overlay(orig, view.map_back.numpy(), alpha=0.55, vmax=vmax_back),
+            overlay(orig, shown[0][0], alpha=0.55, vmax=shown[0][1]),
+            overlay(trans, shown[1][0], alpha=0.55, vmax=shown[1][1]),
+            overlay(orig, shown[2][0], alpha=0.55, vmax=shown[2][1]),
             (view.valid.numpy().astype(np.uint8) * 255),
         ]
         for tile, img in zip(self.tiles, tiles, strict=True):
@@ -354,49 +345,59 @@ class COSEExplorer(w.VBox):
     def _on_summary(self, _button: Any = None) -> None:
         self.compute_summary()
 
+    def summary_arguments(self) -> dict[str, Any]:
+        """The keyword arguments the summary passes to core ``evaluation.compare_methods``
+        (besides models, data and explainers), from the constructor and the sliders."""
+        robust = bool(self.with_robustness.value)
+        return {
+            "metrics": ("cose", "infidelity", "max_sensitivity") if robust else ("cose",),
+            "alt_models": self._alt_models,
+            "magnitudes_per_transform": self._k,
+            "seed": self._seed,
+            "batch_size": self._batch_size,
+            "infidelity_kwargs": {"radius": float(self.inf_radius.value),
+                                  "n_samples": int(self.inf_samples.value),
+                                  "normalize": bool(self.inf_normalize.value)},
+            "max_sensitivity_kwargs": {"radius": float(self.sens_radius.value),
+                                       "n_samples": int(self.sens_samples.value)},
+        }
+
     def compute_summary(self) -> pd.DataFrame:
-        """Run COSE (and, if ticked, infidelity and max-sensitivity with the sliders'
-        parameters) for every method and model; fill the bars, scatter and table."""
-        from visloupe.core.evaluation.cose import cose
-        from visloupe.core.evaluation.robustness import infidelity, max_sensitivity
+        """Core ``compare_methods`` for every method and model (COSE and, if ticked,
+        infidelity and max-sensitivity with the sliders' parameters) on the explorer's pixel
+        data; fill the bars, scatter and table with exactly its result."""
+        from visloupe.core.evaluation import compare_methods
 
         self._clear_errors()
-        pairs = [(m, e) for m in self._models for e in self._explainers]
-        self.progress.max = len(pairs)
-        self.progress.value = 0
-        rows = []
+        kwargs = self.summary_arguments()
+        groups: dict[int, list[str]] = {}
+        for name in self._models:  # models that share one PixelData go in one call
+            groups.setdefault(id(self._data[name]), []).append(name)
+        total = len(self._models) * len(self._explainers)
+        self._progress_start(total, "summary")
+        frames = []
         self.summary_button.disabled = True
         try:
-            for model_name, method in pairs:
-                model = self._models[model_name]
-                fn = self._explainers[method]
-                if hasattr(fn.fn, "reset"):
-                    fn.fn.reset()
-                pdata = self._data[model_name]
-                report = cose(model, pdata, fn, magnitudes_per_transform=self._k,
-                              alt_models=self._alt_models.get(model_name, {}), seed=self._seed,
-                              batch_size=self._batch_size)
-                row = {"method": method, "model": model_name,
-                       **{k: v for k, v in report.to_dict().items() if k != "explainer"}}
-                if self.with_robustness.value:
-                    x = pdata.normalize(pdata.pixels)
-                    keep = torch.tensor(sorted(set(report.pairs.image)), dtype=torch.long)
-                    pos = torch.tensor([pdata.indices.index(int(i)) for i in keep],
-                                       dtype=torch.long)
-                    if len(pos):
-                        xs = x[pos]
-                        row["infidelity"] = float(infidelity(
-                            model, xs, fn, radius=self.inf_radius.value,
-                            n_samples=self.inf_samples.value,
-                            normalize=self.inf_normalize.value, seed=self._seed).mean())
-                        row["max_sensitivity"] = float(max_sensitivity(
-                            model, xs, fn, radius=self.sens_radius.value,
-                            n_samples=self.sens_samples.value, seed=self._seed).mean())
-                rows.append(row)
-                self.progress.value += 1
+            for names in groups.values():
+                offset = self.progress.value
+
+                def tick(done: int, _total: int, _label: str = "", offset: int = offset) -> None:
+                    self.progress.value = min(offset + int(done), self.progress.max)
+                    self.progress_label.value = f"{self.progress.value} / {total}"
+
+                frames.append(compare_methods(
+                    {n: self._models[n] for n in names}, self._data[names[0]],
+                    self._explainers, progress=tick, **kwargs))
+            self._progress_done()
+        except Exception:
+            self._progress_done(ok=False)
+            raise
         finally:
             self.summary_button.disabled = False
-        table = pd.DataFrame(rows)
+        rows = pd.concat(frames, ignore_index=True)
+        order = {n: k for k, n in enumerate(self._models)}  # compare_methods' own row order
+        rows = rows.sort_values("model", key=lambda c: c.map(order), kind="stable")
+        table = rows.reset_index(drop=True)
         self.summary = table
         self.bars.value = _svg_bars(table)
         self.scatter.value = _svg_scatter(table)
@@ -407,30 +408,39 @@ class COSEExplorer(w.VBox):
                                                border=0)
         return table
 
-    # ------------------------------------------------------------------ export / clean-up
+    # ------------------------------------------------------------------ export
 
-    def to_html(self) -> str:
-        """A static HTML snapshot: the four tiles, the status line and the summary."""
-        import base64
+    def _png(self) -> bytes:
+        """The four tiles of the current view side by side."""
+        from .render import from_png
 
-        imgs = "".join(
-            f'<img src="data:image/png;base64,{base64.b64encode(t.value).decode()}" '
-            'style="margin:2px"/>' for t in self.tiles if t.value)
-        return (f'<div class="visloupe-cose-explorer">{imgs}<div>{self.status.value}</div>'
-                f"{self.bars.value}{self.scatter.value}{self.table.value}</div>")
+        tiles = [from_png(t.value) if t.value else None for t in self.tiles]
+        captions = ["original + map", "transformed + map", "map back", "valid mask"]
+        return to_png(image_grid(tiles, captions, ncols=4, cell=self._cell or 144))
 
-    def _repr_png_(self) -> bytes | None:
-        value = self.tiles[1].value
-        return bytes(value) if value else None
+    def _html_body(self) -> str:
+        return (f"<div>{self.status.value}</div>{self.bars.value}{self.scatter.value}"
+                f"{self.table.value}")
 
-    def close(self) -> None:
-        """Close every child widget and drop the caches."""
-        self._views.clear()
-        self._refs.clear()
-        self._data = {}
-        for child in self.children:
-            close_tree(child)
-        for sub in (self.layout, getattr(self, "style", None)):
-            if sub is not None and hasattr(sub, "close"):
-                sub.close()
-        super().close()
+
+def _pixel_data_per_model(models: Mapping[str, Any], data: Any, preprocess: Any,
+                          normalize: Any, n_images: int) -> dict[str, Any]:
+    """``{model name: core PixelData}``; models with the same preprocess and normalisation
+    share one (read once)."""
+    def per_model(arg: str, value: Any) -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            unknown = [k for k in value if k not in models]
+            if unknown:
+                raise ValueError(f"{arg}: keys {unknown} are not model names {list(models)}")
+            return {name: value.get(name) for name in models}
+        return dict.fromkeys(models, value)
+
+    pres, norms = per_model("preprocess", preprocess), per_model("normalize", normalize)
+    read: dict[tuple[int, int], Any] = {}
+    out = {}
+    for name in models:
+        key = (id(pres[name]), id(norms[name]))
+        if key not in read:
+            read[key] = pixel_inputs(data, pres[name], norms[name], n_images=n_images)
+        out[name] = read[key]
+    return out

@@ -16,8 +16,6 @@ re-render from the cache without touching the model.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +25,12 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from visloupe.core.attribution import is_token_ids as _is_token_ids
 
-from ._common import check_int, close_tree, error_html, guarded
-from .render import fit_image, image_grid, overlay, to_png
+from ._common import check_int, display_map, guarded
+from .base import ExplorerBase, escape
+from .pixels import pixel_inputs
+from .render import fit_image, from_png, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
 
@@ -84,7 +85,7 @@ def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
     return buf.getvalue()
 
 
-class SanityCheckExplorer(w.VBox):
+class SanityCheckExplorer(ExplorerBase, w.VBox):
     """Model-parameter randomisation sanity checks, interactively, for images or text.
 
     Args:
@@ -94,7 +95,12 @@ class SanityCheckExplorer(w.VBox):
             with a ``text`` column together with a ``preprocess`` such as ``TextPreprocess``.
         explainers: images: registry names, callables or a dict (default saliency, input x
             gradient, integrated gradients); text: ``TEXT_EXPLAINERS`` names or callables.
-        preprocess: ``models.pretrained``'s preprocess (PIL -> tensor, or str -> token ids).
+        preprocess: ``models.pretrained``'s preprocess (PIL -> tensor, or str -> token ids), a
+            Hugging Face image processor, or any image preprocess with ``normalize=``.
+        normalize: for images, the model's normalisation of [0, 1] pixels: ``(mean, std)`` (a
+            ``preprocess`` given too is taken to end with ``(x - mean) / std``; it is undone
+            for display) or a callable on ``(N, C, H, W)`` (then ``preprocess`` returns
+            pixels). See :mod:`visloupe.widgets.pixels`.
         n_inputs: inputs used (the first ones of ``data``).
         layers: the cascade (module names, outermost first); default every parameterised layer.
         measures: similarity measures (default all for the modality).
@@ -102,7 +108,12 @@ class SanityCheckExplorer(w.VBox):
         smoothed: a smooth model to compare with instead (e.g. one trained smooth).
         vocab: id -> token string for text (default: the preprocess's tokenizer, else ids).
         seed: re-initialisation seed; ``pad_id``: padding token; ``cell``: tile size (px).
+
+    The cascade is core ``evaluation.run_randomization`` on :attr:`inputs` (what a script
+    passes), the metrics core ``evaluation.smoothing_check``.
     """
+
+    _css_class = "visloupe-sanity-explorer"
 
     def __init__(
         self,
@@ -111,6 +122,7 @@ class SanityCheckExplorer(w.VBox):
         explainers: Any = None,
         *,
         preprocess: Any = None,
+        normalize: Any = None,
         n_inputs: int = 8,
         layers: Sequence[str] | None = None,
         measures: Sequence[str] | None = None,
@@ -123,9 +135,8 @@ class SanityCheckExplorer(w.VBox):
         cell: int = 96,
         batch_size: int | None = None,
     ) -> None:
-        from visloupe.core.attribution import is_token_ids as _is_token_ids
-
         super().__init__()
+        self._init_base("cascade")
         self.add_class("visloupe-sanity-explorer")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -133,7 +144,7 @@ class SanityCheckExplorer(w.VBox):
         check_int("cell", cell, 16, "pixels")
         self._model = model
         self._inputs, self._pixels, self._tokens = self._read(data, preprocess, n_inputs, vocab,
-                                                              pad_id)
+                                                              normalize)
         self._text = _is_token_ids(self._inputs)
         if explainers is None:
             explainers = (["saliency", "input_x_gradient", "integrated_gradients"]
@@ -149,18 +160,20 @@ class SanityCheckExplorer(w.VBox):
         self._batch_size = batch_size
         self._results: dict[tuple[str, str], Any] = {}
         self._curves: dict[tuple[str, str], bytes] = {}
-        self._errors: list[str] = []
         self.metrics: pd.DataFrame | None = None
         self._build_ui()
         self.refresh()
 
     # ------------------------------------------------------------------ data
 
-    @staticmethod
-    def _read(data: Any, preprocess: Any, n: int, vocab: Any, pad_id: int):
-        """-> (model inputs, display pixels or None, token strings or None)."""
-        from visloupe.core.attribution import is_token_ids as _is_token_ids
+    @property
+    def inputs(self) -> torch.Tensor:
+        """The model inputs the cascade runs on: ``(N, C, H, W)`` images or ``(N, T)`` ids."""
+        return self._inputs
 
+    @staticmethod
+    def _read(data: Any, preprocess: Any, n: int, vocab: Any, normalize: Any):
+        """-> (model inputs, display pixels or None, token strings or None)."""
         if isinstance(data, np.ndarray):
             data = torch.from_numpy(data)
         if isinstance(data, torch.Tensor):
@@ -182,9 +195,7 @@ class SanityCheckExplorer(w.VBox):
                                  "e.g. the one models.pretrained('text-cnn') returns")
             ids = preprocess(texts)
             return ids.long(), None, _token_strings(ids, vocab, preprocess)
-        from visloupe.core.evaluation.cose import pixel_data
-
-        pdata = pixel_data(data, preprocess, n_images=n)
+        pdata = pixel_inputs(data, preprocess, normalize, n_images=n)
         return pdata.normalize(pdata.pixels), pdata.pixels, None
 
     # ------------------------------------------------------------------ UI
@@ -206,7 +217,6 @@ class SanityCheckExplorer(w.VBox):
         n = int(self._inputs.shape[0])
         self.input_slider = w.IntSlider(value=0, min=0, max=max(n - 1, 0), description="input",
                                         continuous_update=False, style=wide)
-        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="200px"))
         self.status = w.HTML()
         self.maps = w.Image(format="png")
         self.maps.add_class("visloupe-sanity-maps")
@@ -220,8 +230,6 @@ class SanityCheckExplorer(w.VBox):
                                               layout=w.Layout(width="120px"))
         self.metrics_table = w.HTML()
         self.metrics_table.add_class("visloupe-sanity-metrics")
-        self.error_area = w.HTML()
-        self.error_area.add_class("visloupe-errors")
         self.variant.observe(self._on_variant, names="value")
         self.mode.observe(self._on_variant, names="value")
         self.layer_slider.observe(self._on_view, names="value")
@@ -229,21 +237,13 @@ class SanityCheckExplorer(w.VBox):
         self.metrics_button.on_click(self._on_metrics)
         view = self.tokens if self._text else self.maps
         self.children = [
-            w.HBox([self.variant, self.mode, self.progress]),
+            w.HBox([self.variant, self.mode, self.progress_box]),
             w.HBox([self.layer_slider, self.layer_label]),
             self.input_slider, self.status, view, self.curves,
             w.HTML("<b>Original vs smoothed</b> (infidelity, max-sensitivity; lower is better)"),
             w.HBox([self.metrics_button, self.metrics_progress]), self.metrics_table,
             self.error_area,
         ]
-
-    def _report_error(self, message: str) -> None:
-        self._errors.append(message)
-        self.error_area.value = error_html(self._errors[-5:])
-
-    def _clear_errors(self) -> None:
-        self._errors = []
-        self.error_area.value = ""
 
     # ------------------------------------------------------------------ computation
 
@@ -262,16 +262,13 @@ class SanityCheckExplorer(w.VBox):
 
         key = (variant or self.variant.value, mode or self.mode.value)
         if key not in self._results:
-            self.progress.value = 0
-
-            def tick(done: int, total: int) -> None:
-                self.progress.max = total
-                self.progress.value = done
+            tick = self._progress_callback(f"{key[0]}, {key[1]}")
 
             self._results[key] = run_randomization(
                 self._variant_model(key[0]), self._inputs, self._explainers, key[1],
                 self._layers, None, self._seed, self._measures, pad_id=self._pad_id,
                 batch_size=self._batch_size, progress=tick)
+            self._progress_done()
         return self._results[key]
 
     @guarded
@@ -302,7 +299,7 @@ class SanityCheckExplorer(w.VBox):
         index = int(self.input_slider.value)
         layer = result.steps[step]
         what = "trained model" if step == 0 else (
-            f"re-initialised: {html.escape(layer)}" + (" and every layer above it"
+            f"re-initialised: {escape(layer)}" + (" and every layer above it"
                                                        if result.mode == "cascading" and step > 1
                                                        else ""))
         self.layer_label.value = f"<code>step {step}</code> · {what}"
@@ -312,7 +309,7 @@ class SanityCheckExplorer(w.VBox):
         for name in result.explainers:
             rows = here[here.explainer == name]
             scores = ", ".join(f"{r.measure} {r.similarity:.2f}" for r in rows.itertuples())
-            parts.append(f"<b>{html.escape(name)}</b>: {html.escape(scores)}")
+            parts.append(f"<b>{escape(name)}</b>: {escape(scores)}")
         self.status.value = "<div style='font-size:12px'>" + " &nbsp;|&nbsp; ".join(parts) + \
             "</div>"
         if self._text:
@@ -340,7 +337,8 @@ class SanityCheckExplorer(w.VBox):
                 tiles.append(None)
                 captions.append(f"{name}\n(failed)")
                 continue
-            tiles.append(fit_image(overlay(image, np.abs(m), alpha=1.0, mode="heatmap"),
+            shown, vmax = display_map(m, 100.0, signed=False)
+            tiles.append(fit_image(overlay(image, shown, alpha=1.0, mode="heatmap", vmax=vmax),
                                    self._cell))
             captions.append(f"{name}\n|map|")
         return to_png(image_grid(tiles, captions, ncols=len(tiles), cell=self._cell))
@@ -359,7 +357,7 @@ class SanityCheckExplorer(w.VBox):
                 body = "<i>all padding</i>"
             else:
                 body = tokens_to_html(tokens, scores.tolist())
-            rows.append(f"<tr><td style='padding-right:8px'><b>{html.escape(name)}</b></td>"
+            rows.append(f"<tr><td style='padding-right:8px'><b>{escape(name)}</b></td>"
                         f"<td>{body}</td></tr>")
         return "<table class='visloupe-sanity-token-table'>" + "".join(rows) + "</table>"
 
@@ -393,33 +391,23 @@ class SanityCheckExplorer(w.VBox):
         self.metrics_table.value = wide.to_html(float_format=lambda v: f"{v:.4f}", border=0)
         return table
 
-    # ------------------------------------------------------------------ export / clean-up
+    # ------------------------------------------------------------------ export
 
-    def to_html(self) -> str:
-        """A static snapshot: maps or tokens, the curves and the metrics table."""
-        def img(value: bytes) -> str:
-            return (f'<img src="data:image/png;base64,{base64.b64encode(value).decode()}"/>'
-                    if value else "")
+    def _png(self) -> bytes:
+        """The maps of the current step (images) above the similarity curves."""
+        parts = [v for v in ((None if self._text else self.maps.value), self.curves.value)
+                 if v]
+        if not parts:
+            return to_png(np.full((8, 8, 3), 255, np.uint8))
+        if len(parts) == 1:
+            return bytes(parts[0])
+        images = [from_png(bytes(v)) for v in parts]
+        width = max(i.width for i in images)
+        return to_png(image_grid(images, ncols=1, cell=(max(i.height for i in images), width)))
 
-        view = self.tokens.value if self._text else img(self.maps.value)
-        return (f'<div class="visloupe-sanity-explorer">{self.layer_label.value}{view}'
-                f"{img(self.curves.value)}{self.metrics_table.value}</div>")
-
-    def _repr_png_(self) -> bytes | None:
-        value = self.curves.value
-        return bytes(value) if value else None
-
-    def close(self) -> None:
-        """Close every child widget and drop the cached cascades and models."""
-        self._results.clear()
-        self._curves.clear()
-        self._smoothed_model = None
-        for child in self.children:
-            close_tree(child)
-        for sub in (self.layout, getattr(self, "style", None)):
-            if sub is not None and hasattr(sub, "close"):
-                sub.close()
-        super().close()
+    def _html_body(self) -> str:
+        view = self.tokens.value if self._text else ""
+        return f"{self.layer_label.value}{view}{self.metrics_table.value}"
 
 
 def _token_strings(ids: torch.Tensor, vocab: Any, preprocess: Any) -> list[list[str]]:

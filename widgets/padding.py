@@ -13,18 +13,16 @@ cached per (size, mode); the layer selector re-renders from the cache.
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as w
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import render
-from ._common import LRU, close_tree, error_html, guarded
+from ._common import LRU, check_int, guarded
+from .base import ExplorerBase, escape
 
 __all__ = ["PaddingInspector"]
 
@@ -79,7 +77,7 @@ def _load_tensors(data: Any, preprocess: Any, max_samples: int) -> torch.Tensor 
     return source.tensors(range(n), preprocess).float()
 
 
-class PaddingInspector(w.VBox):
+class PaddingInspector(ExplorerBase, w.VBox):
     """Inspect the padding of ``model`` interactively (see the module docstring).
 
     Args:
@@ -94,7 +92,12 @@ class PaddingInspector(w.VBox):
             a quarter of the area on the data's mean colour, target its predicted class; without
             data, a bright square on zeros.
         max_samples: inputs used for the mean feature maps.
+
+    The probe and the advice are core ``padding.blind_spot_probe`` and
+    ``padding.input_size_advice`` (see :attr:`advice`), so a script gets the same numbers.
     """
+
+    _css_class = "visloupe-padding-inspector"
 
     def __init__(
         self,
@@ -112,15 +115,16 @@ class PaddingInspector(w.VBox):
         from visloupe.core import padding as core
 
         super().__init__()
+        self._init_base()
         self.add_class("visloupe-padding-inspector")
         self._core = core
-        from visloupe.core.padding._util import check_model
-
-        self._model = check_model(model)
+        self._model = core.check_padding_model(model)
+        check_int("max_samples", max_samples)
+        if input_size is not None:
+            check_int("input_size", input_size, 1, "pixels")
         self._data = _load_tensors(data, preprocess, max_samples)
-        n0 = input_size or (int(self._data.shape[-1]) if self._data is not None else 224)
-        if isinstance(n0, bool) or not isinstance(n0, int) or n0 < 1:
-            raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
+        n0 = input_size if input_size is not None else (
+            int(self._data.shape[-1]) if self._data is not None else 224)
         lo, hi = ((max(4, n0 * 3 // 4), n0 * 5 // 4 + 1) if sizes is None
                   else (int(sizes[0]), int(sizes[1])))
         if not lo <= n0 <= hi:
@@ -128,10 +132,9 @@ class PaddingInspector(w.VBox):
         self._stimulus, self._background, self._target = stimulus, background, target
         self._models: dict[str, torch.nn.Module] = {"model": model}
         self._results: LRU = LRU(32)
-        self._errors: list[str] = []
         self._even = core.even_input_sizes(model, lo, hi + 1)
+        self.advice: Any = None
         self._build_ui(n0, lo, hi)
-        self._closed = False
         self._refresh()
 
     # ------------------------------------------------------------------ UI
@@ -153,7 +156,7 @@ class PaddingInspector(w.VBox):
         self.blind_spots = w.Image(format="png", value=_blank())
         self.captions = [w.HTML() for _ in range(3)]
         self.status = w.HTML()
-        self.errors = w.HTML()
+        self.errors = self.error_area
         panels = [w.VBox([c, img]) for c, img in zip(
             self.captions, (self.foveation, self.mean_map, self.blind_spots), strict=True)]
         self.children = [
@@ -169,10 +172,6 @@ class PaddingInspector(w.VBox):
 
     def _on_layer(self, change: dict) -> None:
         self._render()
-
-    def _report_error(self, message: str) -> None:
-        self._errors = [*self._errors, message]
-        self.errors.value = error_html(self._errors)
 
     # ------------------------------------------------------------------ compute (cached)
 
@@ -197,55 +196,18 @@ class PaddingInspector(w.VBox):
         self._results.put(key, out)
         return out
 
-    def _probe(self, n: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """Stimulus ``(C, h, w)``, background ``(C, n, n)`` and target for size ``n``."""
-        from visloupe.core.padding._util import in_channels
-
-        channels = in_channels(self._model)
-        if self._background is not None:
-            bg = F.interpolate(self._background.float()[None], size=(n, n), mode="bilinear",
-                               align_corners=False)[0]
-        elif self._data is not None:
-            bg = self._data.mean((0, 2, 3))[:, None, None].expand(-1, n, n).clone()
-        else:
-            bg = torch.zeros(channels, n, n)
-        if self._stimulus is not None:
-            return self._stimulus.float(), bg, self._target
-        side = max(3, n // 2)
-        if self._data is not None:
-            stim = F.interpolate(self._data[:1], size=(side, side), mode="bilinear",
-                                 align_corners=False)[0]
-        else:
-            side = max(3, n // 4)
-            stim = torch.ones(channels, side, side) * 2.0
-        return stim, bg, self._target
-
     def _blind_spots(self, model: torch.nn.Module, n: int) -> Any:
-        stim, bg, target = self._probe(n)
-        if stim.shape[-1] > n or stim.shape[-2] > n:
-            return None
-        if target is None:
-            from visloupe.core.padding._util import eval_mode
-
-            with eval_mode(model), torch.no_grad():
-                centre = bg.clone()
-                h, w_ = stim.shape[-2:]
-                y, x = (n - h) // 2, (n - w_) // 2
-                centre[:, y:y + h, x:x + w_] = stim
-                logits = model(centre[None])
-            target = int(torch.as_tensor(getattr(logits, "logits", logits)).argmax(1)[0])
-        positions = n - stim.shape[-1] + 1
-        stride = max(1, -(-positions // 24))
-        return self._core.blind_spot_map(model, stim, bg, target, stride=stride)
+        """Core ``padding.blind_spot_probe`` with the explorer's data and probe arguments."""
+        return self._core.blind_spot_probe(model, n, self._data, stimulus=self._stimulus,
+                                           background=self._background, target=self._target)
 
     # ------------------------------------------------------------------ render
 
     @guarded
     def _refresh(self) -> None:
-        self._errors = []
-        self.errors.value = ""
+        self._clear_errors()
         n, mode = int(self.size.value), str(self.mode.value)
-        self.status.value = f"<i>computing {n}x{n}, padding: {html.escape(mode)} …</i>"
+        self.status.value = f"<i>computing {n}x{n}, padding: {escape(mode)} …</i>"
         try:
             result = self._compute(n, mode)
         finally:
@@ -271,21 +233,11 @@ class PaddingInspector(w.VBox):
                                  f"[{self.size.min}, {self.size.max}]: {marks}</div>")
 
     def _render_recommendation(self, n: int, mode: str, result: dict[str, Any]) -> None:
-        audit = result["audit"]
-        bad = int(((audit.leftover_h != 0) | (audit.leftover_w != 0)).sum())
-        if bad == 0:
-            text = f"{n}: no layer leaves padded rows or columns unused."
-        else:
-            try:
-                best = self._core.suggest_input_size(self._model_for(mode), n)
-                fixed = bad - self._core.uneven_count(self._model_for(mode), best)
-                text = (f"{best} instead of {n} removes uneven padding at {fixed} "
-                        f"layer{'s' if fixed != 1 else ''}")
-            except ValueError:
-                text = f"{n}: {bad} layers pad unevenly and no nearby size pads evenly."
-        if mode in ("model", "zeros"):
-            text += " · zero padding still under-uses the border (try symmetric or circular)"
-        self.recommendation.value = f"<div style='font-weight:600'>{html.escape(text)}</div>"
+        """Core ``padding.input_size_advice`` for the model with this padding, as one line."""
+        self.advice = self._core.input_size_advice(self._model_for(mode), n,
+                                                   zero_padding=mode in ("model", "zeros"))
+        self.recommendation.value = (f"<div style='font-weight:600'>{escape(self.advice.text)}"
+                                     "</div>")
 
     @guarded
     def _render(self) -> None:
@@ -303,7 +255,7 @@ class PaddingInspector(w.VBox):
         mean = result.get("mean")
         if mean is not None and layer in mean.maps:
             self.mean_map.value = _heat(mean.maps[layer].numpy(), "magma")
-            self.captions[1].value = (f"<b>mean feature map</b> {html.escape(str(layer))}<br>"
+            self.captions[1].value = (f"<b>mean feature map</b> {escape(layer)}<br>"
                                       f"flip asymmetry {mean.asymmetry[layer]:.3f} "
                                       f"({mean.n_samples} inputs)")
         else:
@@ -324,7 +276,7 @@ class PaddingInspector(w.VBox):
 
     @staticmethod
     def _table_html(audit: Any, layer: Any) -> str:
-        head = "".join(f"<th style='padding:2px 6px'>{html.escape(t)}</th>"
+        head = "".join(f"<th style='padding:2px 6px'>{escape(t)}</th>"
                        for _, t in _TABLE_COLUMNS)
         rows = []
         for r in audit.itertuples(index=False):
@@ -341,7 +293,7 @@ class PaddingInspector(w.VBox):
             if r.name == layer:
                 style += "font-weight:bold;"
             cls = "visloupe-uneven" if r.uneven else "visloupe-even"
-            tds = "".join(f"<td style='padding:1px 6px'>{html.escape(str(cells[k]))}</td>"
+            tds = "".join(f"<td style='padding:1px 6px'>{escape(cells[k])}</td>"
                           for k, _ in _TABLE_COLUMNS)
             rows.append(f"<tr class='{cls}' style='{style}'>{tds}</tr>")
         return ("<div style='max-height:260px;overflow:auto'><table style='border-collapse:"
@@ -350,18 +302,12 @@ class PaddingInspector(w.VBox):
 
     # ------------------------------------------------------------------ export, lifecycle
 
-    def to_html(self) -> str:
-        """A static snapshot: recommendation, maps and the table (images inlined)."""
-        imgs = "".join(
-            f"<figure style='display:inline-block;margin:4px'><img src='data:image/png;base64,"
-            f"{base64.b64encode(img.value).decode()}'/><figcaption>{cap.value}</figcaption>"
-            "</figure>"
-            for cap, img in zip(self.captions, (self.foveation, self.mean_map,
-                                                self.blind_spots), strict=True))
-        return (f"<div class='visloupe-padding-inspector'>{self.even_marks.value}"
-                f"{self.recommendation.value}<div>{imgs}</div>{self.table.value}</div>")
+    def _html_body(self) -> str:
+        caps = "".join(f"<div>{cap.value}</div>" for cap in self.captions)
+        return (f"{self.even_marks.value}{self.recommendation.value}{caps}"
+                f"{self.table.value}")
 
-    def _repr_png_(self) -> bytes:
+    def _png(self) -> bytes:
         """The three maps side by side (static export)."""
         tiles = [render.from_png(img.value) for img in (self.foveation, self.mean_map,
                                                         self.blind_spots)]
@@ -371,19 +317,5 @@ class PaddingInspector(w.VBox):
     def clear_cache(self) -> None:
         """Forget computed results and swapped models."""
         self._results.clear()
-        self._models = {"model": self._model} if hasattr(self, "_model") else {}
-
-    def close(self) -> None:
-        """Close every child widget and drop caches, data and model references."""
-        if getattr(self, "_closed", True):
-            return super().close()
-        self._closed = True
-        self.clear_cache()
-        self._models = {}
-        self._data = None
-        self._result = None
-        for child in list(self.children):
-            close_tree(child)
-        self.children = []
-        super().close()
-
+        self._models = {"model": self._model} if getattr(self, "_model", None) is not None \
+            else {}

@@ -60,3 +60,13 @@ __all__ = [
     "torch_effective_padding",
     "uneven_count",
 ]
+from .probe import (
+    InputSizeAdvice,
+    blind_spot_probe,
+    check_padding_model,
+    default_probe,
+    input_size_advice,
+)
+
+__all__ += ["InputSizeAdvice", "blind_spot_probe", "check_padding_model", "default_probe",
+            "input_size_advice"]

@@ -34,9 +34,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ..attribution import Explainer, resolve_explainer, resolve_explainers
+from ..attribution import Explainer, check_inputs, resolve_explainer, resolve_explainers
 from ..attribution.explain import check_batch_size
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..models.adapter import as_logits, check_model, eval_mode, model_device
 from .ssim import ssim
 from .transforms import (
     apply_transform,
@@ -289,9 +289,7 @@ def _resolve_alt_models(alt_models: Any) -> dict[str, nn.Module]:
         ((f"model{i}", m) for i, m in enumerate(alt_models))
     out = {}
     for name, m in items:
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"alt_models[{name!r}]: expected a torch.nn.Module, got "
-                            f"{type(m).__name__}")
+        check_model(m, f"alt_models[{name!r}]")
         out[str(name)] = m
     return out
 
@@ -342,8 +340,7 @@ def cose(
     Returns:
         a :class:`COSEReport`.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     bs = check_batch_size(batch_size, 256)
     ops = resolve_transforms(transforms)
     explain_fn = resolve_explainer(explainer)
@@ -357,6 +354,7 @@ def cose(
         raise ValueError("data: COSE needs labels (it drops misclassified originals); pass "
                          "labelled data")
     norm = pd_.normalize
+    check_inputs(model, norm(pd_.pixels))  # channels, finite values: before any forward pass
     generator = torch.Generator().manual_seed(seed)
 
     with eval_mode(model):
@@ -467,6 +465,7 @@ def explain_pair(
     if spec.signed and magnitude is None:
         raise ValueError(f"magnitude: {op} needs a magnitude")
     x = pixels[None].float()
+    check_inputs(model, norm(x), "pixels")
     with eval_mode(model):
         if reference_map is None:
             s0, p0 = _explain(fn, fn.name, model, norm(x), None, 1)

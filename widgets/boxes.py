@@ -22,7 +22,8 @@ import torch
 import traitlets
 from visloupe.core.boxes import Relations, Task2Box, hard_pairwise_overlap, parent_rule
 
-from ._common import close_tree, error_html, guarded
+from ._common import guarded
+from .base import ExplorerBase
 
 __all__ = ["BoxExplorer"]
 
@@ -83,7 +84,7 @@ def _check_box_list(arr: Any, name: str) -> list[list[float]]:
     return a.tolist()
 
 
-class BoxExplorer(widgets.HBox):
+class BoxExplorer(ExplorerBase, widgets.HBox):
     """Draggable, resizable 2-D boxes with a live asymmetric containment table.
 
     ``boxes_or_model``: a 2-D :class:`~visloupe.core.boxes.Task2Box` (with ``features`` unless
@@ -93,12 +94,17 @@ class BoxExplorer(widgets.HBox):
     :class:`~visloupe.core.boxes.Relations`, highlighted on hover (default: parents predicted from
     the current boxes). ``groups``: a label per box for colours. Drag a box to move it, drag the
     handles of the selected box to resize it, drag the background to pan, scroll to zoom.
+    The table is core ``boxes.hard_pairwise_overlap`` of the current boxes.
     """
+
+    _css_class = "visloupe-box-explorer"
 
     def __init__(self, boxes_or_model: Any, names: Sequence[str], features: Any = None,
                  relations: Any = None, groups: Sequence[Any] | None = None, *,
                  threshold: float = 0.5, width: int = 560, height: int = 440,
                  max_rows: int = 25) -> None:
+        super().__init__()
+        self._init_base()
         initial = _as_box_list(boxes_or_model, features)
         n = len(initial)
         names = [str(x) for x in names]
@@ -130,7 +136,7 @@ class BoxExplorer(widgets.HBox):
         self.table = widgets.HTML()
         self.table.add_class("vl-table")
         self.selection = widgets.HTML()
-        self.errors = widgets.HTML()
+        self.errors = self.error_area
         self.reset_button = widgets.Button(description="Reset boxes", icon="undo")
         self.reset_button.on_click(lambda _b: self.reset())
         legend = ""
@@ -142,7 +148,7 @@ class BoxExplorer(widgets.HBox):
         side = widgets.VBox([self.reset_button, self.selection, self.table, self.errors],
                             layout=widgets.Layout(max_height=f"{int(height) + 60}px",
                                                   overflow="auto", min_width="320px"))
-        super().__init__([widgets.VBox([self.canvas, self.legend]), side])
+        self.children = [widgets.VBox([self.canvas, self.legend]), side]
         self.add_class("visloupe-box-explorer")
         self.overlap: torch.Tensor = torch.zeros(n, n)
         self.predicted: torch.Tensor = torch.zeros(n, n, dtype=torch.bool)
@@ -166,9 +172,6 @@ class BoxExplorer(widgets.HBox):
     def reset(self) -> None:
         """Put every box back where it started."""
         self.canvas.boxes = [list(b) for b in self._initial]
-
-    def _report_error(self, message: str) -> None:
-        self.errors.value = error_html([message])
 
     @guarded
     def _on_change(self, _change: dict) -> None:
@@ -287,11 +290,5 @@ class BoxExplorer(widgets.HBox):
         fig.savefig(buf, format="png", bbox_inches="tight")
         return buf.getvalue()
 
-    def _repr_png_(self) -> bytes:
+    def _png(self) -> bytes:
         return self.to_png()
-
-    def close(self) -> None:
-        """Close the canvas, the table and every other widget of the explorer."""
-        for child in list(self.children):
-            close_tree(child)
-        super().close()

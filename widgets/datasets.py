@@ -40,7 +40,8 @@ import traitlets
 from PIL import Image
 
 from . import render
-from ._common import close_tree, error_html, guarded, logger
+from ._common import guarded, logger
+from .base import ExplorerBase, escape
 
 __all__ = ["DatasetExplorer"]
 
@@ -172,7 +173,7 @@ def _table_html(df: pd.DataFrame, css: str, max_rows: int = 30) -> str:
             "</div>")
 
 
-class DatasetExplorer(w.VBox):
+class DatasetExplorer(ExplorerBase, w.VBox):
     """Profile, map and audit an image dataset in the notebook.
 
     Args:
@@ -195,7 +196,12 @@ class DatasetExplorer(w.VBox):
 
     Selecting points on the map (box or lasso) sets :attr:`selected_indices`; :attr:`selection`
     is those rows as a dataset that ``SaliencyExplorer`` and every core function accept.
+
+    The duplicates tab is core ``profiling.near_duplicates(data, threshold)`` (with
+    ``embeddings=`` the model's, when a model is given): it shows exactly that result.
     """
+
+    _css_class = "visloupe-dataset-explorer"
 
     def __init__(self, data: Any, model: Any = None, *, preprocess: Callable | None = None,
                  class_names: Sequence[str] | None = None, sample: int | None = None,
@@ -220,6 +226,7 @@ class DatasetExplorer(w.VBox):
         if not isinstance(thumb_size, int) or thumb_size < 8:
             raise ValueError(f"thumb_size: expected an int >= 8, got {thumb_size!r}")
         super().__init__()
+        self._init_base()
         self._source = as_image_source(data, class_names=class_names, seed=int(seed))
         self._model = model
         self._preprocess = preprocess
@@ -228,9 +235,7 @@ class DatasetExplorer(w.VBox):
         self._layer = layer
         self._max_points = max_points
         self._thumb_size = thumb_size
-        self._errors: list[str] = []
         self._built: set[str] = set()
-        self._closed = False
         self.profile: pd.DataFrame | None = None
         self._view: Any = None  # the readable profiled items (a core subset unless all)
         self._ok: pd.DataFrame | None = None  # their profile rows; row r is self._rows[r]
@@ -273,14 +278,13 @@ class DatasetExplorer(w.VBox):
 
     @property
     def selection(self) -> Any:
-        """The selected items as a dataset (core ``subset``) for ``SaliencyExplorer`` & co."""
-        from visloupe.core.profiling import subset
-
+        """The selected items as data (core ``ImageSource.select``, which keeps each row's
+        original id) for ``SaliencyExplorer`` & co."""
         indices = self.selected_indices
         if not indices:
             raise ValueError("selection: nothing is selected on the map; drag a box or lasso "
                              "over points first (or call select([...]))")
-        return subset(self._source, indices)
+        return self._source.select(indices)
 
     def select(self, indices: Sequence[int]) -> None:
         """Select the map points of these dataset indices (as a box selection would)."""
@@ -334,26 +338,19 @@ class DatasetExplorer(w.VBox):
         path.write_text(self.to_html(), encoding="utf-8")
         return path
 
-    def close(self) -> None:
-        """Close every view and drop the cached profile, embeddings and thumbnails."""
-        if getattr(self, "_closed", True):  # closed already, or __init__ failed early
-            if getattr(self, "comm", None) is not None:
-                super().close()
-            return
-        self._closed = True
-        self.tabs.unobserve(self._on_tab, "selected_index")
-        self.map_plot.unobserve(self._on_selected, "selected")
-        for child in list(self.children):
-            close_tree(child)
-        for plot in self._plots():
-            plot.close()
-        self.profile = None
-        self._embeddings = None
-        self._coords.clear()
-        self._thumbs.clear()
-        self._confusion = None
-        self.layout.close()
-        super().close()
+    def _png(self) -> bytes:
+        """One image per class (the first of each) with its name and count."""
+        prof = self._ensure_profile()
+        labels = prof["label"] if "label" in prof else pd.Series(dtype=float)
+        images, captions = [], []
+        ok = prof[prof["error"].isna()] if "error" in prof else prof
+        for label, rows in ok.groupby(labels.fillna(-1), sort=True):
+            images.append(self._source.rgb(int(rows["index"].iloc[0])))
+            name = self._class_name(None if label == -1 else label)
+            captions.append(f"{name}\n{len(rows)} images")
+        if not images:
+            images, captions = [None], ["no readable image"]
+        return render.to_png(render.image_grid(images, captions, ncols=8, cell=64))
 
     # -- layout --------------------------------------------------------------------------------
 
@@ -362,10 +359,6 @@ class DatasetExplorer(w.VBox):
 
     def _build_ui(self, projection: str) -> None:
         self.add_class("visloupe-dataset-explorer")
-        self.error_area = w.HTML(layout=w.Layout(width="100%"))
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="",
-                                      style={"description_width": "initial"},
-                                      layout=w.Layout(width="420px"))
         # Overview
         self.summary = w.HTML()
         self.balance_plot = _BokehPlot(css_class="visloupe-balance")
@@ -416,36 +409,13 @@ class DatasetExplorer(w.VBox):
         for plot in self._plots():
             plot.observe(self._on_plot_status, "status")
         self.threshold.observe(self._on_threshold, "value")
-        self.children = [self.error_area, self.progress, self.tabs]
+        self.children = [self.error_area, self.progress_box, self.tabs]
 
     # -- errors and progress -------------------------------------------------------------------
 
-    def _report_error(self, message: str) -> None:
-        self._errors = [*self._errors[-4:], message]
-        self.error_area.value = error_html(self._errors)
-
-    def _clear_errors(self) -> None:
-        self._errors = []
-        self.error_area.value = ""
-
     def _progress(self, what: str) -> Callable[..., None]:
         """A ``progress=`` callback for core: accepts ``(done, total)`` or ``(done, total, …)``."""
-        self.progress.description = what
-        self.progress.bar_style = "info"
-        self.progress.value = 0
-        self.progress.max = 1
-
-        def update(done: Any = None, total: Any = None, *_: Any, **__: Any) -> None:
-            if total is not None and int(total) > 0:
-                self.progress.max = int(total)
-            if done is not None:
-                self.progress.value = min(int(done), self.progress.max)
-
-        return update
-
-    def _progress_done(self, ok: bool = True) -> None:
-        self.progress.value = self.progress.max
-        self.progress.bar_style = "success" if ok else "danger"
+        return self._progress_callback(what)
 
     def _on_plot_status(self, change: Any) -> None:
         if str(change["new"]).startswith("error"):
@@ -459,7 +429,7 @@ class DatasetExplorer(w.VBox):
             self._build_tab(TABS[index])
 
     def _build_tab(self, name: str) -> None:
-        if name in self._built or self._closed:
+        if self._closed or name in self._built:
             return
         builders = {"Overview": self._build_overview, "Classes": self._build_classes,
                     "Map": self._build_map, "Duplicates & outliers": self._build_duplicates,
@@ -479,7 +449,7 @@ class DatasetExplorer(w.VBox):
 
     def _ensure_profile(self) -> pd.DataFrame:
         if self.profile is None:
-            from visloupe.core.profiling import profile_dataset, subset
+            from visloupe.core.profiling import profile_dataset
 
             prof = profile_dataset(self._source, sample=self._sample, seed=self._seed,
                                    progress=self._progress("profile"))
@@ -490,7 +460,7 @@ class DatasetExplorer(w.VBox):
             n_total = prof.attrs.get("n_total")
             whole = (n_total is not None and len(self._rows) == n_total
                      and np.array_equal(self._rows, np.arange(n_total)))
-            self._view = self._source if whole else subset(self._source, self._rows.tolist())
+            self._view = self._source if whole else self._source.select(self._rows.tolist())
             self.profile = prof
         return self.profile
 
@@ -586,7 +556,7 @@ class DatasetExplorer(w.VBox):
                 captions.append(f"#{int(i)}")
             grid = render.image_grid(images, captions, ncols=9, cell=64)
             n = int((prof["label"] == k).sum())
-            head = w.HTML(f"<b>{html.escape(self._class_name(k))}</b><br>{n} images",
+            head = w.HTML(f"<b>{escape(self._class_name(k))}</b><br>{n} images",
                           layout=w.Layout(width="120px"))
             rows.append(w.HBox([head, w.Image(value=render.to_png(grid), format="png")]))
         self.classes_box.children = rows
@@ -760,13 +730,22 @@ class DatasetExplorer(w.VBox):
         _set_png(self.outlier_image, render.to_png(grid))
         self.outliers = table
 
+    def duplicate_arguments(self) -> dict[str, Any]:
+        """The keyword arguments the tab passes to core ``near_duplicates(data, ...)``: the
+        threshold, and the model's embeddings when there is a model (else core's own pixel
+        descriptor, so the tab finds what a script finds)."""
+        kwargs: dict[str, Any] = {"threshold": float(self.threshold.value)}
+        if self._model is not None:
+            kwargs["embeddings"] = self._ensure_embeddings()
+        return kwargs
+
     def _draw_duplicates(self) -> None:
         from visloupe.core.profiling import near_duplicates
 
-        emb = self._ensure_embeddings()
-        # pixel hashes find exact copies; the embeddings (rows aligned with the view) near ones
-        pairs = near_duplicates(self._view, threshold=float(self.threshold.value),
-                                embeddings=emb)
+        self._ensure_profile()
+        kwargs = self.duplicate_arguments()
+        pairs = near_duplicates(self._view, **kwargs)
+        self.duplicates_result = pairs  # exactly core's table (rows of the profiled view)
         table = pd.DataFrame({
             "i": [int(self._rows[int(r)]) for r in pairs["i"]],
             "j": [int(self._rows[int(r)]) for r in pairs["j"]],
@@ -774,8 +753,10 @@ class DatasetExplorer(w.VBox):
             "exact": pairs["exact"].to_numpy(dtype=bool),
         })
         self.duplicates = table
+        space = "model embedding" if self._model is not None else "pixel descriptor"
         self.dup_info.value = (f"<h4>Near duplicates</h4><div>{len(table)} pairs with cosine "
-                               f"distance ≤ {self.threshold.value:g}</div>"
+                               f"distance ≤ {self.threshold.value:g} ({space}; "
+                               "<code>profiling.near_duplicates</code>)</div>"
                                + _table_html(table, "visloupe-duplicate-table", 20))
         images: list[Any] = []
         captions = []

@@ -219,11 +219,10 @@ def display_map(raw: Any, percentile: float = 100.0, signed: bool = True) -> tup
 
 def original_ids(data: Any, n: int) -> list[int] | None:
     """The ids rows of ``data`` had in the dataset they were selected from (core
-    ``profiling.IndexSubset.parent_index``), or None when ``data`` is not a selection."""
-    parent_index = getattr(data, "parent_index", None)
-    if not callable(parent_index):
+    ``ImageSource.select`` keeps them as ``row_id``), or None when ``data`` is not a selection."""
+    from visloupe.core.data import ImageSource
+
+    if not isinstance(data, ImageSource):
         return None
-    try:
-        return [int(parent_index(i)) for i in range(n)]
-    except Exception:  # noqa: BLE001 - cosmetic: fall back to row numbers
-        return None
+    ids = [data.row_id(i) for i in range(n)]
+    return None if ids == list(range(n)) else ids

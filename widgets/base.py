@@ -27,11 +27,30 @@ __all__ = ["ExplorerBase", "guarded"]
 _KEEP = frozenset({"_closed", "_explorer_attrs", "_errors"})
 
 
+def _unhook(widget: Any) -> None:
+    """Drop the callbacks a widget holds (observers, click and message handlers): some
+    widgets outlive their close (anywidget keeps its file watchers), and their callbacks,
+    bound to the explorer, would keep the explorer -- and the user's model -- alive."""
+    for child in getattr(widget, "children", ()) or ():
+        if isinstance(child, w.Widget):
+            _unhook(child)
+    try:
+        widget.unobserve_all()
+    except Exception:  # noqa: BLE001
+        pass
+    for attr in ("_msg_callbacks", "_click_handlers", "_submission_callbacks"):
+        handlers = getattr(widget, attr, None)
+        if handlers is not None and hasattr(handlers, "callbacks"):
+            handlers.callbacks.clear()
+
+
 def _close_widget_tree(value: Any) -> None:
-    """Close a widget and everything below it; ignore what is not a widget."""
+    """Close a widget and everything below it and drop their callbacks; ignore what is not a
+    widget."""
     if isinstance(value, w.Widget):
         try:
             close_tree(value)
+            _unhook(value)
         except Exception:  # noqa: BLE001 - closing must never raise
             pass
 

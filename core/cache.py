@@ -12,10 +12,11 @@
 1. *architecture*: the module tree -- every submodule's qualified name and class (module and
    qualname) and a digest of the class's ``forward`` bytecode, so an edited class is a new key;
 2. *configuration*: each module's ``extra_repr()`` (kernel, stride, **padding mode**, ``eps``,
-   ``inplace``, pooling sizes ...) and its plain attributes (ints, floats, strings, bools, tuples
-   of those, ``None``: e.g. a Softplus ``beta``, a LogSumExp temperature, a flag read by a custom
-   ``forward``), so swapping ``padding_mode`` or an activation changes the key even though no
-   weight changes;
+   ``inplace``, pooling sizes ...) and its public plain attributes (names without a leading
+   underscore holding ints, floats, strings, bools, tuples of those, ``None``: e.g. a Softplus
+   ``beta``, a LogSumExp temperature, a flag read by a custom ``forward``), so swapping
+   ``padding_mode`` or an activation changes the key even though no weight changes (keep
+   bookkeeping a ``forward`` updates, such as a call counter, in a private attribute);
 3. *hooks*: the forward and forward-pre hooks registered on each module (by the hook function's
    qualified name and bytecode), because a hook can rewrite activations;
 4. *weights*: every parameter and buffer (persistent or not) -- names, shapes, dtypes, bytes.
@@ -47,6 +48,7 @@ from torch import nn
 
 __all__ = [
     "atomic_write",
+    "cache_folder",
     "cache_root",
     "digest",
     "load_array",
@@ -93,6 +95,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cache_folder(cache: bool | str | os.PathLike, kind: str) -> Path | None:
+    """Where results of ``kind`` (e.g. "embeddings") are cached: None for ``cache=False``,
+    ``cache_root()/kind`` for True, or the folder given."""
+    if cache is False:
+        return None
+    if cache is True:
+        return cache_root() / kind
+    if isinstance(cache, (str, os.PathLike)):
+        return Path(cache).expanduser()
+    raise TypeError(f"cache: expected True, False or a folder path, got {type(cache).__name__}")
 
 
 def save_array(path: Path, arr: np.ndarray, meta: dict[str, Any]) -> None:

@@ -4,13 +4,14 @@ Daroya et al., CVPR 2024, with any encoder in place of CLIP)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ..checks import check_int
 
 __all__ = ["DatasetFeatures", "dataset_features"]
 
@@ -29,35 +30,6 @@ class DatasetFeatures:
         return torch.cat([self.mean, self.var], dim=1)
 
 
-@contextmanager
-def _analysed(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode and restore every submodule's training flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.train(flag)
-
-
-def _pool(out: Any) -> Tensor:
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "last_hidden_state") and not isinstance(out, Tensor):
-        out = out.last_hidden_state
-    if hasattr(out, "logits") and not isinstance(out, Tensor):
-        out = out.logits
-    if not isinstance(out, Tensor):
-        raise TypeError(f"model: expected a tensor output at the chosen layer, got "
-                        f"{type(out).__name__}")
-    if out.dim() == 4:  # (N, C, H, W): global average pool
-        return out.mean(dim=(2, 3))
-    if out.dim() == 3:  # (N, T, C) tokens: mean over tokens
-        return out.mean(dim=1)
-    return out.reshape(out.shape[0], -1)
-
-
 def dataset_features(model: nn.Module, source: Any, groups: Sequence[Sequence[int]] | None = None,
                      layer: str | None = None,
                      preprocess: Callable[[Any], Tensor] | None = None,
@@ -67,17 +39,18 @@ def dataset_features(model: nn.Module, source: Any, groups: Sequence[Sequence[in
     ``source``: anything :func:`visloupe.core.data.as_image_source` accepts. ``groups``: lists of
     image indices, one per dataset (e.g. the images of each node's classes); default one dataset
     of all images. ``layer``: a module name (``dict(model.named_modules())``) whose output is the
-    embedding (feature maps are averaged over space, token sequences over tokens); default the
-    model's output. The model is run in eval mode, its training flags restored afterwards, and the
-    forward hook always removed.
+    embedding (pooled by :func:`visloupe.core.models.features.pool`: conv maps and channels-last
+    grids averaged over space, token sequences over tokens); default the model's output. The
+    model is run in eval mode, its training flags restored afterwards, and the forward hook
+    always removed.
     """
     from visloupe.core.data import as_image_source
+    from visloupe.core.models.adapter import check_model
+    from visloupe.core.models.features import OUTPUT, layer_features
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
-    src = as_image_source(source)
+    check_model(model)
+    check_int("batch_size", batch_size)
+    src = as_image_source(source, name="source")
     n = len(src)
     if groups is None:
         groups = [list(range(n))]
@@ -87,31 +60,10 @@ def dataset_features(model: nn.Module, source: Any, groups: Sequence[Sequence[in
     bad = [i for g in groups for i in g if not 0 <= i < n]
     if bad:
         raise ValueError(f"groups: indices {bad[:5]} are out of range for {n} images")
-    modules = dict(model.named_modules())
-    if layer is not None and layer not in modules:
-        raise ValueError(f"layer: {layer!r} is not a module of the model; some names: "
-                         f"{[k for k in modules if k][:8]}")
     needed = sorted({i for g in groups for i in g})
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    captured: list[Tensor] = []
-    handle = None
-    if layer is not None:
-        handle = modules[layer].register_forward_hook(
-            lambda _m, _i, out: captured.append(_pool(out).detach()))
-    rows: dict[int, Tensor] = {}
-    try:
-        with _analysed(model), torch.no_grad():
-            for k in range(0, len(needed), batch_size):
-                idx = needed[k:k + batch_size]
-                x = src.tensors(idx, preprocess).to(device)
-                captured.clear()
-                out = model(x)
-                emb = captured[-1] if layer is not None else _pool(out)
-                for i, e in zip(idx, emb.float().cpu(), strict=True):
-                    rows[i] = e
-    finally:
-        if handle is not None:
-            handle.remove()
+    batches = (x for _, x in src.batches(needed, preprocess, batch_size=batch_size))
+    feats, _ = layer_features(model, batches, OUTPUT if layer is None else layer)
+    rows = dict(zip(needed, torch.from_numpy(feats), strict=True))
     means, variances = [], []
     for g in groups:
         e = torch.stack([rows[i] for i in g])

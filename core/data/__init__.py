@@ -4,17 +4,34 @@
   in-memory ``datasets.Dataset`` objects (no download).
 - :func:`text_tokenizer`: the word tokenizer for the ``text`` corpus.
 - :func:`as_image_source`: HF ``Dataset``/``IterableDataset``, torch datasets, folders, lists,
-  arrays -> :class:`ImageSource` of :class:`Sample` (raw PIL image, label, mask).
+  arrays -> :class:`ImageSource` of :class:`Sample` (raw PIL image, label, mask, row id):
+  ``select``, ``indices`` (the one stream policy, :data:`STREAM_LIMIT`), ``label_values``,
+  ``fingerprint``, ``images``, ``tensors``, ``batches``; :func:`model_inputs` (tensors too).
+- :func:`records`: raw records (bytes, paths, per-row errors) for profiling.
 """
 
 from .builtin import DIGIT_CLASSES, builtin_names, builtin_version, load_builtin
+from .records import RawRecord, RecordStream, records
 from .shapes import SHAPE_CLASSES
-from .source import ImageSource, Sample, as_image_source, pil_to_tensor, to_pil, to_rgb
+from .source import (
+    STREAM_LIMIT,
+    ImageSource,
+    Sample,
+    as_image_source,
+    mode_max,
+    model_inputs,
+    pil_to_tensor,
+    to_pil,
+    to_rgb,
+)
 from .text import TEXT_CLASSES, TextTokenizer, text_tokenizer
 
 __all__ = [
     "DIGIT_CLASSES",
     "ImageSource",
+    "RawRecord",
+    "RecordStream",
+    "STREAM_LIMIT",
     "SHAPE_CLASSES",
     "Sample",
     "TEXT_CLASSES",
@@ -23,7 +40,10 @@ __all__ = [
     "builtin_names",
     "builtin_version",
     "load_builtin",
+    "mode_max",
+    "model_inputs",
     "pil_to_tensor",
+    "records",
     "text_tokenizer",
     "to_pil",
     "to_rgb",

@@ -8,13 +8,23 @@ size) for display and geometric transforms; model inputs are made only on reques
 avoids showing normalised tensors as images and the grayscale-permute bugs that hit Captum
 Insights (pytorch/captum PR #1044).
 
-The per-kind readers (``HFReader``, ``StreamReader``, ``TorchReader``, ``ListReader``,
-``ArrayReader``) and ``pick_columns`` are public to the package because ``core.profiling`` reads
-raw records through them to profile data sets.
+**The one stream policy.** A ``datasets.IterableDataset`` is shuffled once with a buffer
+(``buffer_size``, ``seed``; ``buffer_size <= 1`` keeps stream order) and read lazily; its length
+stays unknown until its end. Whatever runs over "all" items of a stream (embeddings,
+confusion, profiles, class views, dataset-scale metrics) takes its first ``limit`` items in that
+order, ``limit`` defaulting to :data:`STREAM_LIMIT`; :meth:`ImageSource.indices` applies it.
+
+Everything a capability needs from data is public :class:`ImageSource` behaviour: rows by index,
+:meth:`~ImageSource.select` (a subset that remembers the original row ids),
+:meth:`~ImageSource.label_values` (labels without decoding images),
+:meth:`~ImageSource.fingerprint` (a cache key of the rows), :meth:`~ImageSource.images` and
+:meth:`~ImageSource.batches` (model inputs through a preprocess). :func:`model_inputs` also takes
+a ready ``(N, C, H, W)`` tensor. Raw records for profiling live in :mod:`.records`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,18 +37,27 @@ import torch
 from PIL import Image
 
 LABEL_NAMES = ("label", "labels", "target", "targets", "class", "y")
+STREAM_LIMIT = 1000
+"""Items a stream contributes when the caller gives no ``limit`` (see the module docstring)."""
 _IMAGE_NAMES = ("image", "img", "pixel_values", "images", "x", "input")
 
 
 @dataclass(frozen=True)
 class Sample:
     """One example: ``image`` raw as stored (any mode and size), ``label`` a class index or None,
-    ``mask`` an optional ground-truth "L" image (255 on the object), ``index`` its position."""
+    ``mask`` an optional ground-truth "L" image (255 on the object), ``index`` its position in
+    the source, ``row_id`` its row in the original data (differs from ``index`` in a
+    :meth:`ImageSource.select` subset; None means the same as ``index``)."""
 
     index: int
     image: Image.Image
     label: int | None = None
     mask: Image.Image | None = None
+    row_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_id is None:
+            object.__setattr__(self, "row_id", self.index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,19 +124,32 @@ def to_pil(obj: Any, arg: str = "data") -> Image.Image:
                     f"{type(obj).__name__}")
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Display conversion: grayscale -> RGB, transparency composited on white."""
+HIGH_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+"""PIL modes with more than 8 bits per pixel; :func:`to_rgb` scales them by ``max_value``."""
+
+
+def mode_max(mode: str) -> float:
+    """The value shown as white for a high-bit PIL mode: 65535 for integer modes ("I;16*",
+    and "I", which 16-bit PNG/TIFF files decode to), 1.0 for float images ("F")."""
+    return 1.0 if mode == "F" else 65535.0
+
+
+def to_rgb(img: Image.Image, max_value: float | None = None) -> Image.Image:
+    """Display conversion: grayscale -> RGB, transparency composited on white.
+
+    High-bit images (16-bit, 32-bit int, float) are scaled by one rule for the whole data set,
+    never by each image's own maximum: ``value / max_value`` with ``max_value`` the mode's
+    range (:func:`mode_max`) unless given (e.g. ``4095`` for 12-bit data stored in 16 bits).
+    """
     if img.mode == "RGB":
         return img
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+    if img.mode in HIGH_BIT_MODES:
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I") and arr.max() > 255 else 255.0
-        if img.mode == "F":
-            hi = 1.0 if arr.max() <= 1.0 else 255.0
+        hi = mode_max(img.mode) if max_value is None else float(max_value)
         arr = np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
     return img.convert("RGB")
@@ -125,7 +157,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """Float tensor ``(C, H, W)`` in [0, 1] keeping the image's channels ("L" -> 1, "RGB" -> 3,
-    "RGBA" -> 4); other modes go through :func:`to_rgb`. The default ``preprocess``."""
+    "RGBA" -> 4); other modes go through :func:`to_rgb` (high-bit modes scaled by their range).
+    The default ``preprocess``."""
+    if img.mode in HIGH_BIT_MODES:
+        arr = np.asarray(img, dtype=np.float32) / np.float32(mode_max(img.mode))
+        return torch.from_numpy(np.ascontiguousarray(np.clip(arr, 0.0, 1.0)[None]))
     if img.mode not in ("L", "RGB", "RGBA"):
         img = to_rgb(img)
     arr = np.asarray(img, dtype=np.float32) / 255.0
@@ -350,15 +386,69 @@ def _label_int(value: Any, i: int) -> int | None:
 # ---------------------------------------------------------------------------------------------
 
 
+class SubsetReader(Reader):
+    """Rows ``ids`` of another reader, in that order (what :meth:`ImageSource.select` builds
+    for data that has no cheaper native subset)."""
+
+    def __init__(self, parent: Reader, ids: Sequence[int]) -> None:
+        self.parent, self.ids = parent, list(ids)
+        self.kind, self.class_names = parent.kind, parent.class_names
+        self.length = len(self.ids)
+
+    def get(self, i: int) -> tuple[Any, Any, Any]:
+        return self.parent.get(self.ids[i])
+
+
+def _digest_item(h: Any, item: Any) -> bool:
+    """Feed a cheap, complete description of one stored item to ``h``; False if there is none."""
+    if isinstance(item, Image.Image):
+        h.update(repr((item.mode, item.size)).encode())
+        h.update(item.tobytes())
+    elif isinstance(item, (str, os.PathLike)):
+        try:
+            st = os.stat(item)
+        except OSError:
+            return False
+        h.update(repr((str(item), st.st_size, st.st_mtime_ns)).encode())
+    elif isinstance(item, (np.ndarray, torch.Tensor)):
+        arr = item.detach().cpu().numpy() if isinstance(item, torch.Tensor) else item
+        h.update(repr((arr.shape, str(arr.dtype))).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    elif isinstance(item, Mapping) and item.get("bytes") is not None:
+        h.update(item["bytes"])
+    elif isinstance(item, Mapping) and item.get("path") is not None:
+        return _digest_item(h, item["path"])
+    else:
+        return False
+    return True
+
+
+def check_image_tensor(x: Any, item: int, first: torch.Tensor | None, first_item: int) -> None:
+    """What ``preprocess`` returned for ``item`` is a ``(C, H, W)`` tensor shaped like the
+    first item's."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        got = (f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
+               else type(x).__name__)
+        raise TypeError(f"preprocess: expected it to return a Tensor (C, H, W), got {got}")
+    if first is not None and x.shape != first.shape:
+        raise ValueError(
+            f"preprocess: returned shape {tuple(x.shape)} for item {item} but "
+            f"{tuple(first.shape)} for item {first_item}; images of different sizes "
+            "need a resize in preprocess")
+
+
 class ImageSource:
     """Uniform random access to images, labels and masks of any supported input.
 
     ``length`` is the number of items, or None for a stream that has not been read to its end
     (then ``len()`` raises TypeError). ``source[i]`` is a :class:`Sample` with the raw image;
-    :meth:`rgb` gives the display version and :meth:`tensors` the model input.
+    :meth:`rgb` gives the display version and :meth:`tensors` / :meth:`batches` the model input.
+    ``max_value`` is the data set's white level for high-bit images (see :func:`to_rgb`).
     """
 
-    def __init__(self, reader: Reader, class_names: Sequence[str] | None) -> None:
+    def __init__(self, reader: Reader, class_names: Sequence[str] | None,
+                 max_value: float | None = None, *, parent: ImageSource | None = None,
+                 ids: Sequence[int] | None = None) -> None:
         self._reader = reader
         if class_names is not None:
             class_names = [str(c) for c in class_names]
@@ -369,10 +459,22 @@ class ImageSource:
         self.class_names: list[str] | None = (list(class_names) if class_names is not None
                                               else reader.class_names)
         self.kind: str = reader.kind
+        if max_value is not None and (isinstance(max_value, bool) or not isinstance(
+                max_value, (int, float)) or not max_value > 0):
+            raise ValueError(f"max_value: expected a positive number (the white level of "
+                             f"high-bit images), got {max_value!r}")
+        self.max_value = max_value
+        self._parent = parent
+        self._ids = list(ids) if ids is not None else None
 
     @property
     def length(self) -> int | None:
         return self._reader.length
+
+    @property
+    def is_stream(self) -> bool:
+        """True for a stream (``IterableDataset``): no random access before it is read."""
+        return isinstance(self._reader, StreamReader)
 
     def __len__(self) -> int:
         if self._reader.length is None:
@@ -383,7 +485,8 @@ class ImageSource:
 
     def __repr__(self) -> str:
         n = self.length if self.length is not None else "unknown"
-        return f"ImageSource(kind={self.kind!r}, length={n}, class_names={self.class_names})"
+        sub = ", subset" if self._ids is not None else ""
+        return f"ImageSource(kind={self.kind!r}, length={n}, class_names={self.class_names}{sub})"
 
     def _index(self, i: Any) -> int:
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
@@ -398,11 +501,20 @@ class ImageSource:
             raise IndexError(f"index {i} is out of range for {n} items")
         return i
 
+    def row_id(self, i: int) -> int:
+        """The row of item ``i`` in the original data (``i`` itself unless this is a subset)."""
+        return self._ids[i] if self._ids is not None else i
+
+    def raw(self, i: int) -> tuple[Any, Any, Any]:
+        """Item ``i`` as stored: ``(image-like, label-like, mask-like)``, nothing decoded."""
+        return self._reader.get(self._index(i))
+
     def __getitem__(self, i: int) -> Sample:
         i = self._index(i)
         image, label, mask = self._reader.get(i)
         return Sample(index=i, image=to_pil(image, "data"), label=_label_int(label, i),
-                      mask=None if mask is None else to_pil(mask, "data"))
+                      mask=None if mask is None else to_pil(mask, "data"),
+                      row_id=self.row_id(i))
 
     def __iter__(self) -> Iterator[Sample]:
         i = 0
@@ -414,19 +526,146 @@ class ImageSource:
             i += 1
 
     def rgb(self, i: int) -> Image.Image:
-        """The image of item ``i`` for display: RGB, transparency composited on white."""
-        return to_rgb(self[i].image)
+        """The image of item ``i`` for display: RGB, transparency composited on white, high-bit
+        images scaled by the data set's ``max_value``."""
+        return to_rgb(self[i].image, self.max_value)
+
+    # ------------------------------------------------------------------ which items
+
+    def indices(self, indices: Sequence[int] | None = None, limit: int | None = None,
+                name: str = "indices") -> list[int]:
+        """The items to process: ``indices`` as given (checked), else every item, else (a
+        stream) its first ``limit`` items, default :data:`STREAM_LIMIT` -- the one stream
+        policy. ``limit`` also caps sized data."""
+        if indices is not None:
+            if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+                raise TypeError(f"{name}: expected a sequence of ints, got "
+                                f"{type(indices).__name__}")
+            arr = np.asarray(list(indices))
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"{name}: expected ints, got dtype {arr.dtype}")
+            out = [int(i) for i in arr.reshape(-1)]
+            if not out:
+                raise ValueError(f"{name}: expected at least one index, got none")
+            n = self.length
+            bad = [i for i in out if i < 0 or (n is not None and i >= n)]
+            if bad:
+                raise ValueError(f"{name}: indices {bad[:5]} are out of range for {n} items")
+            return out
+        if limit is not None and (isinstance(limit, bool) or not isinstance(
+                limit, (int, np.integer)) or limit < 1):
+            raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+        n = self.length
+        if n is None:
+            count = STREAM_LIMIT if limit is None else int(limit)
+            got = 0
+            for i in range(count):  # pull lazily; stop at the end of a short stream
+                try:
+                    self._reader.get(i)
+                except IndexError:
+                    break
+                got += 1
+            return list(range(got))
+        return list(range(n if limit is None else min(n, int(limit))))
+
+    def select(self, indices: Sequence[int]) -> ImageSource:
+        """Items ``indices`` (in that order) as a new source with the same class names and
+        ``max_value``; each sample's ``row_id`` is its row in the original data."""
+        idx = self.indices(indices)
+        root = self._parent if self._parent is not None else self
+        ids = [self.row_id(i) for i in idx]
+        reader: Reader
+        if isinstance(self._reader, HFReader):  # a native HF subset keeps batched reads
+            old = self._reader
+            reader = HFReader(old.ds.select(idx), old.image, old.label)
+        else:
+            reader = SubsetReader(self._reader, idx)
+        return ImageSource(reader, self.class_names, self.max_value, parent=root, ids=ids)
+
+    # ------------------------------------------------------------------ labels, fingerprint
 
     def labels(self, indices: Sequence[int]) -> torch.Tensor:
         """LongTensor ``(N,)`` of the labels of ``indices``; ValueError if one has no label."""
+        values = self.label_values(indices)
+        missing = [i for i, v in zip(indices, values, strict=True) if v is None]
+        if missing:
+            raise ValueError(f"indices: item {missing[0]} has no label (pass label_column=, or "
+                             "labels with the images)")
+        return torch.tensor(values, dtype=torch.long)
+
+    def label_values(self, indices: Sequence[int]) -> list[int | None]:
+        """Labels of ``indices`` (None where an item has none or it is unreadable). HF data
+        sets read only the label column: no image is decoded."""
+        from .records import label_value
+
+        indices = [self._index(i) for i in indices]
+        reader = self._reader
+        if isinstance(reader, HFReader):
+            if reader.label is None:
+                return [None] * len(indices)
+            col = reader.ds.select_columns([reader.label])
+            values = col[indices][reader.label] if indices else []
+            return [label_value(v)[0] for v in values]
         out = []
         for i in indices:
-            label = self[i].label
-            if label is None:
-                raise ValueError(f"indices: item {i} has no label (pass label_column=, or labels "
-                                 "with the images)")
-            out.append(label)
-        return torch.tensor(out, dtype=torch.long)
+            try:
+                out.append(label_value(reader.get(i)[1])[0])
+            except Exception:  # noqa: BLE001 - an unreadable item has no usable label
+                out.append(None)
+        return out
+
+    def fingerprint(self, indices: Sequence[int]) -> str:
+        """A cache key for the data behind ``indices``.
+
+        HF data sets: their ``_fingerprint`` plus the columns. In-memory lists and arrays: every
+        item (pixels, or path + size + modification time), so an edited item changes the key.
+        Torch datasets and streams: the length, kind and a hash of 8 evenly spaced items (an
+        edit elsewhere is not seen; pass ``cache=False`` after changing such data in place).
+        A subset's key is its parent's key of the same original rows.
+        """
+        if self._parent is not None:
+            return self._parent.fingerprint([self.row_id(int(i)) for i in indices])
+        h = hashlib.blake2b(digest_size=16)
+        reader = self._reader
+        h.update(repr((self.kind, self.length, self.class_names, self.max_value)).encode())
+        idx = np.asarray(indices, dtype=np.int64)
+        h.update(hashlib.blake2b(idx.tobytes(), digest_size=16).digest())
+        fp = getattr(getattr(reader, "ds", None), "_fingerprint", None)
+        if isinstance(reader, HFReader) and fp:
+            h.update(repr((fp, reader.image, reader.label)).encode())
+            return h.hexdigest()
+        if isinstance(reader, ArrayReader):
+            _digest_item(h, reader.arr)
+            if reader.labels is not None:
+                h.update(repr(list(reader.labels)).encode())
+            return h.hexdigest()
+        if isinstance(reader, ListReader):
+            full = hashlib.blake2b(digest_size=16)
+            if all(_digest_item(full, reader.images[int(i)]) for i in idx):
+                h.update(full.digest())
+                if reader.labels is not None:
+                    h.update(repr([reader.labels[int(i)] for i in idx]).encode())
+                return h.hexdigest()
+        picks = sorted(set(np.linspace(0, len(idx) - 1, num=min(8, len(idx))).round()
+                           .astype(int)))
+        for p in picks:
+            sample = self[int(idx[p])]
+            img = sample.image
+            h.update(repr((int(idx[p]), img.mode, img.size, sample.label)).encode())
+            h.update(img.tobytes())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------ model inputs
+
+    def images(self, indices: Sequence[int]) -> list[Image.Image]:
+        """Decoded raw images of ``indices``. HF data sets read the rows at once and decode
+        only the image column (not masks or other images)."""
+        indices = [self._index(i) for i in indices]
+        reader = self._reader
+        if isinstance(reader, HFReader) and len(indices) > 1:
+            col = reader.ds.select_columns([reader.image])
+            return [to_pil(v, "data") for v in col[indices][reader.image]]
+        return [self[i].image for i in indices]
 
     def tensors(self, indices: Sequence[int],
                 preprocess: Callable[[Image.Image], torch.Tensor] | None = None) -> torch.Tensor:
@@ -443,20 +682,49 @@ class ImageSource:
         indices = list(indices)
         if not indices:
             raise ValueError("indices: expected at least one index")
-        out = []
-        for i in indices:
-            x = fn(self[i].image)
-            if not isinstance(x, torch.Tensor) or x.dim() != 3:
-                got = (f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
-                       else type(x).__name__)
-                raise TypeError(f"preprocess: expected it to return a Tensor (C, H, W), got {got}")
-            if out and x.shape != out[0].shape:
-                raise ValueError(
-                    f"preprocess: returned shape {tuple(x.shape)} for item {i} but "
-                    f"{tuple(out[0].shape)} for item {indices[0]}; images of different sizes "
-                    "need a resize in preprocess")
+        out: list[torch.Tensor] = []
+        for i, img in zip(indices, self.images(indices), strict=True):
+            x = fn(img)
+            check_image_tensor(x, i, out[0] if out else None, indices[0])
             out.append(x)
         return torch.stack(out)
+
+    def batches(self, indices: Sequence[int] | None = None,
+                preprocess: Callable[[Image.Image], torch.Tensor] | None = None, *,
+                batch_size: int = 64, limit: int | None = None
+                ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(item indices, inputs (n, C, H, W))`` in chunks of ``batch_size`` over
+        :meth:`indices` ``(indices, limit)``."""
+        from ..checks import check_int
+
+        bs = check_int("batch_size", batch_size)
+        idx = self.indices(indices, limit)
+        for start in range(0, len(idx), bs):
+            chunk = idx[start:start + bs]
+            yield chunk, self.tensors(chunk, preprocess)
+
+
+def model_inputs(data: Any, preprocess: Callable[[Image.Image], torch.Tensor] | None = None, *,
+                 batch_size: int = 64, limit: int | None = None, name: str = "data"
+                 ) -> Iterator[torch.Tensor]:
+    """Batches ``(n, C, H, W)`` of model inputs from ``data``: a ready float tensor
+    ``(N, C, H, W)`` is split as it is (``preprocess`` must then be None: the tensor is already
+    what the model takes); anything :func:`as_image_source` accepts goes through ``preprocess``.
+    ``limit`` caps the number of items (and is the stream limit)."""
+    from ..checks import check_int
+
+    bs = check_int("batch_size", batch_size)
+    if isinstance(data, torch.Tensor) and data.dim() == 4 and data.is_floating_point():
+        if preprocess is not None:
+            raise ValueError(f"preprocess: {name} is already a model-input tensor "
+                             f"{tuple(data.shape)}; pass preprocess=None or give the raw images")
+        n = data.shape[0] if limit is None else min(int(limit), data.shape[0])
+        for start in range(0, n, bs):
+            yield data[start:min(n, start + bs)]
+        return
+    src = as_image_source(data, name=name)
+    for _, x in src.batches(None, preprocess, batch_size=bs, limit=limit):
+        yield x
 
 
 def _is_torch_dataset(obj: Any) -> bool:
@@ -490,7 +758,8 @@ def open_dataset(data: Any, split: str | None, name: str = "data") -> Any:
 def as_image_source(data: Any, image_column: str | None = None,
                     label_column: str | None = None, class_names: Sequence[str] | None = None,
                     *, labels: Sequence[Any] | None = None, split: str | None = None,
-                    buffer_size: int = 256, seed: int = 0) -> ImageSource:
+                    buffer_size: int = 256, seed: int = 0, max_value: float | None = None,
+                    name: str = "data") -> ImageSource:
     """Wrap any supported image data as an :class:`ImageSource`.
 
     Accepted ``data``:
@@ -512,10 +781,26 @@ def as_image_source(data: Any, image_column: str | None = None,
       first when dim 1 is 1, 3 or 4 and the last dim is not), uint8 or floats in [0, 1]; or a
       pair ``(images, labels)``.
 
-    ``labels`` gives labels for lists and arrays. Raises ValueError for empty data.
+    ``labels`` gives labels for lists and arrays. ``max_value``: the white level of high-bit
+    images (:func:`to_rgb`). Raises ValueError for empty data; error messages name the
+    argument as ``name`` (the caller's parameter name).
     """
     if isinstance(data, ImageSource):
         return data
+    try:
+        return _as_image_source(data, image_column, label_column, class_names, labels, split,
+                                buffer_size, seed, max_value)
+    except (TypeError, ValueError) as err:
+        msg = str(err)
+        if name != "data" and msg.startswith("data:"):
+            raise type(err)(f"{name}:" + msg[len("data:"):]) from err
+        raise
+
+
+def _as_image_source(data: Any, image_column: str | None, label_column: str | None,
+                     class_names: Sequence[str] | None, labels: Sequence[Any] | None,
+                     split: str | None, buffer_size: int, seed: int,
+                     max_value: float | None) -> ImageSource:
     if not isinstance(buffer_size, int) or buffer_size < 0:
         raise ValueError(f"buffer_size: expected an int >= 0, got {buffer_size!r}")
     reader: Reader
@@ -537,8 +822,8 @@ def as_image_source(data: Any, image_column: str | None = None,
     elif (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (np.ndarray,
           torch.Tensor)) and data[0].ndim >= 3 and hasattr(data[1], "__len__")
           and not _is_image_like(data[1]) and len(data[1]) == len(data[0])):
-        return as_image_source(data[0], image_column, label_column, class_names,
-                               labels=data[1], buffer_size=buffer_size, seed=seed)
+        return _as_image_source(data[0], image_column, label_column, class_names, data[1],
+                                split, buffer_size, seed, max_value)
     elif _is_torch_dataset(data):
         if len(data) == 0:
             raise ValueError("data: the torch Dataset is empty")
@@ -563,4 +848,4 @@ def as_image_source(data: Any, image_column: str | None = None,
                          "carries its own (use label_column=)")
     if labels is not None and reader.length is not None and len(labels) != reader.length:
         raise ValueError(f"labels: got {len(labels)} labels for {reader.length} images")
-    return ImageSource(reader, class_names)
+    return ImageSource(reader, class_names, max_value)

@@ -32,6 +32,7 @@ __all__ = [
     "eval_mode",
     "expected_in_channels",
     "find_module",
+    "first_tensor",
     "hooks",
     "logits",
     "model_device",
@@ -193,6 +194,19 @@ def check_model(model: Any, name: str = "model") -> nn.Module:
     return model
 
 
+def first_tensor(value: Any) -> Tensor | None:
+    """The first tensor in a hook's value: itself, ``.logits``, or the first tensor of a tuple,
+    list or dict (None if there is none)."""
+    if isinstance(value, Tensor):
+        return value
+    logits_value = getattr(value, "logits", None)
+    if isinstance(logits_value, Tensor):
+        return logits_value
+    items = value.values() if isinstance(value, Mapping) else value \
+        if isinstance(value, (tuple, list)) else ()
+    return next((v for v in items if isinstance(v, Tensor)), None)
+
+
 def find_module(model: nn.Module, layer: str | nn.Module, name: str = "layer"
                 ) -> tuple[str, nn.Module]:
     """``(qualified name, submodule)`` for a module name or a submodule of ``model``."""
@@ -209,6 +223,9 @@ def find_module(model: nn.Module, layer: str | nn.Module, name: str = "layer"
             raise ValueError(f"{name}: expected a submodule of {type(model).__name__}, got a "
                              f"{type(layer).__name__} that is not inside it")
         return found, layer
+    proposal_name = getattr(layer, "name", None)  # a LayerProposal
+    if isinstance(proposal_name, str):
+        return find_module(model, proposal_name, name)
     raise TypeError(f"{name}: expected a module name (str) or an nn.Module, got "
                     f"{type(layer).__name__}")
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..cache import atomic_write
 from .architectures import ARCHITECTURES, build_model
 
-__all__ = ["atomic_write", "load_model", "metadata_path", "read_metadata", "save_model"]
+__all__ = ["load_model", "metadata_path", "read_metadata", "save_model"]
 
 FORMAT_VERSION = 1
 
@@ -30,19 +29,6 @@ FORMAT_VERSION = 1
 def metadata_path(path: str | os.PathLike) -> Path:
     """The JSON sidecar of a ``.safetensors`` file."""
     return Path(path).with_suffix(".json")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _weights_path(path: str | os.PathLike) -> Path:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cache import cache_root
 from ..data import builtin_version
 from .architectures import build_model
 from .io import load_model, read_metadata, save_model
@@ -120,27 +120,6 @@ def _spec(name: str) -> ModelSpec:
     if not isinstance(name, str) or name not in _SPECS:
         raise ValueError(f"name: expected one of {sorted(_SPECS)}, got {name!r}")
     return _SPECS[name]
-
-
-def _user_cache_dir() -> Path:
-    """The platform's user cache folder for visloupe (no platformdirs dependency)."""
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local"))
-        return base / "visloupe" / "Cache"
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "visloupe"
-    return Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "visloupe"
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """``cache_dir`` if given, else ``$VISLOUPE_CACHE``, else the user cache dir."""
-    if cache_dir is not None:
-        if not isinstance(cache_dir, str | os.PathLike):
-            raise TypeError(f"cache_dir: expected a path or None, got {type(cache_dir).__name__}")
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("VISLOUPE_CACHE")
-    return Path(env).expanduser() if env else _user_cache_dir()
 
 
 # ---------------------------------------------------------------------------- data + preprocess

@@ -12,28 +12,24 @@ lists, arrays):
 - :func:`near_duplicates` (pixel hashes + embedding distance, chunked), :func:`outliers`
   (mean k-NN distance).
 - :func:`confusion` -> :class:`ConfusionResult` (matrix, per-class accuracy, cell samples).
-- :func:`thumbnail` (display helper), :func:`subset` (selected rows as data any widget accepts).
+- :func:`thumbnail` (display helper). Selected rows as data any widget accepts:
+  ``visloupe.core.data.as_image_source(data).select(indices)`` (rows keep their original ids).
 """
 
-from ._sources import DEFAULT_STREAM_SAMPLE
 from .confusion import ConfusionResult, confusion
 from .embed import embed, model_fingerprint, pool
 from .neighbours import knn_scores, near_duplicates, outliers, project
 from .profile import (
-    IndexSubset,
     class_means,
     class_samples,
     class_summary,
     image_stats,
     profile_dataset,
-    subset,
     thumbnail,
 )
 
 __all__ = [
-    "DEFAULT_STREAM_SAMPLE",
     "ConfusionResult",
-    "IndexSubset",
     "class_means",
     "class_samples",
     "class_summary",
@@ -47,6 +43,5 @@ __all__ = [
     "pool",
     "profile_dataset",
     "project",
-    "subset",
     "thumbnail",
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -14,24 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+from visloupe.core.cache import cache_folder, load_array, save_array
+from visloupe.core.data import as_image_source
 from visloupe.core.models.adapter import as_logits, eval_mode, model_device, model_dtype
 
-from ._sources import (
-    BatchReader,
-    all_labels,
-    as_source,
-    check_model_args,
-    data_fingerprint,
-    resolve_indices,
-)
-from .embed import (
-    CACHE_VERSION,
-    _cache_dir,
-    _callable_key,
-    _load_cached,
-    _save_cached,
-    model_fingerprint,
-)
+from .embed import cache_key, check_run_args
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +74,10 @@ def confusion(model: nn.Module, source: Any, *,
     disk under the same key as :func:`~visloupe.core.profiling.embed` (data, model weights,
     preprocess), so a second call on the same data and model runs no forward pass.
     """
-    check_model_args(model, batch_size, preprocess)
-    src = as_source(source)
-    idx = resolve_indices(src, indices, limit)
-    labels = all_labels(src, idx)
+    check_run_args(model, batch_size, preprocess, progress)
+    src = as_image_source(source, name="source")
+    idx = src.indices(indices, limit)
+    labels = src.label_values(idx)
     keep = [(i, y) for i, y in zip(idx, labels, strict=True) if y is not None]
     if not keep:
         raise ValueError("source: no item has a label; confusion needs labelled data (pass "
@@ -100,20 +85,21 @@ def confusion(model: nn.Module, source: Any, *,
     if len(keep) < len(idx):
         logger.info("confusion: skipping %d unlabelled items", len(idx) - len(keep))
     items = [i for i, _ in keep]
-    path = _predictions_path(_cache_dir(cache), src, items, model, preprocess)
-    cached = _load_cached(path, len(items)) if path is not None and path.is_file() else None
+    folder = cache_folder(cache, "embeddings")
+    key = cache_key("predictions", src, items, model, preprocess) if folder else None
+    path = folder / f"pred-{key}.npy" if key is not None else None
+    cached = load_array(path, len(items)) if path is not None else None
     if cached is not None:
         if progress is not None:
             progress(len(items), len(items))
         return _tabulate(src, keep, cached[:, 0], int(cached[0, 1]))
     device, dtype = model_device(model), model_dtype(model)
-    batches = BatchReader(src)
     preds: list[np.ndarray] = []
     n_out = 0
     with eval_mode(model), torch.no_grad():
         for start in range(0, len(keep), int(batch_size)):
             chunk = [i for i, _ in keep[start:start + int(batch_size)]]
-            x = batches.tensors(chunk, preprocess).to(device=device, dtype=dtype)
+            x = src.tensors(chunk, preprocess).to(device=device, dtype=dtype)
             out = as_logits(model(x))
             if out.dim() != 2 or out.shape[0] != len(chunk):
                 raise ValueError(f"model: expected logits of shape (N, K) = ({len(chunk)}, K), "
@@ -124,23 +110,10 @@ def confusion(model: nn.Module, source: Any, *,
                 progress(min(start + int(batch_size), len(keep)), len(keep))
     pred = np.concatenate(preds)
     if path is not None:
-        _save_cached(path, np.stack([pred, np.full_like(pred, n_out)], axis=1),
+        save_array(path, np.stack([pred, np.full_like(pred, n_out)], axis=1),
                      {"kind": "predictions", "model": type(model).__name__, "n": len(items),
                       "source": repr(src), "preprocess": repr(preprocess)})
     return _tabulate(src, keep, pred, n_out)
-
-
-def _predictions_path(cache_dir: Any, src: Any, items: list[int], model: nn.Module,
-                      preprocess: Any) -> Any:
-    """Disk-cache file of the predictions, or None when caching is off or impossible."""
-    pre_key = _callable_key(preprocess)
-    if cache_dir is None or pre_key is None:
-        return None
-    key_src = json.dumps({
-        "version": CACHE_VERSION, "kind": "predictions", "data": data_fingerprint(src, items),
-        "model": model_fingerprint(model), "preprocess": pre_key, "n": len(items)},
-        sort_keys=True)
-    return cache_dir / f"pred-{hashlib.blake2b(key_src.encode(), digest_size=20).hexdigest()}.npy"
 
 
 def _tabulate(src: Any, keep: list[tuple[int, int]], pred: np.ndarray,

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from visloupe.core.data import to_rgb
-
-from ._sources import BatchReader, as_source, resolve_indices
+from visloupe.core.data import as_image_source, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -166,29 +164,30 @@ def _pixel_hash(img: Any) -> str:
 
 def _tiny_descriptor(img: Any, side: int = 16) -> np.ndarray:
     """A 16x16 RGB thumbnail, mean-centred: a cheap appearance vector for near duplicates
-    when no model embeddings are given."""
+    when no model embeddings are given. An image with no spatial pattern (every channel
+    constant: a flat colour) gets the zero vector, which matches nothing but exact copies --
+    centred, two flat colours would differ only in scale and look identical to the cosine."""
     small = to_rgb(img).resize((side, side), resample=3)  # bicubic
-    v = np.asarray(small, dtype=np.float32).reshape(-1) / 255.0
-    v = v - v.mean()
-    if float(np.abs(v).max()) < 0.5 / 255:  # a flat image: no pattern to compare
-        return np.zeros_like(v)
-    return v
+    arr = np.asarray(small, dtype=np.float32) / 255.0
+    if float(np.abs(arr - arr.mean(axis=(0, 1))).max()) < 0.5 / 255:
+        return np.zeros(arr.size, dtype=np.float32)
+    v = arr.reshape(-1)
+    return v - v.mean()
 
 
 def _source_scan(source: Any, limit: int | None, progress: Callable | None, describe: bool
                  ) -> tuple[list[int], list[str | None], np.ndarray | None]:
     """Item indices, pixel hashes (None for unreadable items) and, if ``describe``, the
     thumbnail descriptors of every item; HF data are read in batches of rows."""
-    src = as_source(source, arg="embeddings_or_source")
-    idx = resolve_indices(src, None, limit)
-    reader = BatchReader(src)
+    src = as_image_source(source, name="embeddings_or_source")
+    idx = src.indices(None, limit)
     hashes: list[str | None] = []
     desc: list[np.ndarray | None] = []
     step = 64
     for start in range(0, len(idx), step):
         chunk = idx[start:start + step]
         try:
-            images: list[Any] = reader.images(chunk)
+            images: list[Any] = src.images(chunk)
         except Exception:  # noqa: BLE001 - retry one by one to isolate the unreadable item
             images = []
             for i in chunk:

@@ -15,27 +15,13 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
-from visloupe.core.data import ImageSource, to_rgb
-from visloupe.core.data.source import HFReader
-
-from ._sources import (
-    DEFAULT_STREAM_SAMPLE,
-    RawRecord,
-    all_labels,
-    as_source,
-    decode,
-    label_value,
-    records,
-    resolve_indices,
-)
+from visloupe.core.data import as_image_source, records, to_rgb
+from visloupe.core.data.records import RawRecord, decode, label_value
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +208,7 @@ def profile_dataset(source: Any, sample: int | None = None, seed: int = 0, *,
       so a corrupt file spoils only its row. ``sample=n`` profiles ``n`` rows drawn without
       replacement with ``seed`` (listed in index order).
     - ``datasets.IterableDataset``: the first ``sample`` rows (default
-      :data:`DEFAULT_STREAM_SAMPLE`) after ``ds.shuffle(seed=seed, buffer_size=buffer_size)``;
+      :data:`STREAM_LIMIT`) after ``ds.shuffle(seed=seed, buffer_size=buffer_size)``;
       ``len`` is never called. ``index`` is the position in that shuffled stream, the same
       order ``as_image_source(ds, seed=seed, buffer_size=buffer_size)`` gives. A stream that
       ends before ``sample`` rows is profiled whole (``sampled`` False, ``n_total`` its size).
@@ -358,7 +344,7 @@ def class_samples(source_or_profile: Any, per_class: int = 8, seed: int = 0, *,
 
     Takes a :func:`profile_dataset` table (rows with errors are skipped) or any data; HF data
     sets read only their label column. Streams use their first ``limit`` items (default
-    :data:`DEFAULT_STREAM_SAMPLE`). Unlabelled items are left out.
+    :data:`STREAM_LIMIT`). Unlabelled items are left out.
     """
     if isinstance(per_class, bool) or not isinstance(per_class, (int, np.integer)) \
             or per_class < 1:
@@ -366,9 +352,9 @@ def class_samples(source_or_profile: Any, per_class: int = 8, seed: int = 0, *,
     if isinstance(source_or_profile, pd.DataFrame):
         indices, labels = _labels_from_profile(source_or_profile)
     else:
-        src = as_source(source_or_profile, arg="source_or_profile")
-        indices = resolve_indices(src, None, limit)
-        labels = all_labels(src, indices)
+        src = as_image_source(source_or_profile, name="source_or_profile")
+        indices = src.indices(None, limit)
+        labels = src.label_values(indices)
     return _pick_per_class(indices, labels, int(per_class), int(seed))
 
 
@@ -393,15 +379,15 @@ def class_means(source: Any, size: int | tuple[int, int] = (64, 64),
     Every image is shown as RGB (transparency on white) and resized (bilinear) to ``size``
     before averaging. ``max_per_class`` averages that many images per class drawn with ``seed``
     (all when None). Unreadable items are skipped (logged); unlabelled items are left out.
-    Streams use their first ``limit`` items (default :data:`DEFAULT_STREAM_SAMPLE`).
+    Streams use their first ``limit`` items (default :data:`STREAM_LIMIT`).
     """
     h, w = _as_size(size)
     if max_per_class is not None and (isinstance(max_per_class, bool) or not isinstance(
             max_per_class, (int, np.integer)) or max_per_class < 1):
         raise ValueError(f"max_per_class: expected a positive int or None, got {max_per_class!r}")
-    src = as_source(source)
-    indices = resolve_indices(src, None, limit)
-    picks = _pick_per_class(indices, all_labels(src, indices), max_per_class, int(seed))
+    src = as_image_source(source, name="source")
+    indices = src.indices(None, limit)
+    picks = _pick_per_class(indices, src.label_values(indices), max_per_class, int(seed))
     total = sum(len(v) for v in picks.values())
     done = 0
     out: dict[int, np.ndarray] = {}
@@ -410,7 +396,7 @@ def class_means(source: Any, size: int | tuple[int, int] = (64, 64),
         count = 0
         for i in members:
             try:
-                img = to_rgb(src[i].image)
+                img = src.rgb(i)
                 if img.size != (w, h):
                     img = img.resize((w, h), Image.Resampling.BILINEAR)
                 acc += np.asarray(img, dtype=np.float64)
@@ -451,73 +437,5 @@ def thumbnail(image: Image.Image, size: int = 48) -> Image.Image:
     return rgb.resize(new, method)
 
 
-# ---------------------------------------------------------------------------------------------
-# Subsets
-
-
-class IndexSubset(torch.utils.data.Dataset):
-    """Items ``indices`` of an :class:`ImageSource`, as a torch map-style dataset of
-    ``{"image", "label", "mask"}`` dicts with ``classes`` = the parent's class names, which
-    ``as_image_source`` (and so every widget) accepts. ``parent_index(i)`` maps back."""
-
-    def __init__(self, parent: ImageSource, indices: Sequence[int]) -> None:
-        self.parent = parent
-        self.indices = [int(i) for i in indices]
-        self.classes = list(parent.class_names) if parent.class_names else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        sample = self.parent[self.indices[i]]
-        return {"image": sample.image, "label": sample.label, "mask": sample.mask}
-
-    def parent_index(self, i: int) -> int:
-        return self.indices[i]
-
-    def __repr__(self) -> str:
-        return f"IndexSubset({len(self.indices)} of {self.parent!r})"
-
-
-def subset(source: Any, indices: Sequence[int]) -> Any:
-    """The items ``indices`` of ``source`` (in that order) as data ``as_image_source`` accepts,
-    keeping labels and class names.
-
-    A ``datasets.Dataset`` (or an ImageSource over one) gives ``ds.select(indices)``, an HF
-    ``Dataset`` with the same features; other data give an :class:`IndexSubset`.
-    """
-    if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
-        raise TypeError(f"indices: expected a sequence of ints, got {type(indices).__name__}")
-    arr = np.asarray(list(indices))
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"indices: expected ints, got dtype {arr.dtype}")
-    idx = [int(i) for i in arr.reshape(-1)]
-    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        source = datasets.load_dataset("imagefolder", data_dir=str(source))
-        if isinstance(source, datasets.DatasetDict) and len(source) == 1:
-            source = next(iter(source.values()))
-    if isinstance(source, datasets.Dataset):
-        _check_range(idx, len(source))
-        return source.select(idx)
-    src = as_source(source)
-    reader = src._reader
-    if isinstance(reader, HFReader) and src.class_names == (
-            list(reader.ds.features[reader.label].names) if reader.label and isinstance(
-                reader.ds.features[reader.label], datasets.ClassLabel) else None):
-        default = as_source(reader.ds)._reader
-        if (default.image, default.label) == (reader.image, reader.label):
-            _check_range(idx, len(reader.ds))
-            return reader.ds.select(idx)
-    if src.length is not None:
-        _check_range(idx, src.length)
-    return IndexSubset(src, idx)
-
-
-def _check_range(idx: Sequence[int], n: int) -> None:
-    bad = [i for i in idx if i < 0 or i >= n]
-    if bad:
-        raise ValueError(f"indices: {bad[:5]} out of range for {n} items")
-
-
-__all__ = ["DEFAULT_STREAM_SAMPLE", "IndexSubset", "class_means", "class_samples",
-           "class_summary", "image_stats", "profile_dataset", "subset", "thumbnail"]
+__all__ = ["class_means", "class_samples", "class_summary", "image_stats", "profile_dataset",
+           "thumbnail"]

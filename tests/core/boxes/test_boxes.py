@@ -365,3 +365,18 @@ def test_taskonomy_loader_rejects_bad_csv(tmp_path) -> None:
     p.write_text("source,target,affinity\nx,y,zz\n")
     with pytest.raises(ValueError, match="not a number"):
         bx.load_taskonomy_affinities(p)
+
+
+def test_dataset_features_pool_a_channels_last_layer_over_space() -> None:
+    """A Swin/ConvNeXt-style ``(N, h, w, C)`` layer pools to ``(N, C)`` (mean over h, w), not
+    to ``(N, h)`` as a channels-first mean would."""
+    from helpers.nets import SwinLike
+
+    model = SwinLike(dim=12, patch=4).eval()
+    pixels = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    images = pixels.permute(0, 3, 1, 2).float() / 255  # what the default preprocess gives
+    feats = bx.dataset_features(model, pixels.numpy(), layer="act", batch_size=2)
+    with torch.no_grad():
+        grid = model.act(model.mix(model.norm(model.to_last(model.patch(images)))))
+    assert grid.shape == (5, 4, 4, 12) and feats.mean.shape == (1, 12)
+    assert torch.allclose(feats.mean[0], grid.mean(dim=(1, 2)).mean(0), atol=1e-5)

@@ -233,3 +233,48 @@ def test_photos_through_the_adapter() -> None:
     modes = {src[i].image.mode for i in range(len(src))}
     assert "L" in modes and all(src.rgb(i).mode == "RGB" for i in range(len(src)))
     assert src.class_names[src[0].label] == "astronaut"
+
+
+# --------------------------------------------------------------------------- high-bit images
+
+
+def test_high_bit_images_scale_by_the_mode_range_not_per_image() -> None:
+    """An I;16 ramp to 255 and one to 256 differ by one grey level, so they must display
+    alike: the white level is the mode's range (65535), never each image's own maximum."""
+    from visloupe.core.data import mode_max, to_rgb
+
+    ramp255 = Image.fromarray(np.linspace(0, 255, 64).astype(np.uint16).reshape(8, 8))
+    ramp256 = Image.fromarray(np.linspace(0, 256, 64).astype(np.uint16).reshape(8, 8))
+    a, b = (np.asarray(to_rgb(r), dtype=np.float64) for r in (ramp255, ramp256))
+    assert abs(a.mean() - b.mean()) < 1.0 and a.max() <= 1.0  # 255/65535 of white
+    assert mode_max("I;16") == 65535.0 and mode_max("F") == 1.0
+    # 12-bit data: a per-dataset white level, given once to the source
+    twelve = [Image.fromarray(np.full((4, 4), v, np.uint16)) for v in (0, 2048, 4095)]
+    src = as_image_source(twelve, max_value=4095)
+    assert [src.rgb(i).getpixel((0, 0))[0] for i in range(3)] == [0, 128, 255]
+    assert as_image_source(twelve).rgb(2).getpixel((0, 0))[0] == 16  # 4095/65535 of white
+    # the default preprocess keeps the full precision of a 16-bit image, scaled the same way
+    x = as_image_source(twelve).tensors([1, 2])
+    assert x.shape == (2, 1, 4, 4) and torch.allclose(x[:, 0, 0, 0],
+                                                      torch.tensor([2048, 4095]) / 65535.0)
+    floats = Image.fromarray(np.full((2, 2), 0.25, np.float32))
+    assert to_rgb(floats).getpixel((0, 0))[0] == 64
+    with pytest.raises(ValueError, match="max_value"):
+        as_image_source(twelve, max_value=0)
+
+
+def test_model_inputs_take_tensors_and_any_data() -> None:
+    from visloupe.core.data import model_inputs
+
+    x = torch.rand(5, 3, 4, 4)
+    parts = list(model_inputs(x, batch_size=2))
+    assert [p.shape[0] for p in parts] == [2, 2, 1] and torch.equal(torch.cat(parts), x)
+    assert sum(p.shape[0] for p in model_inputs(x, batch_size=2, limit=3)) == 3
+    with pytest.raises(ValueError, match="preprocess"):
+        list(model_inputs(x, preprocess=lambda im: im))
+    images = [Image.fromarray(np.full((4, 4, 3), 10 * k, np.uint8)) for k in range(3)]
+    got = torch.cat(list(model_inputs(images, batch_size=2)))
+    assert got.shape == (3, 3, 4, 4) and torch.allclose(got[:, 0, 0, 0],
+                                                        torch.tensor([0, 10, 20]) / 255.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        list(model_inputs(images, batch_size=0))

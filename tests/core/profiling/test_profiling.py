@@ -260,20 +260,24 @@ def test_thumbnail_keeps_aspect_and_is_rgb() -> None:
         vds.thumbnail(Image.new("RGB", (0, 3)))
 
 
-def test_subset_keeps_labels_and_class_names() -> None:
+def test_select_keeps_labels_class_names_and_row_ids() -> None:
     ds = _hf_png(_arrays(6, size=(3, 3)), [0, 1, 2, 0, 1, 2], ["a", "b", "c"])
-    sub = vds.subset(ds, [5, 0])
+    sub = data.as_image_source(ds).select([5, 0])
     src = data.as_image_source(sub)
-    assert src.class_names == ["a", "b", "c"] and [s.label for s in src] == [2, 0]
+    assert src is sub and src.class_names == ["a", "b", "c"] and [s.label for s in src] == [2, 0]
+    assert [s.row_id for s in src] == [5, 0] and [s.index for s in src] == [0, 1]
     assert np.array_equal(np.asarray(src[0].image), np.asarray(ds[5]["image"]))
+    assert sub.select([1]).row_id(0) == 0  # a subset of a subset maps to the original rows
     items = [(Image.fromarray(a), k % 2) for k, a in enumerate(_arrays(4, size=(3, 3)))]
     lsrc = data.as_image_source(items, class_names=["no", "yes"])
-    lsub = vds.subset(lsrc, [3, 2])
-    s2 = data.as_image_source(lsub)
+    s2 = lsrc.select([3, 2])
     assert s2.class_names == ["no", "yes"] and [s.label for s in s2] == [1, 0]
+    assert [s.row_id for s in s2] == [3, 2]
     assert np.array_equal(np.asarray(s2[0].image), np.asarray(items[3][0]))
+    assert s2.fingerprint([0, 1]) == lsrc.fingerprint([3, 2])  # same rows, same cache key
+    assert s2.label_values([0, 1]) == [1, 0] and s2.tensors([0]).shape == (1, 3, 3, 3)
     with pytest.raises(ValueError, match="indices"):
-        vds.subset(ds, [6])
+        data.as_image_source(ds).select([6])
 
 
 # --------------------------------------------------------------------------- neighbours
@@ -378,10 +382,20 @@ class _TinyCNN(nn.Module):
         self.conv = nn.Conv2d(3, 5, 3, padding=1)
         self.act = nn.ReLU()
         self.fc = nn.Linear(5, 3)
-        self.calls = 0
+        self._calls = 0
+
+    # Counted in a private attribute: public plain attributes are module configuration and
+    # part of the cache key (visloupe.core.cache), so a public counter would change the key.
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    @calls.setter
+    def calls(self, value: int) -> None:
+        self._calls = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        self._calls += 1
         return self.fc(self.act(self.conv(x)).mean(dim=(2, 3)))
 
 
@@ -521,26 +535,26 @@ def test_confusion_predictions_are_cached_on_disk(tmp_path) -> None:
         def __init__(self) -> None:
             super().__init__()
             self.w = nn.Parameter(torch.zeros(1))
-            self.calls = 0
+            self._calls = 0  # private: not part of the cache key
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.calls += 1
+            self._calls += 1
             m = x.mean(dim=(1, 2, 3))
             return torch.stack([0.5 - m, m - 0.5 + self.w], dim=1)
 
     model = Counting()
     first = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
-    assert model.calls == 3
+    assert model._calls == 3
     again = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
-    assert model.calls == 3  # a hit runs no forward pass
+    assert model._calls == 3  # a hit runs no forward pass
     assert np.array_equal(again.matrix, first.matrix) and again.samples(1, 0) == [4]
     assert np.array_equal(again.predictions, first.predictions)
     with torch.no_grad():
         model.w.add_(torch.tensor([1.0]))  # new weights: a miss, all predicted "light"
     shifted = vds.confusion(model, ds, batch_size=2, cache=tmp_path)
-    assert model.calls == 6 and shifted.matrix[:, 1].sum() == len(values)
+    assert model._calls == 6 and shifted.matrix[:, 1].sum() == len(values)
     vds.confusion(model, ds, batch_size=2, cache=False)
-    assert model.calls == 9
+    assert model._calls == 9
 
 
 # --------------------------------------------------------------------------- bad input
@@ -569,7 +583,7 @@ def test_bad_inputs_name_the_argument() -> None:
         (lambda: vds.outliers(x, k=0), ValueError, "k"),
         (lambda: vds.outliers(x, top=0), ValueError, "top"),
         (lambda: vds.thumbnail("image.png"), TypeError, "image"),
-        (lambda: vds.subset(ds, "ab"), TypeError, "indices"),
+        (lambda: data.as_image_source(ds).select("ab"), TypeError, "indices"),
     ]
     for call, exc, name in cases:
         with pytest.raises(exc, match=name):
@@ -626,3 +640,17 @@ def test_wrapped_sources_streams_and_failing_items(monkeypatch: pytest.MonkeyPat
     flaky = vds.profile_dataset(Flaky())
     assert flaky["error"].notna().tolist() == [False, True, False]
     assert "disk hiccup" in flaky.loc[1, "error"] and flaky["class_name"][2] == "x"
+
+
+def test_flat_images_of_different_colours_are_not_near_duplicates() -> None:
+    """Centred, two flat colours differ only in scale, which the cosine ignores: they must
+    match only exact copies of themselves."""
+    flat = [Image.new("RGB", (16, 16), c) for c in ((200, 0, 0), (100, 0, 0), (200, 100, 100),
+                                                   (200, 100, 100), (30, 30, 30))]
+    pairs = vds.near_duplicates(flat, 0.05)
+    assert list(zip(pairs["i"], pairs["j"], pairs["exact"], strict=True)) == [(2, 3, True)]
+    # a real pattern under a brightness shift is still found
+    ramp = np.tile(np.linspace(0, 200, 16, dtype=np.float32)[None, :, None], (16, 1, 3))
+    shifted = [Image.fromarray((ramp + d).astype(np.uint8)) for d in (0, 40)]
+    near = vds.near_duplicates(shifted, 0.05)
+    assert len(near) == 1 and not near["exact"][0]

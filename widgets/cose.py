@@ -265,7 +265,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
 
     def _magnitude(self) -> float | None:
         from visloupe.core.evaluation import magnitude_bins
-        from visloupe.core.evaluation.transforms import transform_spec
+        from visloupe.core.evaluation import transform_spec
 
         op = self.transform_select.value
         spec = transform_spec(op)
@@ -286,7 +286,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
 
     def _render(self) -> None:
         from visloupe.core.evaluation import explain_pair
-        from visloupe.core.evaluation.transforms import describe_magnitude, transform_spec
+        from visloupe.core.evaluation import describe_magnitude, transform_spec
 
         self._clear_errors()
         model_name = self.model_select.value

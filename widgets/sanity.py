@@ -251,14 +251,14 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         if variant == "original":
             return self._model
         if self._smoothed_model is None:
-            from visloupe.core.evaluation.smoothing import smooth_model
+            from visloupe.core.models import smooth_model
 
             self._smoothed_model = smooth_model(self._model, self._beta, self._temperature)
         return self._smoothed_model
 
     def result(self, variant: str | None = None, mode: str | None = None) -> Any:
         """The cached :class:`RandomizationResult` for (variant, mode), computed on first use."""
-        from visloupe.core.evaluation.sanity import run_randomization
+        from visloupe.core.evaluation import run_randomization
 
         key = (variant or self.variant.value, mode or self.mode.value)
         if key not in self._results:

@@ -27,6 +27,7 @@ from .source import (
     HFReader,
     ImageSource,
     as_image_source,
+    infer_features,
     open_dataset,
     pick_columns,
     to_pil,
@@ -148,10 +149,7 @@ def _stream_records(ds: datasets.IterableDataset, image_column: str | None,
         first = next(iter(ds), None)
         if first is None:
             raise ValueError("source: the IterableDataset is empty")
-        features = datasets.Features({
-            k: datasets.Image() if isinstance(v, Image.Image) else datasets.Value("int64")
-            if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-            else datasets.Value("string") for k, v in first.items()})
+        features = infer_features(first)
         image, label = hf_columns(features, image_column, label_column)
         names = None
 

@@ -230,6 +230,15 @@ def pick_columns(features: Mapping[str, Any], image_column: str | None,
     return image, label, mask
 
 
+def infer_features(row: Mapping[str, Any]) -> datasets.Features:
+    """A schema guessed from one row of a stream whose features are unknown (e.g. after
+    ``.map``): PIL images are ``Image``, ints ``int64``, everything else ``string``."""
+    return datasets.Features({
+        k: datasets.Image() if isinstance(v, Image.Image) else datasets.Value("int64")
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+        else datasets.Value("string") for k, v in row.items()})
+
+
 class HFReader(Reader):
     kind = "datasets.Dataset"
 
@@ -265,10 +274,7 @@ class StreamReader(Reader):
             first = self._pull(0)
             if first is None:
                 raise ValueError("data: the IterableDataset is empty")
-            features = datasets.Features({
-                k: datasets.Image() if isinstance(v, Image.Image) else datasets.Value("int64")
-                if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                else datasets.Value("string") for k, v in first.items()})
+            features = infer_features(first)
         self.image, self.label, self.mask = pick_columns(features, image_column, label_column)
         feat = features[self.label] if self.label else None
         self.class_names = list(feat.names) if isinstance(feat, datasets.ClassLabel) else None

@@ -52,9 +52,11 @@ from .transforms import (
     PHOTOMETRIC,
     TRANSFORMS,
     apply_transform,
+    describe_magnitude,
     invert_map,
     magnitude_bins,
     sample_magnitudes,
+    transform_spec,
     validity_mask,
 )
 
@@ -107,5 +109,7 @@ __all__ = [
     "ssim_similarity",
     "text_explainer",
     "text_infidelity",
+    "describe_magnitude",
+    "transform_spec",
     "validity_mask",
 ]

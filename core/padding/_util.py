@@ -1,17 +1,22 @@
-"""Small helpers shared inside :mod:`visloupe.core.padding` (eval mode, hooks, input checks).
+"""Small helpers shared inside :mod:`visloupe.core.padding` (input checks, call names).
 
-The padding package stands alone (DESIGN.md §2): it depends on torch only, not on the model zoo.
+Eval mode, hooks and output tensors come from the model adapter (the foundation), re-exported
+here for the package's modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+from visloupe.core.models.adapter import check_model as check_any_model
+from visloupe.core.models.adapter import eval_mode, expected_in_channels, first_tensor, hooks
+
+__all__ = ["POOLS", "as_hw", "call_names", "check_model", "drop_hooks", "eval_mode",
+           "first_tensor", "hooks", "in_channels", "pair"]
 
 logger = logging.getLogger("visloupe.core.padding")
 
@@ -20,9 +25,8 @@ POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 
 
 def check_model(model: Any, arg: str = "model") -> nn.Module:
-    """``model`` if it is an ``nn.Module`` containing at least one ``nn.Conv2d``."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{arg}: expected a torch.nn.Module, got {type(model).__name__}")
+    """``model`` if it is an ``nn.Module`` (with real weights) containing an ``nn.Conv2d``."""
+    check_any_model(model, arg)
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         raise ValueError(f"{arg}: expected a network with at least one nn.Conv2d, found none "
                          f"in {type(model).__name__}")
@@ -46,11 +50,11 @@ def as_hw(size: Any, arg: str = "input_size") -> tuple[int, int]:
 
 
 def in_channels(model: nn.Module) -> int:
-    """Input channels of the first ``nn.Conv2d`` in module order (the usual stem)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    raise ValueError("model: expected a network with at least one nn.Conv2d, found none")
+    """Input channels the model expects (its config, else its first ``nn.Conv2d``)."""
+    channels = expected_in_channels(model)
+    if channels is None:
+        raise ValueError("model: expected a network with at least one nn.Conv2d, found none")
+    return channels
 
 
 def pair(value: Any) -> tuple[int, int]:
@@ -58,43 +62,6 @@ def pair(value: Any) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         return int(value[0]), int(value[-1])
     return int(value), int(value)
-
-
-def first_tensor(output: Any) -> torch.Tensor | None:
-    """The model output as a tensor: itself, ``.logits``, or the first tensor of a tuple."""
-    if isinstance(output, torch.Tensor):
-        return output
-    logits = getattr(output, "logits", None)
-    if isinstance(logits, torch.Tensor):
-        return logits
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    return None
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval() and restore each one's ``training`` flag on exit."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, flag in flags:
-            module.training = flag
-
-
-@contextlib.contextmanager
-def hooks(handles: list) -> Iterator[list]:
-    """Remove every hook handle in ``handles`` on exit, also on exceptions."""
-    try:
-        yield handles
-    finally:
-        for handle in handles:
-            handle.remove()
-        handles.clear()
 
 
 def call_names(names: dict[nn.Module, str]) -> Callable[[nn.Module], str]:

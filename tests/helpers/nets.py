@@ -155,3 +155,17 @@ def hf_vit(num_labels: int = 5):
     config = ViTConfig(image_size=32, patch_size=4, hidden_size=32, num_hidden_layers=2,
                        num_attention_heads=2, intermediate_size=64, num_labels=num_labels)
     return ViTForImageClassification(config).eval()
+
+
+def tiny_cnn(size: int = 8, seed: int = 0) -> nn.Module:
+    """conv-ReLU-maxpool-linear for ``(N, 3, size, size)`` inputs, 3 classes, in eval mode;
+    seeded without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(4 * (size // 2) ** 2, 3)).eval()
+
+
+def random_images(n: int, size: int, seed: int = 1) -> torch.Tensor:
+    """``(n, 3, size, size)`` uniform pixels from a seeded generator."""
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from helpers.nets import random_images, tiny_cnn
 from torch import nn
 from visloupe.core.attribution import (
     attribute,
@@ -22,14 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cnn(seed: int = 0) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(4 * 4 * 4, 3)).eval()
+    return tiny_cnn(8, seed)
 
 
 def _images(n: int = 2, seed: int = 1) -> torch.Tensor:
-    return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return random_images(n, 8, seed)
 
 
 # ----------------------------------------------------------------------------- SmoothGrad seeds

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.nets import random_images, tiny_cnn
 from torch import nn
 from visloupe.core.evaluation import (
     PixelData,
@@ -23,14 +24,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cnn(seed: int = 0) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    return tiny_cnn(16, seed)
 
 
 def _pixels(n: int = 3, seed: int = 1) -> torch.Tensor:
-    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    return random_images(n, 16, seed)
 
 
 def test_max_sensitivity_of_one_image_equals_its_row_in_a_batch() -> None:

@@ -264,8 +264,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
     # ------------------------------------------------------------------ view
 
     def _magnitude(self) -> float | None:
-        from visloupe.core.evaluation import magnitude_bins
-        from visloupe.core.evaluation import transform_spec
+        from visloupe.core.evaluation import magnitude_bins, transform_spec
 
         op = self.transform_select.value
         spec = transform_spec(op)
@@ -285,8 +284,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         self._render()
 
     def _render(self) -> None:
-        from visloupe.core.evaluation import explain_pair
-        from visloupe.core.evaluation import describe_magnitude, transform_spec
+        from visloupe.core.evaluation import describe_magnitude, explain_pair, transform_spec
 
         self._clear_errors()
         model_name = self.model_select.value

@@ -59,22 +59,14 @@ def _blank(px: int = 192) -> bytes:
 
 
 def _load_tensors(data: Any, preprocess: Any, max_samples: int) -> torch.Tensor | None:
-    """Up to ``max_samples`` model inputs ``(N, C, H, W)`` from a tensor or an image source."""
+    """Up to ``max_samples`` model inputs ``(N, C, H, W)``: a float tensor as it is, other data
+    through ``preprocess`` (core ``data.model_inputs``)."""
     if data is None:
         return None
-    if isinstance(data, torch.Tensor):
-        if data.dim() != 4:
-            raise ValueError(f"data: expected a tensor (N, C, H, W), got shape "
-                             f"{tuple(data.shape)}")
-        return data[:max_samples].float()
-    from visloupe.core.data import as_image_source
+    from visloupe.core.data import model_inputs
 
-    source = as_image_source(data)
-    n = source.length if source.length is not None else max_samples
-    n = min(int(n), max_samples)
-    if n < 1:
-        raise ValueError("data: expected at least one image, got an empty source")
-    return source.tensors(range(n), preprocess).float()
+    pre = None if isinstance(data, torch.Tensor) and data.is_floating_point() else preprocess
+    return torch.cat(list(model_inputs(data, pre, limit=max_samples))).float()
 
 
 class PaddingInspector(ExplorerBase, w.VBox):

@@ -720,7 +720,11 @@ def model_inputs(data: Any, preprocess: Callable[[Image.Image], torch.Tensor] | 
     from ..checks import check_int
 
     bs = check_int("batch_size", batch_size)
-    if isinstance(data, torch.Tensor) and data.dim() == 4 and data.is_floating_point():
+    if isinstance(data, torch.Tensor) and data.is_floating_point():
+        if data.dim() != 4:
+            raise ValueError(f"{name}: a float tensor is read as model inputs (N, C, H, W), got "
+                             f"shape {tuple(data.shape)} (add a batch dimension with "
+                             "x.unsqueeze(0), or pass raw images)")
         if preprocess is not None:
             raise ValueError(f"preprocess: {name} is already a model-input tensor "
                              f"{tuple(data.shape)}; pass preprocess=None or give the raw images")

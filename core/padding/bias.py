@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from visloupe.core.data import model_inputs
 
 from ._util import call_names, check_model, eval_mode, first_tensor, hooks
 
@@ -106,25 +107,10 @@ def _default_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 
 
 def _batches(data: Any, preprocess: Any, max_samples: int, batch_size: int):
-    """Yield input batches ``(n, C, H, W)`` from a tensor or anything ``as_image_source`` reads."""
-    if isinstance(data, torch.Tensor):
-        if data.dim() != 4:
-            raise ValueError(f"data: expected a tensor (N, C, H, W), got shape {tuple(data.shape)}")
-        data = data[:max_samples]
-        for start in range(0, len(data), batch_size):
-            yield data[start:start + batch_size]
-        return
-    from visloupe.core.data import as_image_source
-
-    source = as_image_source(data)
-    n = source.length if source.length is not None else max_samples
-    n = min(int(n), max_samples)
-    for start in range(0, n, batch_size):
-        idx = list(range(start, min(start + batch_size, n)))
-        try:
-            yield source.tensors(idx, preprocess)
-        except IndexError:  # a stream that ended early
-            return
+    """Input batches ``(n, C, H, W)`` of the first ``max_samples`` items: a float tensor is used
+    as it is (``preprocess`` does not apply to it), other data goes through ``preprocess``."""
+    pre = None if isinstance(data, torch.Tensor) and data.is_floating_point() else preprocess
+    return model_inputs(data, pre, batch_size=batch_size, limit=max_samples)
 
 
 def mean_feature_maps(

@@ -272,6 +272,8 @@ def test_model_inputs_take_tensors_and_any_data() -> None:
     assert sum(p.shape[0] for p in model_inputs(x, batch_size=2, limit=3)) == 3
     with pytest.raises(ValueError, match="preprocess"):
         list(model_inputs(x, preprocess=lambda im: im))
+    with pytest.raises(ValueError, match=r"data: a float tensor .* got shape \(3, 4, 4\)"):
+        list(model_inputs(x[0]))
     images = [Image.fromarray(np.full((4, 4, 3), 10 * k, np.uint8)) for k in range(3)]
     got = torch.cat(list(model_inputs(images, batch_size=2)))
     assert got.shape == (3, 3, 4, 4) and torch.allclose(got[:, 0, 0, 0],

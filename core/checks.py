@@ -28,8 +28,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_int(name: str, value: Any, minimum: int = 1, maximum: int | None = None,
-              unit: str = "") -> int:
+def check_int(name: str, value: Any, minimum: int = 1, unit: str = "", *,
+              maximum: int | None = None) -> int:
     """``value`` as an int if it is an int (not a bool) in ``[minimum, maximum]``."""
     if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
         if maximum is not None:

@@ -14,21 +14,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from visloupe.core.checks import check_int  # noqa: F401 - the one int check, used by the explorers
 
 from . import render
 
 logger = logging.getLogger("visloupe.widgets")
 
 Preprocess = Callable[[Image.Image], torch.Tensor]
-
-
-def check_int(name: str, value: Any, minimum: int = 1, unit: str = "") -> int:
-    """``value`` if it is an int (not a bool) >= ``minimum``, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name}: expected {expected}{f' ({unit})' if unit else ''}, got "
-                         f"{value!r}")
-    return value
 
 
 def resolve_models(models: Any) -> dict[str, nn.Module]:

@@ -20,10 +20,10 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 import torch
+from visloupe.core.evaluation import pixel_inputs
 
 from ._common import LRU, check_int, display_map, guarded, resolve_models
 from .base import ExplorerBase, escape
-from .pixels import pixel_inputs
 from .render import fit_image, image_grid, overlay, to_png
 
 __all__ = ["COSEExplorer"]
@@ -131,7 +131,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
             normalises): ``(mean, std)`` -- then a ``preprocess`` given too is taken to end
             with ``(x - mean) / std``, undone for the transforms -- or a callable on
             ``(N, C, H, W)`` tensors (then ``preprocess`` must return [0, 1] pixels); a dict
-            per model name is accepted. See :mod:`visloupe.widgets.pixels`.
+            per model name is accepted. See :mod:`visloupe.core.evaluation.pixels`.
         alt_models: ``{model name: {pair name: nn.Module}}`` model-change pairs for the summary
             (e.g. ``models.checkpoints`` without ``"final"``).
         n_images: images used (the first ones of ``data``).

@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 from torch import nn
 from visloupe.core.attribution import is_token_ids as _is_token_ids
+from visloupe.core.evaluation import pixel_inputs
 
 from ._common import check_int, display_map, guarded
 from .base import ExplorerBase, escape
-from .pixels import pixel_inputs
 from .render import fit_image, from_png, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
@@ -100,7 +100,7 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         normalize: for images, the model's normalisation of [0, 1] pixels: ``(mean, std)`` (a
             ``preprocess`` given too is taken to end with ``(x - mean) / std``; it is undone
             for display) or a callable on ``(N, C, H, W)`` (then ``preprocess`` returns
-            pixels). See :mod:`visloupe.widgets.pixels`.
+            pixels). See :mod:`visloupe.core.evaluation.pixels`.
         n_inputs: inputs used (the first ones of ``data``).
         layers: the cascade (module names, outermost first); default every parameterised layer.
         measures: similarity measures (default all for the modality).

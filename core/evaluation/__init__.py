@@ -22,6 +22,7 @@ from ..attribution.text import TextExplainer, text_explainer  # the explainer co
 from .cose import COSEReport, PairView, PixelData, compare_methods, cose, explain_pair, pixel_data
 from .faithfulness import ABPCResult, abpc
 from .localisation import PointingGameResult, as_masks, energy_in_mask, pointing_game
+from .pixels import MeanStd, pixel_inputs, split_preprocess
 from .reference import (
     ConstantExplainer,
     InputIntensityExplainer,
@@ -61,6 +62,9 @@ from .transforms import (
 )
 
 __all__ = [
+    "MeanStd",
+    "pixel_inputs",
+    "split_preprocess",
     "ABPCResult",
     "COSEReport",
     "ConstantExplainer",

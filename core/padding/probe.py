@@ -4,13 +4,14 @@ exactly what these return; Alsallakh et al., "Mind the Pad", ICLR 2021)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._util import check_model, eval_mode, in_channels
+from ..checks import check_int
+from ._util import check_model as check_padding_model
+from ._util import eval_mode, in_channels
 from .arithmetic import audit_padding, suggest_input_size, uneven_count
 from .bias import BlindSpotMap, blind_spot_map
 
@@ -18,19 +19,8 @@ __all__ = ["InputSizeAdvice", "blind_spot_probe", "check_padding_model", "defaul
            "input_size_advice"]
 
 
-def check_padding_model(model: Any) -> nn.Module:
-    """``model`` if it is an ``nn.Module`` with at least one ``nn.Conv2d``, else a TypeError or
-    ValueError naming ``model``."""
-    return check_model(model)
-
 ZERO_PADDING_MODES = ("model", "zeros")
 """Modes that keep zero padding (the border stays under-used whatever the size)."""
-
-
-def _check_size(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"input_size: expected a positive int, got {n!r}")
-    return n
 
 
 def default_probe(model: nn.Module, input_size: int, data: torch.Tensor | None = None, *,
@@ -41,7 +31,7 @@ def default_probe(model: nn.Module, input_size: int, data: torch.Tensor | None =
     ``background`` is resized to ``n``; without it, the mean colour of ``data (N, C, H, W)``,
     else zeros. Without ``stimulus``: the first data item shrunk to half the side, else a bright
     square (value 2) a quarter of the side."""
-    n = _check_size(input_size)
+    n = check_int("input_size", input_size)
     channels = in_channels(model)
     if background is not None:
         bg = F.interpolate(background.float()[None], size=(n, n), mode="bilinear",
@@ -69,7 +59,7 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
     """:func:`blind_spot_map` of the :func:`default_probe` at size ``n``, the stimulus moved with
     a stride giving at most ``max_positions`` positions per axis; ``target`` None: the class
     the model predicts for the stimulus at the centre. None when the stimulus exceeds ``n``."""
-    n = _check_size(input_size)
+    n = check_int("input_size", input_size)
     stim, bg = default_probe(model, n, data, stimulus=stimulus, background=background)
     if stim.shape[-1] > n or stim.shape[-2] > n:
         return None
@@ -118,7 +108,7 @@ def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool =
     """Count the layers of ``model`` that leave rows/columns unused at ``input_size`` and the
     nearby size (:func:`suggest_input_size`) that fixes them. ``zero_padding``: the model pads
     with zeros (adds the border caveat)."""
-    n = _check_size(input_size)
+    n = check_int("input_size", input_size)
     audit = audit_padding(model, n)
     bad = int(((audit.leftover_h != 0) | (audit.leftover_w != 0)).sum())
     best, fixed = None, 0

@@ -1,4 +1,5 @@
-"""Pixel-space images for the explorers that transform inputs (COSE, sanity checks).
+"""Pixel-space images for the evaluations that transform inputs (COSE, sanity checks), and
+the explorers that show them.
 
 Transformations (rotations, blur, colour jitter) act on pixels in [0, 1], *before* the model's
 normalisation. So these explorers need two things from the user: how to read an image into
@@ -131,7 +132,7 @@ def pixel_inputs(data: Any, preprocess: Any = None, normalize: Any = None, *,
                  n_images: int | None = None) -> Any:
     """Core ``evaluation.pixel_data`` of ``data`` after :func:`split_preprocess`, with an error
     that names ``normalize=`` when the pixels leave [0, 1]."""
-    from visloupe.core.evaluation import pixel_data
+    from .cose import pixel_data
 
     pixel_fn, norm = split_preprocess(preprocess, normalize)
     try:

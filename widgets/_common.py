@@ -108,10 +108,9 @@ def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> t
 def predict_proba(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """Softmax probabilities ``(N, K)`` of ``model`` on ``x (N, C, H, W)``, in eval mode (the
     model's own training flags are restored), without gradients."""
-    from visloupe.core.models.adapter import as_logits, eval_mode, model_device
+    from visloupe.core.models import predict
 
-    with eval_mode(model), torch.no_grad():
-        out = as_logits(model(x.to(model_device(model))))
+    out = predict(model, x)
     if out.dim() != 2:
         raise ValueError(
             f"model output: expected logits of shape (N, num_classes), got {tuple(out.shape)}"

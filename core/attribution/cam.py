@@ -141,10 +141,10 @@ register_method(MethodSpec(
     "grad_cam", "Grad-CAM", grad_cam, (_RELU,), False, True, False,
     "Layer activations weighted by their mean gradient (Selvaraju et al. 2017), upsampled; "
     "works on CNN maps and ViT token grids.",
-    single_pass=True,
+    single_pass=True, map_kind="cam",
 ))
 register_method(MethodSpec(
     "grad_cam_pp", "Grad-CAM++", grad_cam_pp, (_RELU,), False, True, False,
     "Grad-CAM with pixel-wise weights from higher-order terms (Chattopadhyay et al. 2018).",
-    single_pass=True,
+    single_pass=True, map_kind="cam",
 ))

@@ -8,6 +8,7 @@ the model's device; results come back on the inputs' device.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -31,7 +32,14 @@ from ..models.adapter import (
     model_dtype,
 )
 from ..models.introspection import LayerProposal, resolve_layer
-from .postprocess import REDUCTIONS, reduce_channels, upsample
+from .postprocess import (
+    REDUCTIONS,
+    Postprocess,
+    apply_postprocess,
+    reduce_channels,
+    resolve_postprocess,
+    upsample,
+)
 from .registry import MethodSpec, method_spec
 
 __all__ = [
@@ -365,7 +373,23 @@ def _check_output(spec: MethodSpec, attr: Any, x: Tensor) -> Tensor:
             f"method {spec.name!r}: expected attributions (n, C, H, W) or (n, 1, h, w) for "
             f"inputs {tuple(x.shape)}, got {got}"
         )
-    return attr.float() if not attr.is_floating_point() else attr
+    # integer attributions take the inputs' dtype (the model's): never a silent float32
+    return attr if attr.is_floating_point() else attr.to(x.dtype)
+
+
+def _check_reduce(reduce: Any) -> None:
+    if reduce is not None and reduce not in REDUCTIONS:
+        raise ValueError(f"reduce: expected one of {list(REDUCTIONS)} or None, got {reduce!r}")
+
+
+def _to_maps(attr: Tensor, reduce: str | None, postprocess: Postprocess,
+             kind: str | None) -> Tensor:
+    """Attributions ``(N, C, H, W)`` -> maps ``(N, H, W)``: reduced over channels (None: the
+    PAIR recipe's sum of |.| for ``"pair_grayscale"``, else the signed sum), then scaled."""
+    how = resolve_postprocess(postprocess, kind)
+    if reduce is None:
+        reduce = "abs_sum" if how == "pair_grayscale" else "sum"
+    return apply_postprocess(reduce_channels(attr, reduce), how)
 
 
 def explain(
@@ -377,16 +401,32 @@ def explain(
     baseline: Any = None,
     layer: str | nn.Module | LayerProposal | None = None,
     batch_size: int | None = None,
-    reduce: str = "sum",
+    reduce: str | None = None,
+    postprocess: Postprocess = None,
     **params: Any,
 ) -> Tensor:
-    """Saliency maps ``(N, H, W)`` at the input resolution: ``attribute(...)`` reduced over
-    channels with ``reduce`` (``"sum" | "abs_sum" | "max_abs" | "l2"``; see ``reduce_channels``)."""
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+    """Saliency maps ``(N, H, W)`` at the input resolution, in the model's dtype.
+
+    ``attribute(...)`` reduced over channels with ``reduce`` (``"sum" | "abs_sum" | "max_abs" |
+    "l2"``, see ``reduce_channels``; None: ``"sum"``, or ``"abs_sum"`` under the PAIR recipe),
+    then scaled per map by ``postprocess`` (see ``postprocess.resolve_postprocess``):
+
+    - None / ``"none"`` (default): the raw maps;
+    - ``"minmax"``: min-max into [0, 1] (pytorch-grad-cam's CAM scaling);
+    - ``"pair_grayscale"``: PAIR saliency's ``VisualizeImageGrayscale`` (sum of |.| over
+      channels, clip at the 99th percentile, [0, 1]);
+    - ``"paper"``: the convention of COSE's official code (Daroya, Sun, Maji, "COSE: A
+      Consistency-Sensitivity Metric for Saliency on Image Classification", ICCV-W 2023,
+      arXiv:2309.10989): min-max for CAM methods, the PAIR recipe for gradient methods (the
+      method's ``MethodSpec.map_kind``), min-max for perturbation maps;
+    - a callable ``(N, H, W) -> (N, H, W)`` applied after the reduction.
+    """
+    _check_reduce(reduce)
+    kind = method_spec(method).map_kind
+    resolve_postprocess(postprocess, kind)  # bad values fail before any model pass
     attr = attribute(model, inputs, target, method, baseline=baseline, layer=layer,
                      batch_size=batch_size, **params)
-    return reduce_channels(attr, reduce)
+    return _to_maps(attr, reduce, postprocess, kind)
 
 
 def explain_predicted(
@@ -394,19 +434,22 @@ def explain_predicted(
     inputs: Tensor,
     method: str | MethodSpec = "integrated_gradients",
     *,
-    reduce: str = "sum",
+    reduce: str | None = None,
+    postprocess: Postprocess = None,
     **kwargs: Any,
 ) -> tuple[Tensor, Tensor]:
     """Maps ``(N, H, W)`` of the predicted classes and those classes ``LongTensor (N,)`` (CPU).
 
-    Same as ``explain(model, inputs, None, method, ...)`` plus the predictions; for single-pass
-    methods (``method_spec(m).single_pass``: gradients, Grad-CAM family) the prediction and the
-    map come from one forward pass, which is what makes COSE's many predicted-class maps cheap.
+    Same as ``explain(model, inputs, None, method, ...)`` (``reduce`` and ``postprocess`` as
+    there) plus the predictions; for single-pass methods (``method_spec(m).single_pass``:
+    gradients, Grad-CAM family) the prediction and the map come from one forward pass, which is
+    what makes COSE's many predicted-class maps cheap.
     """
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+    _check_reduce(reduce)
+    kind = method_spec(method).map_kind
+    resolve_postprocess(postprocess, kind)
     attr, predicted = _attribute(model, inputs, None, method, **kwargs)
-    return reduce_channels(attr, reduce), predicted
+    return _to_maps(attr, reduce, postprocess, kind), predicted
 
 
 # --------------------------------------------------------------------------- explainer contract
@@ -416,29 +459,53 @@ def explain_predicted(
 class Explainer:
     """A callable ``(model, inputs, target) -> Tensor (N, H, W)``: a registry method with fixed
     keyword arguments, or a user callable whose output shape is checked. ``key`` is hashable
-    (for caches)."""
+    (for caches).
+
+    ``postprocess`` scales every map it returns (the values of ``explain``'s ``postprocess=``):
+    None means *not set*: calls return raw maps, and COSE / ``compare_methods`` apply their own
+    ``postprocess=`` (the paper's convention by default); ``"none"`` keeps raw maps there too.
+    ``kind`` (``postprocess.MAP_KINDS``) is the registry method's ``map_kind``, or a callable's
+    ``map_kind`` attribute (None if it has none: ``"paper"`` then scales by min-max).
+    """
 
     name: str
     method: str | None
     kwargs: tuple[tuple[str, Any], ...] = ()
     fn: Callable[..., Tensor] | None = field(default=None, compare=False)
+    postprocess: Postprocess = None
 
     @property
     def key(self) -> tuple:
+        pp = self.postprocess
         return (self.name, self.method, tuple((k, repr(v)) for k, v in self.kwargs),
-                id(self.fn) if self.fn is not None else None)
+                id(self.fn) if self.fn is not None else None,
+                id(pp) if callable(pp) else pp)
+
+    @property
+    def kind(self) -> str | None:
+        if self.method is not None:
+            return method_spec(self.method).map_kind
+        return getattr(self.fn, "map_kind", None)
+
+    def with_postprocess(self, postprocess: Postprocess) -> Explainer:
+        """A copy with ``postprocess`` (validated now)."""
+        resolve_postprocess(postprocess, self.kind)
+        return dataclasses.replace(self, postprocess=postprocess)
 
     def __call__(self, model: nn.Module, inputs: Tensor, target: Any = None) -> Tensor:
         kwargs = dict(self.kwargs)
         if self.fn is None:
-            return explain(model, inputs, target, self.method, **kwargs)
-        return self._check(self.fn(model, inputs, target, **kwargs), inputs)
+            return explain(model, inputs, target, self.method, postprocess=self.postprocess,
+                           **kwargs)
+        maps = self._check(self.fn(model, inputs, target, **kwargs), inputs)
+        return apply_postprocess(maps, self.postprocess, self.kind)
 
     def explain_predicted(self, model: nn.Module, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Maps of the predicted classes and those classes (CPU): one forward pass for
         single-pass registry methods; a prediction pass, then the call, otherwise."""
         if self.fn is None:
-            return explain_predicted(model, inputs, self.method, **dict(self.kwargs))
+            return explain_predicted(model, inputs, self.method, postprocess=self.postprocess,
+                                     **dict(self.kwargs))
         with eval_mode(model), torch.no_grad():
             out = as_logits(model(inputs))
             _num_classes(out)
@@ -462,12 +529,16 @@ def resolve_explainer(explainer: Any, *, name: str | None = None, **defaults: An
     """Turn a registry name, a ``(name, {params})`` pair, an ``Explainer`` or any callable
     ``(model, inputs, target, **defaults) -> (N, H, W)`` into an ``Explainer``. For registry
     names ``defaults`` are ``explain`` keywords (``baseline``, ``layer``, ``batch_size``,
-    ``reduce``) and method parameters, validated now."""
+    ``reduce``) and method parameters, validated now. ``postprocess=`` (any explainer) sets the
+    ``Explainer.postprocess`` that scales its maps."""
+    if "postprocess" in defaults:
+        postprocess = defaults.pop("postprocess")
+        return resolve_explainer(explainer, name=name, **defaults).with_postprocess(postprocess)
     if isinstance(explainer, Explainer):
         if defaults:
             merged = {**dict(explainer.kwargs), **defaults}
             return Explainer(name or explainer.name, explainer.method,
-                             tuple(merged.items()), explainer.fn)
+                             tuple(merged.items()), explainer.fn, explainer.postprocess)
         return explainer
     if isinstance(explainer, tuple) and len(explainer) == 2 and isinstance(explainer[1], Mapping):
         return resolve_explainer(explainer[0], name=name, **{**defaults, **explainer[1]})
@@ -475,9 +546,7 @@ def resolve_explainer(explainer: Any, *, name: str | None = None, **defaults: An
         spec = method_spec(explainer)
         params = {k: v for k, v in defaults.items() if k not in _EXPLAIN_KWARGS}
         spec.resolve_params(params)  # fail early on unknown/bad parameters
-        reduce = defaults.get("reduce", "sum")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"reduce: expected one of {list(REDUCTIONS)}, got {reduce!r}")
+        _check_reduce(defaults.get("reduce"))
         return Explainer(name or spec.name, spec.name, tuple(defaults.items()))
     if callable(explainer):
         label = name or getattr(explainer, "__name__", type(explainer).__name__)

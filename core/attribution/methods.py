@@ -277,16 +277,19 @@ register_method(MethodSpec(
     "saliency", "Saliency (signed gradient)", saliency, (), False, False, True,
     "Gradient of the target logit w.r.t. the input pixels (Simonyan et al. 2014), signed.",
     single_pass=True,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "saliency_abs", "Saliency |gradient|", saliency_abs, (), False, False, False,
     "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014).",
     single_pass=True,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "input_x_gradient", "Input × Gradient", input_x_gradient, (), True, False, True,
     "Input times gradient (Shrikumar et al. 2016).",
     single_pass=True,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "integrated_gradients", "Integrated Gradients", integrated_gradients,
@@ -300,6 +303,7 @@ register_method(MethodSpec(
     True, False, True,
     "Path integral of gradients from the baseline to the input (Sundararajan et al. 2017); "
     "sums to f(x) - f(baseline).",
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "smoothgrad", "SmoothGrad", smoothgrad,
@@ -320,6 +324,7 @@ register_method(MethodSpec(
     "Average of gradients over noisy copies of the input (Smilkov et al. 2017); "
     "smoothgrad_sq / vargrad variants (Adebayo et al. 2018).",
     stochastic=True,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "deeplift", "DeepLIFT", deeplift, (), True, False, True,
@@ -329,11 +334,13 @@ register_method(MethodSpec(
     "Other nonlinearities (GELU, SiLU, LayerNorm, softmax/attention, ...) get the plain gradient, "
     "which breaks completeness (by tens of percent on a GELU + LayerNorm MLP); explain() warns.",
     caveat=_deeplift_caveat,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "guided_backprop", "Guided Backprop", guided_backprop, (), False, False, True,
     "Gradient with negative ReLU gradients zeroed (Springenberg et al. 2015).",
     single_pass=True,
+    map_kind="gradient",
 ))
 register_method(MethodSpec(
     "occlusion", "Occlusion", occlusion,
@@ -345,6 +352,7 @@ register_method(MethodSpec(
     ),
     False, False, True,
     "Drop of the target logit when a sliding window is set to the baseline (Zeiler & Fergus 2014).",
+    map_kind="perturbation",
 ))
 register_method(MethodSpec(
     "feature_ablation", "Feature ablation", feature_ablation,
@@ -359,4 +367,5 @@ register_method(MethodSpec(
     ),
     False, False, True,
     "Drop of the target logit when each patch or superpixel is set to the baseline.",
+    map_kind="perturbation",
 ))

@@ -2,21 +2,51 @@
 
 Maps are ``(N, H, W)`` float tensors (a single ``(H, W)`` map is accepted and returned as such);
 every operation works per map, so one map never rescales another.
+
+``postprocess=`` (``explain``, the explainer contract, COSE) names how maps are scaled before
+they are compared (:data:`POSTPROCESSES`, :func:`resolve_postprocess`):
+
+- ``"minmax"``: per-map min-max into [0, 1] (:func:`normalize` ``"unit"``), what
+  pytorch-grad-cam does to every CAM;
+- ``"pair_grayscale"``: PAIR saliency's ``VisualizeImageGrayscale`` (:func:`pair_grayscale`):
+  sum of |.| over channels, clip at the 99th percentile, min-max into [0, 1];
+- ``"paper"``: what COSE's official code (Daroya, Sun, Maji, ICCV-W 2023, arXiv:2309.10989)
+  applies to each kind of map: min-max for CAMs, the PAIR recipe for gradient maps, min-max
+  for anything else (every map reaches SSIM in [0, 1]);
+- ``"none"`` / None: raw maps; or a callable ``(N, H, W) -> (N, H, W)``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["REDUCTIONS", "clip_percentile", "normalize", "reduce_channels", "upsample"]
+__all__ = [
+    "MAP_KINDS",
+    "POSTPROCESSES",
+    "REDUCTIONS",
+    "apply_postprocess",
+    "clip_percentile",
+    "normalize",
+    "pair_grayscale",
+    "reduce_channels",
+    "resolve_postprocess",
+    "upsample",
+]
 
 REDUCTIONS = ("sum", "abs_sum", "max_abs", "l2")
+POSTPROCESSES = ("paper", "minmax", "pair_grayscale", "none")
+MAP_KINDS = ("cam", "gradient", "perturbation")
+"""What a method's map is (``MethodSpec.map_kind``): a class activation map, a gradient-based
+input attribution, or a perturbation (occlusion/ablation) map; ``"paper"`` picks by it."""
+
+Postprocess = str | Callable[[Tensor], Tensor] | None
+"""A ``postprocess=`` value: a name of :data:`POSTPROCESSES`, a callable or None (raw)."""
 
 
 def _check_tensor(name: str, value: object) -> Tensor:
@@ -69,7 +99,9 @@ def clip_percentile(maps: Tensor, q: float = 99.0) -> Tensor:
     if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 100:
         raise ValueError(f"q: expected a percentile in (0, 100], got {q!r}")
     flat = batch.abs().flatten(1)
-    p = torch.quantile(flat.float(), q / 100.0, dim=1).to(batch.dtype).view(-1, 1, 1)
+    exact = flat.dtype in (torch.float32, torch.float64)  # quantile's dtypes; keep float64
+    p = torch.quantile(flat if exact else flat.float(), q / 100.0, dim=1)
+    p = p.to(batch.dtype).view(-1, 1, 1)
     out = torch.maximum(torch.minimum(batch, p), -p)
     return out[0] if single else out
 
@@ -89,6 +121,56 @@ def normalize(maps: Tensor, mode: Literal["unit", "signed"] = "unit") -> Tensor:
     else:
         raise ValueError(f"mode: expected 'unit' or 'signed', got {mode!r}")
     return out[0] if single else out
+
+
+def pair_grayscale(attr: Tensor, percentile: float = 99.0) -> Tensor:
+    """PAIR saliency's ``VisualizeImageGrayscale``, the map COSE compares for gradient methods.
+
+    ``(N, C, H, W)`` attributions (or ``(N, H, W)`` / ``(H, W)`` maps, taken as one channel) ->
+    ``(N, H, W)`` in [0, 1]: ``s = sum_c |a_c|``, then ``clip((s - min s) / (P - min s), 0, 1)``
+    with ``P`` the ``percentile``-th percentile of ``s`` (linear interpolation, as
+    ``np.percentile``). A map whose percentile equals its minimum (e.g. over 99 % zeros)
+    becomes zeros, where PAIR divides by zero.
+    """
+    _check_tensor("attr", attr)
+    maps = reduce_channels(attr, "abs_sum") if attr.dim() == 4 else attr.abs()
+    return normalize(clip_percentile(maps, percentile), "unit")
+
+
+def resolve_postprocess(postprocess: Postprocess, kind: str | None = None) -> str | Callable | None:
+    """The concrete post-processing for a map of ``kind`` (one of :data:`MAP_KINDS`, None when
+    unknown): ``"minmax"``, ``"pair_grayscale"``, a callable, or None (raw). ``"paper"`` is
+    min-max for ``"cam"``, ``"pair_grayscale"`` for ``"gradient"`` and min-max otherwise."""
+    if postprocess is None or callable(postprocess):
+        return postprocess
+    if not isinstance(postprocess, str) or postprocess not in POSTPROCESSES:
+        raise ValueError(f"postprocess: expected one of {list(POSTPROCESSES)}, None or a callable "
+                         f"(N, H, W) -> (N, H, W), got {postprocess!r}")
+    if kind is not None and kind not in MAP_KINDS:
+        raise ValueError(f"kind: expected one of {list(MAP_KINDS)} or None, got {kind!r}")
+    if postprocess == "none":
+        return None
+    if postprocess == "paper":
+        return "pair_grayscale" if kind == "gradient" else "minmax"
+    return postprocess
+
+
+def apply_postprocess(maps: Tensor, postprocess: Postprocess, kind: str | None = None) -> Tensor:
+    """``maps`` ``(N, H, W)`` (or ``(N, C, H, W)`` attributions for ``"pair_grayscale"``) after
+    ``postprocess`` (see :func:`resolve_postprocess`); a callable must keep the shape."""
+    how = resolve_postprocess(postprocess, kind)
+    if how is None:
+        return maps
+    if how == "minmax":
+        return normalize(maps, "unit")
+    if how == "pair_grayscale":
+        return pair_grayscale(maps)
+    out = how(maps)
+    if not isinstance(out, Tensor) or tuple(out.shape) != tuple(maps.shape):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"postprocess: the callable must return maps of shape "
+                         f"{tuple(maps.shape)}, got {got}")
+    return out
 
 
 def upsample(

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .postprocess import MAP_KINDS
+
 __all__ = [
     "METHODS",
     "MethodSpec",
@@ -103,7 +105,11 @@ class MethodSpec:
     passes ``baseline=None`` unless the caller gave one. ``notes``: where the method is exact and
     where it is not (shown to users). ``caveat``: called by ``explain`` with the model's modules;
     a returned message is issued as a ``UserWarning`` (e.g. DeepLIFT on modules its rules do not
-    cover).
+    cover). ``map_kind``: ``"cam"`` (class activation map of a hidden layer), ``"gradient"``
+    (input attribution built from gradients) or ``"perturbation"`` (occlusion, ablation), one of
+    ``postprocess.MAP_KINDS``; the ``postprocess="paper"`` convention picks the COSE paper's
+    scaling by it (min-max for CAMs, PAIR grayscale for gradients). Default: ``"cam"`` for
+    layer methods, else ``"gradient"``.
     """
 
     name: str
@@ -119,6 +125,14 @@ class MethodSpec:
     notes: str = ""
     caveat: Callable[[list[Any]], str | None] | None = field(default=None, repr=False,
                                                               compare=False)
+    map_kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.map_kind:
+            object.__setattr__(self, "map_kind", "cam" if self.needs_layer else "gradient")
+        if self.map_kind not in MAP_KINDS:
+            raise ValueError(f"map_kind: expected one of {list(MAP_KINDS)}, got "
+                             f"{self.map_kind!r} (method {self.name!r})")
 
     def param(self, name: str) -> ParamSpec:
         for spec in self.params:

@@ -369,4 +369,5 @@ register_method(MethodSpec(
     True, False, True,
     "Integrated Gradients cut where the path output reaches `ratio` of its rise; the left "
     "(unsaturated) part is the attribution (Miglani et al., ICML-WHI 2020).",
+    map_kind="gradient",
 ))

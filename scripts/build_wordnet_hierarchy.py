@@ -1,5 +1,6 @@
-"""Build ``core/boxes/data/imagenet_wordnet.json``: the WordNet 3.0 hypernym graph above the
-ImageNet-1k classes, used by :func:`visloupe.core.boxes.imagenet_hierarchy`.
+"""Build ``core/data/imagenet_wordnet.json``: the WordNet 3.0 hypernym graph above the
+ImageNet-1k classes, read by :mod:`visloupe.core.data.imagenet` (class names; Task2Box's
+hierarchy).
 
 Inputs are read straight from two archives, nothing is imported from them:
 
@@ -27,7 +28,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "core" / "boxes" / "data"
+OUT_DIR = Path(__file__).resolve().parents[1] / "core" / "data"
 
 
 def _read_tar_member(archive: Path, suffix: str) -> str:

@@ -9,15 +9,14 @@ from a small JSON built by ``scripts/build_wordnet_hierarchy.py``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..data.imagenet import wordnet_graph
 
 __all__ = [
     "Hierarchy",
@@ -134,12 +133,6 @@ def synthetic_hierarchy(depth: int = 3, branching: tuple[int, int] = (2, 5), roo
 # WordNet / ImageNet
 
 
-@lru_cache(maxsize=1)
-def _wordnet_graph() -> dict:
-    text = resources.files("visloupe.core.boxes.data").joinpath("imagenet_wordnet.json")
-    return json.loads(text.read_text())
-
-
 def imagenet_hierarchy(root: str | None = "instrumentality.n.03", min_leaves: int = 2,
                        group_level: int = 1) -> Hierarchy:
     """The ImageNet-1k WordNet hierarchy as datasets, offline (WordNet 3.0, Princeton licence).
@@ -151,7 +144,7 @@ def imagenet_hierarchy(root: str | None = "instrumentality.n.03", min_leaves: in
     (Task2Box Table 2 uses ``instrumentality.n.03``, whose 8 children with ImageNet leaves are
     device, container, conveyance, equipment, implement, furnishing, toiletry, system).
     """
-    graph = _wordnet_graph()
+    graph = wordnet_graph()
     synsets: dict[str, dict] = graph["synsets"]
     classes: list[str] = graph["imagenet_classes"]
     by_name = {v["name"]: k for k, v in synsets.items()}

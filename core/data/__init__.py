@@ -8,9 +8,12 @@
   ``select``, ``indices`` (the one stream policy, :data:`STREAM_LIMIT`), ``label_values``,
   ``fingerprint``, ``images``, ``tensors``, ``batches``; :func:`model_inputs` (tensors too).
 - :func:`records`: raw records (bytes, paths, per-row errors) for profiling.
+- :func:`imagenet_class_names`, :func:`imagenet_wnids`, :func:`wordnet_graph`: the ImageNet-1k
+  label space, offline.
 """
 
 from .builtin import DIGIT_CLASSES, builtin_names, builtin_version, load_builtin
+from .imagenet import imagenet_class_index, imagenet_class_names, imagenet_wnids, wordnet_graph
 from .records import RawRecord, RecordStream, records
 from .shapes import SHAPE_CLASSES
 from .source import (
@@ -39,6 +42,9 @@ __all__ = [
     "as_image_source",
     "builtin_names",
     "builtin_version",
+    "imagenet_class_index",
+    "imagenet_class_names",
+    "imagenet_wnids",
     "load_builtin",
     "mode_max",
     "model_inputs",
@@ -47,4 +53,5 @@ __all__ = [
     "text_tokenizer",
     "to_pil",
     "to_rgb",
+    "wordnet_graph",
 ]

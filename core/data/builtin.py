@@ -39,7 +39,7 @@ _DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 # Bumped whenever a generator's output changes, so caches of models trained on a built-in
 # (``models.pretrained``) can tell stale weights apart.
-_VERSIONS = {"shapes": "2", "text": "2", "digits": "1", "photos": "1"}
+_VERSIONS = {"shapes": "2", "text": "2", "digits": "1", "photos": "2"}
 
 
 def builtin_names() -> list[str]:
@@ -124,30 +124,66 @@ def _build_digits(split: str, size: int, seed: int, test_fraction: float) -> dat
         features=features, split=split)
 
 
-def _photo_loaders() -> list[tuple[str, Callable[[], Image.Image]]]:
-    """Photos bundled inside scikit-image and scikit-learn wheels (never fetched)."""
-    import skimage.data as skd
+#: Every photograph scikit-image, scikit-learn and matplotlib ship inside their wheels (never
+#: fetched): ``(name, package, loader name, ImageNet classes that apply)``. The first class is
+#: the photo's ``label``; the list is its ``imagenet_accept`` set of every class that truly
+#: describes it, in the spirit of ImageNet-ReaL (Beyer et al., "Are we done with ImageNet?", 2020).
+#: Empty: no ImageNet-1k class applies (coins, textures, microscopy, astronomy, text scans).
+#: Drawings and synthetic images (logo, horse silhouette, colour wheel) are kept out, except
+#: scikit-image's logo, the one RGBA image.
+PHOTOS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("astronaut", "scikit-image", "astronaut", ("space shuttle",)),  # the model beside her
+    ("camera", "scikit-image", "camera", ("tripod", "reflex camera")),
+    ("chelsea", "scikit-image", "chelsea", ("tabby", "tiger cat", "Egyptian cat")),
+    ("coffee", "scikit-image", "coffee", ("espresso", "cup")),
+    ("rocket", "scikit-image", "rocket", ("missile", "projectile")),
+    ("motorcycle", "scikit-image", "stereo_motorcycle", ("moped", "motor scooter")),
+    ("clock", "scikit-image", "clock", ("wall clock", "analog clock")),  # motion-blurred
+    ("china", "scikit-learn", "china", ("palace",)),
+    ("flower", "scikit-learn", "flower", ("daisy",)),  # WordNet's daisy: any ray-flowered composite
+    ("grace_hopper", "matplotlib", "grace_hopper.jpg", ("military uniform",)),
+    ("coins", "scikit-image", "coins", ()),
+    ("logo", "scikit-image", "logo", ()),
+    ("hubble_deep_field", "scikit-image", "hubble_deep_field", ()),
+    ("immunohistochemistry", "scikit-image", "immunohistochemistry", ()),
+    ("retina", "scikit-image", "retina", ()),
+    ("moon", "scikit-image", "moon", ()),
+    ("cell", "scikit-image", "cell", ()),
+    ("page", "scikit-image", "page", ()),
+    ("text", "scikit-image", "text", ()),
+    ("brick", "scikit-image", "brick", ()),
+    ("grass", "scikit-image", "grass", ()),
+    ("gravel", "scikit-image", "gravel", ()),
+)
 
-    def sk(name: str, mode: str | None = None) -> Callable[[], Image.Image]:
-        return lambda: Image.fromarray(getattr(skd, name)(), mode=mode)
 
-    def sklearn_photo(name: str) -> Callable[[], Image.Image]:
-        def load() -> Image.Image:
-            from sklearn.datasets import load_sample_image
-            return Image.fromarray(load_sample_image(f"{name}.jpg"))
-        return load
+def _load_photo(package: str, loader: str) -> Image.Image:
+    """One bundled photo as PIL, in its own size and mode."""
+    if package == "scikit-image":
+        import skimage.data as skd
 
-    return [("astronaut", sk("astronaut")), ("camera", sk("camera")),
-            ("chelsea", sk("chelsea")), ("coffee", sk("coffee")), ("coins", sk("coins")),
-            ("rocket", sk("rocket")), ("logo", sk("logo")),
-            ("china", sklearn_photo("china")), ("flower", sklearn_photo("flower"))]
+        array = getattr(skd, loader)()
+        if loader == "stereo_motorcycle":
+            array = array[0]  # the left view
+        return Image.fromarray(array)
+    if package == "scikit-learn":
+        from sklearn.datasets import load_sample_image
+
+        return Image.fromarray(load_sample_image(f"{loader}.jpg"))
+    from matplotlib import cbook
+
+    with cbook.get_sample_data(loader) as f:
+        return Image.open(f).copy()
 
 
 def _build_photos(split: str, max_size: int | None) -> datasets.Dataset:
-    names, images = [], []
-    for name, load in _photo_loaders():
+    from .imagenet import imagenet_class_index, imagenet_class_names
+
+    rows: dict[str, list] = {"image": [], "label": [], "name": [], "imagenet_accept": [],
+                             "source": []}
+    for name, package, loader, classes in PHOTOS:
         try:
-            img = load()
+            img = _load_photo(package, loader)
         except Exception as exc:  # a photo missing from this install: skip it, say so
             log.warning("photos: %s is not available offline here (%s); skipped", name, exc)
             continue
@@ -155,12 +191,19 @@ def _build_photos(split: str, max_size: int | None) -> datasets.Dataset:
             scale = max_size / max(img.size)
             new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
             img = img.resize(new, Image.Resampling.BICUBIC)
-        names.append(name)
-        images.append(_png_pil(img))
-    features = datasets.Features({"image": datasets.Image(),
-                                  "label": datasets.ClassLabel(names=names)})
-    return datasets.Dataset.from_dict({"image": images, "label": list(range(len(names)))},
-                                      features=features, split=split)
+        accept = [imagenet_class_index(c) for c in classes]
+        rows["image"].append(_png_pil(img))
+        rows["label"].append(accept[0] if accept else -1)
+        rows["name"].append(name)
+        rows["imagenet_accept"].append(accept)
+        rows["source"].append(f"{package}: {loader}")
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "label": datasets.ClassLabel(names=imagenet_class_names()),
+        "name": datasets.Value("string"),
+        "imagenet_accept": datasets.Sequence(datasets.Value("int64")),
+        "source": datasets.Value("string")})
+    return datasets.Dataset.from_dict(rows, features=features, split=split)
 
 
 def _check_int(name: str, value: Any, low: int, high: int, arg: str) -> int:
@@ -219,10 +262,14 @@ def load_builtin(name: str, split: str = "train", **options: Any) -> datasets.Da
       grayscale "L" images (0..16 scaled to 0..255), ``label`` "0".."9", ``sklearn_index`` the row
       in ``load_digits()``. Stratified split, ``test_fraction`` 0.2 with ``seed`` 0 by default:
       1 437 train / 360 test.
-    - ``"photos"``: the demo photographs bundled in scikit-image and scikit-learn, in their own
-      sizes and modes (RGB, grayscale "L" camera and coins, RGBA logo); ``label`` the photo's
-      name. A demo set with one image per class, so there is nothing to hold out: ``"train"``
-      and ``"test"`` both return all photos. Option ``max_size`` downscales the longest side.
+    - ``"photos"``: the 22 photographs bundled in scikit-image, scikit-learn and matplotlib
+      (:data:`PHOTOS`), in their own sizes and modes (RGB; grayscale "L" camera, coins, moon,
+      ...; the RGBA logo). ``label`` is a ClassLabel over the 1 000 ImageNet-1k classes
+      (readable names) for the 10 photos an ImageNet class describes (chelsea: tabby, coffee:
+      espresso, ...), -1 (no label) for the others; ``imagenet_accept`` every class that
+      applies; ``name`` and ``source`` say which photo it is. A demo set, nothing to hold out:
+      ``"train"`` and ``"test"`` both return all photos. Option ``max_size`` downscales the
+      longest side.
 
     Train and test never share an example (separate random streams; a hash partition of the
     sentence space for ``text``). The same call returns byte-identical images. Datasets are

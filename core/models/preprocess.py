@@ -15,9 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..checks import check_int
+
 __all__ = ["ImagePreprocess", "TextPreprocess"]
 
 _CHANNELS = {"RGB": 3, "L": 1}
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+             "nearest": Image.Resampling.NEAREST}
 
 
 def _as_pair(size: int | Sequence[int]) -> tuple[int, int]:
@@ -34,9 +38,13 @@ class ImagePreprocess:
     """PIL image -> normalised float tensor ``(C, H, W)`` for a built-in image model.
 
     Converts any PIL mode (RGBA, P, L, I;16, ...) to ``mode`` (``"RGB"`` or ``"L"``), resizes to
-    ``size`` = (height, width) with bilinear filtering when needed, scales to [0, 1] and applies
-    ``(x - mean) / std`` per channel. ``denormalize`` undoes the last step for display.
+    ``size`` = (height, width) with ``resample`` filtering when needed, scales to [0, 1] and
+    applies ``(x - mean) / std`` per channel. ``denormalize`` undoes the last step for display.
     Also accepts uint8 ``(H, W)``/``(H, W, C)`` numpy arrays, which are read as PIL images.
+
+    ``crop_padding`` > 0 first takes the centred square crop the TensorFlow ImageNet evaluation
+    of EfficientNet uses (Tan & Le, ICML 2019; ``preprocessing.py``, ``CROP_PADDING = 32``): side
+    ``int(size / (size + crop_padding) * min(height, width))``, offset ``(extent - side + 1) // 2``.
     """
 
     def __init__(
@@ -45,6 +53,9 @@ class ImagePreprocess:
         mode: str = "RGB",
         mean: Sequence[float] | float = 0.5,
         std: Sequence[float] | float = 0.5,
+        *,
+        resample: str = "bilinear",
+        crop_padding: int = 0,
     ) -> None:
         if mode not in _CHANNELS:
             raise ValueError(f"mode: expected one of {list(_CHANNELS)}, got {mode!r}")
@@ -55,6 +66,10 @@ class ImagePreprocess:
         self.std = self._per_channel("std", std, channels)
         if min(self.std) <= 0:
             raise ValueError(f"std: expected positive values, got {self.std}")
+        if resample not in _RESAMPLE:
+            raise ValueError(f"resample: expected one of {list(_RESAMPLE)}, got {resample!r}")
+        self.resample = resample
+        self.crop_padding = check_int("crop_padding", crop_padding, 0, "pixels")
 
     @staticmethod
     def _per_channel(name: str, value: Sequence[float] | float, channels: int) -> tuple:
@@ -85,11 +100,25 @@ class ImagePreprocess:
                 image = image.convert("RGBA")  # drop alpha, keep colour values
             image = image.convert(self.mode)
         height, width = self.size
+        if self.crop_padding:
+            image = self._centre_crop(image)
         if image.size != (width, height):
-            image = image.resize((width, height), Image.Resampling.BILINEAR)
+            image = image.resize((width, height), _RESAMPLE[self.resample])
         array = np.asarray(image, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
         return (tensor - self._stat(self.mean)) / self._stat(self.std)
+
+    def pixels(self) -> ImagePreprocess:
+        """The same crop, resize and mode without the normalisation: PIL -> pixels in [0, 1]."""
+        return ImagePreprocess(self.size, self.mode, 0.0, 1.0, resample=self.resample,
+                               crop_padding=self.crop_padding)
+
+    def _centre_crop(self, image: Image.Image) -> Image.Image:
+        fraction = min(self.size) / (min(self.size) + self.crop_padding)
+        side = max(1, int(fraction * min(image.size)))
+        left = (image.width - side + 1) // 2
+        top = (image.height - side + 1) // 2
+        return image.crop((left, top, left + side, top + side))
 
     def batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """A list of images -> ``(N, C, H, W)``."""
@@ -114,21 +143,26 @@ class ImagePreprocess:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (``ImagePreprocess.from_dict`` rebuilds it)."""
         return {"kind": "image", "size": list(self.size), "mode": self.mode,
-                "mean": list(self.mean), "std": list(self.std)}
+                "mean": list(self.mean), "std": list(self.std), "resample": self.resample,
+                "crop_padding": self.crop_padding}
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> ImagePreprocess:
-        return cls(spec["size"], spec["mode"], spec["mean"], spec["std"])
+        return cls(spec["size"], spec["mode"], spec["mean"], spec["std"],
+                   resample=spec.get("resample", "bilinear"),
+                   crop_padding=spec.get("crop_padding", 0))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ImagePreprocess) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
-        return hash((self.size, self.mode, self.mean, self.std))
+        return hash((self.size, self.mode, self.mean, self.std, self.resample, self.crop_padding))
 
     def __repr__(self) -> str:
+        extra = "" if (self.resample, self.crop_padding) == ("bilinear", 0) else (
+            f", resample={self.resample!r}, crop_padding={self.crop_padding}")
         return (f"ImagePreprocess(size={self.size}, mode={self.mode!r}, mean={self.mean}, "
-                f"std={self.std})")
+                f"std={self.std}{extra})")
 
 
 class TextPreprocess:

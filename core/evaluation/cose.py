@@ -128,7 +128,8 @@ def pixel_data(
     pixel_fn: Callable | None = preprocess
     if preprocess is not None and all(hasattr(preprocess, a) for a in
                                       ("size", "mode", "mean", "std")):
-        pixel_fn = ImagePreprocess(preprocess.size, preprocess.mode, 0.0, 1.0)
+        pixel_fn = (preprocess.pixels() if isinstance(preprocess, ImagePreprocess)
+                    else ImagePreprocess(preprocess.size, preprocess.mode, 0.0, 1.0))
         if normalize is None:
             normalize = _Normalize(preprocess.mean, preprocess.std)
     elif preprocess is not None and not callable(preprocess):

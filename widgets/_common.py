@@ -105,6 +105,18 @@ def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> t
     return x.float() if not x.is_floating_point() else x
 
 
+def model_frame(image: Image.Image, preprocess: Any) -> Image.Image:
+    """The frame a map of ``preprocess(image)`` belongs on: what the model sees (its crop and
+    resize, core ``evaluation.model_view``), or the raw image when that cannot be known."""
+    from visloupe.core.evaluation import model_view
+
+    try:
+        view = model_view(image, preprocess)
+    except (TypeError, ValueError):
+        view = None
+    return image if view is None else view
+
+
 def predict_proba(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     """Softmax probabilities ``(N, K)`` of ``model`` on ``x (N, C, H, W)``, in eval mode (the
     model's own training flags are restored), without gradients."""

@@ -35,6 +35,7 @@ from ._common import (
     error_html,
     guarded,
     logger,
+    model_frame,
     original_ids,
     predict_proba,
     preprocess_image,
@@ -666,7 +667,9 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
     def _display_base(self, index: int) -> np.ndarray:
         base = self._display.get(index)
         if base is None:
-            base = np.asarray(render.fit_image(self._sample(index).image, self._cell))
+            pre = self._pre[next(iter(self._models))]
+            frame = model_frame(self._sample(index).image, pre)
+            base = np.asarray(render.fit_image(frame, self._cell))
             self._display.put(index, base)
         return base
 

@@ -26,6 +26,7 @@ from ._common import (
     check_int,
     display_map,
     guarded,
+    model_frame,
     original_ids,
     predict_proba,
     preprocess_image,
@@ -336,7 +337,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
                 self._plot.image(float(result.alpha_star[0]), float(result.ratio)))
         index = self._row()
         self.browser.show_status()
-        base = np.asarray(render.fit_image(self._source[index].image, self._cell))
+        frame = model_frame(self._source[index].image, self._pre[self.model_select.value])
+        base = np.asarray(render.fit_image(frame, self._cell))
         signed = self.sign.value == "signed"
         maps = {part: result.maps(part)[0].detach().float().cpu().numpy() for part in PARTS}
         clipped = {p: display_map(m, 99.5, signed) for p, m in maps.items()}

@@ -132,16 +132,16 @@ def _build_digits(split: str, size: int, seed: int, test_fraction: float) -> dat
 #: Drawings and synthetic images (logo, horse silhouette, colour wheel) are kept out, except
 #: scikit-image's logo, the one RGBA image.
 PHOTOS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("astronaut", "scikit-image", "astronaut", ("space shuttle",)),  # the model beside her
-    ("camera", "scikit-image", "camera", ("tripod", "reflex camera")),
     ("chelsea", "scikit-image", "chelsea", ("tabby", "tiger cat", "Egyptian cat")),
     ("coffee", "scikit-image", "coffee", ("espresso", "cup")),
+    ("camera", "scikit-image", "camera", ("tripod", "reflex camera")),
     ("rocket", "scikit-image", "rocket", ("missile", "projectile")),
     ("motorcycle", "scikit-image", "stereo_motorcycle", ("moped", "motor scooter")),
     ("clock", "scikit-image", "clock", ("wall clock", "analog clock")),  # motion-blurred
     ("china", "scikit-learn", "china", ("palace",)),
     ("flower", "scikit-learn", "flower", ("daisy",)),  # WordNet's daisy: any ray-flowered composite
     ("grace_hopper", "matplotlib", "grace_hopper.jpg", ("military uniform",)),
+    ("astronaut", "scikit-image", "astronaut", ("space shuttle",)),  # the model beside her
     ("coins", "scikit-image", "coins", ()),
     ("logo", "scikit-image", "logo", ()),
     ("hubble_deep_field", "scikit-image", "hubble_deep_field", ()),

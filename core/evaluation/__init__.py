@@ -22,7 +22,7 @@ from ..attribution.text import TextExplainer, text_explainer  # the explainer co
 from .cose import COSEReport, PairView, PixelData, compare_methods, cose, explain_pair, pixel_data
 from .faithfulness import ABPCResult, abpc
 from .localisation import PointingGameResult, as_masks, energy_in_mask, pointing_game
-from .pixels import MeanStd, pixel_inputs, split_preprocess
+from .pixels import MeanStd, model_view, pixel_inputs, split_preprocess
 from .reference import (
     ConstantExplainer,
     InputIntensityExplainer,
@@ -63,6 +63,7 @@ from .transforms import (
 
 __all__ = [
     "MeanStd",
+    "model_view",
     "pixel_inputs",
     "split_preprocess",
     "ABPCResult",

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-__all__ = ["MeanStd", "pixel_inputs", "split_preprocess"]
+__all__ = ["MeanStd", "model_view", "pixel_inputs", "split_preprocess"]
 
 Normalize = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,3 +146,28 @@ def pixel_inputs(data: Any, preprocess: Any = None, normalize: Any = None, *,
             "normalize=(mean, std) with the normalisation it applies (it is undone for the "
             "transforms and applied again for the model), or a pixel preprocess with "
             f"normalize=<callable on (N, C, H, W)> ({error})") from None
+
+
+def model_view(image: Image.Image, preprocess: Any, normalize: Any = None) -> Image.Image | None:
+    """``image`` as the model sees it (the preprocess's crop and resize, without its
+    normalisation), as an RGB PIL image: the frame a saliency map of that input belongs on.
+
+    None when the preprocess cannot be split into pixels + normalisation (see
+    :func:`split_preprocess`) or its pixels leave [0, 1]; then only the raw image is known.
+    """
+    if preprocess is None:
+        return None
+    pixels_of = getattr(preprocess, "pixels", None)  # a visloupe ImagePreprocess
+    if callable(pixels_of):
+        pixel_fn: Callable | None = pixels_of()
+    else:
+        pixel_fn, norm = split_preprocess(preprocess, normalize)
+        if pixel_fn is preprocess and norm is None:
+            return None  # nothing says where the normalisation is
+    values = pixel_fn(image) if pixel_fn is not None else None
+    if not isinstance(values, torch.Tensor) or values.dim() != 3 or values.shape[0] not in (1, 3):
+        return None
+    if values.min() < -1e-3 or values.max() > 1 + 1e-3:
+        return None
+    array = (values.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).convert("RGB")

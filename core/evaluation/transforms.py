@@ -14,6 +14,12 @@ use nearest-neighbour sampling for images (as the paper); maps go back with an e
 flips and translations and a bilinear inverse rotation, plus a mask of the pixels visible in both
 frames.
 
+The official code transforms uint8 PIL images, so every transformed pixel it feeds the model is
+an 8-bit level. ``apply_transform(..., quantize=True)`` follows it for 8-bit data (see
+:func:`is_8bit`): it computes on the levels as PIL does -- degenerate images (grey, mean,
+smoothed) as uint8 images first, blends and AutoContrast truncated, filters rounded -- and
+returns pixels on the 1/255 grid (pixel-exact against Pillow on the tested images).
+
 Magnitudes follow the paper: 31 bins ``linspace(0, max, 31)``; signed ops take both signs.
 Translations are scaled to the image: ``32/224`` of the width (height) at the top bin, applied as
 whole pixels (``sign(m) * max(1, trunc(|m|))``, which equals the official ``int(m)`` on 224-pixel
@@ -41,7 +47,9 @@ __all__ = [
     "apply_transform",
     "describe_magnitude",
     "invert_map",
+    "is_8bit",
     "magnitude_bins",
+    "quantize_8bit",
     "resolve_transforms",
     "sample_magnitudes",
     "transform_spec",
@@ -104,6 +112,9 @@ _BLUR = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 0, 0, 0, 1], [1, 0, 
 _SMOOTH = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=torch.float64) / 13
 # ITU-R 601-2 luma, as PIL's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
+# PIL's fixed-point weights for convert("L") on uint8 images: (R*19595 + G*38470 + B*7471
+# + 2**15) >> 16.
+_LUMA_FIXED = (19595, 38470, 7471)
 
 
 def transform_spec(op: str) -> TransformSpec:
@@ -355,22 +366,106 @@ def _photometric(spec: TransformSpec, x: Tensor, m: Tensor) -> Tensor:
     raise AssertionError(name)
 
 
+# --------------------------------------------------------------------------- 8-bit images
+
+
+def quantize_8bit(images: Tensor) -> Tensor:
+    """Pixels in [0, 1] rounded to the nearest 8-bit level ``k / 255`` (same dtype)."""
+    return (images * 255).round().clamp(0, 255) / 255
+
+
+def is_8bit(images: Tensor, tol: float = 1e-3) -> bool:
+    """Whether every pixel of ``images`` (in [0, 1]) lies on the 1/255 grid within ``tol``
+    levels: the images are 8-bit data (read from uint8 images and not resampled in float)."""
+    if not isinstance(images, Tensor) or not images.is_floating_point():
+        raise TypeError(f"images: expected a float tensor, got {type(images).__name__}")
+    if not images.numel():
+        return False
+    levels = images.detach().to(torch.float64) * 255
+    return bool(((levels - levels.round()).abs() <= tol).all())
+
+
+def _blend_8bit(degenerate: Tensor, levels: Tensor, factor: Tensor) -> Tensor:
+    """PIL's uint8 ``Image.blend``: ``d + f (x - d)`` in C float (float32) arithmetic, clipped
+    to [0, 255] and truncated."""
+    f = factor.to(torch.float32).view(-1, 1, 1, 1)
+    d = degenerate.to(torch.float32)
+    out = d + f * (levels.to(torch.float32) - d)
+    return out.clamp(0, 255).floor().to(levels.dtype)
+
+
+def _gray_8bit(levels: Tensor) -> Tensor:
+    """PIL's uint8 ``convert("L")`` (fixed-point luma, rounded) or the image itself."""
+    if levels.shape[1] == 1:
+        return levels
+    if levels.shape[1] != 3:
+        raise ValueError(f"images: Color/Contrast expect 1 or 3 channels, got {levels.shape[1]}")
+    w = torch.tensor(_LUMA_FIXED, dtype=levels.dtype, device=levels.device).view(1, 3, 1, 1)
+    return torch.floor(((levels * w).sum(dim=1, keepdim=True) + 2 ** 15) / 2 ** 16)
+
+
+def _filter_8bit(levels: Tensor, kernel: Tensor) -> Tensor:
+    """PIL's uint8 ``ImageFilter.Kernel``: the correlation rounded half up, borders kept."""
+    return _filter(levels, kernel).add(0.5).floor().clamp(0, 255)
+
+
+def _photometric_8bit(spec: TransformSpec, levels: Tensor, m: Tensor) -> Tensor:
+    """``_photometric`` on 8-bit levels (float64 integers in [0, 255]) with PIL's uint8
+    arithmetic; returns levels."""
+    factor = 1.0 + m
+    name = spec.name
+    if name == "Brightness":
+        return _blend_8bit(torch.zeros_like(levels), levels, factor)
+    if name == "Color":
+        return _blend_8bit(_gray_8bit(levels).expand_as(levels), levels, factor)
+    if name == "Contrast":
+        mean = torch.floor(_gray_8bit(levels).mean(dim=(1, 2, 3), keepdim=True) + 0.5)
+        return _blend_8bit(mean.expand_as(levels), levels, factor)
+    if name == "Sharpness":
+        return _blend_8bit(_filter_8bit(levels, _SMOOTH), levels, factor)
+    if name == "AutoContrast":  # ImageOps.autocontrast's LUT: int(v * scale + offset)
+        lo = levels.amin(dim=(2, 3), keepdim=True)
+        hi = levels.amax(dim=(2, 3), keepdim=True)
+        scale = 255.0 / (hi - lo).clamp_min(1.0)
+        out = (levels * scale - lo * scale).floor().clamp(0, 255)
+        return torch.where(hi > lo, out, levels)
+    if name == "Equalize":
+        return (_equalize(levels / 255) * 255).round()
+    if name == "Blur":
+        return _filter_8bit(levels, _BLUR)
+    if name == "Smooth":
+        return _filter_8bit(levels, _SMOOTH)
+    raise AssertionError(name)
+
+
 # --------------------------------------------------------------------------- public API
 
 
-def apply_transform(op: str, images: Tensor, magnitude: Any = None) -> Tensor:
+def apply_transform(op: str, images: Tensor, magnitude: Any = None, *,
+                    quantize: bool = False) -> Tensor:
     """``op`` applied to pixel-space ``images (N, C, H, W)`` in [0, 1] with ``magnitude`` a
     number or ``(N,)`` tensor (one per image; ignored by unsigned ops). Geometric ops sample
     nearest-neighbour with black (0) fill; photometric ops follow PIL (factor = 1 + magnitude).
+
+    ``quantize=True`` treats the images as 8-bit (they are rounded to the 1/255 grid first) and
+    computes as PIL does on uint8 images, as the official COSE code does: the result lies on
+    the 1/255 grid. The output keeps the images' dtype.
     """
     spec = transform_spec(op)
     x = _check_images(images)
+    if not isinstance(quantize, bool):
+        raise TypeError(f"quantize: expected a bool, got {quantize!r}")
     n, _, h, w = x.shape
     m = _magnitudes(spec, magnitude, n, (h, w), x.device)
+    if quantize:
+        x = quantize_8bit(x)
     if spec.name in ("FlipLR", "FlipUD"):
         return _flip(spec, x)
-    if spec.geometric:
+    if spec.geometric:  # nearest sampling with black fill keeps 8-bit levels
         return _warp(x, _theta(spec, m, (h, w), inverse=False), "nearest")
+    if quantize:
+        levels = (x.to(torch.float64) * 255).round()
+        return (_photometric_8bit(spec, levels, m) / 255).to(x.dtype)
     return _photometric(spec, x, m)
 
 

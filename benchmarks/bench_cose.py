@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 
-def reference_loop(model, pdata, keep, table, explain_fn) -> np.ndarray:
-    """One pair at a time, as cvl-umass/COSE's ``explain.py`` does."""
+def reference_loop(model, pdata, keep, table, explain_fn, quantize=False) -> np.ndarray:
+    """One pair at a time, as cvl-umass/COSE's ``explain.py`` does (``explain_fn`` returns the
+    maps as the paper scales them; ``quantize``: 8-bit transformed pixels, as its uint8 PIL
+    transforms give)."""
     from skimage.metrics import structural_similarity
     from skimage.transform import AffineTransform, rotate, warp
     from visloupe.core.evaluation.transforms import _pixel_shift, apply_transform, transform_spec
@@ -44,7 +46,7 @@ def reference_loop(model, pdata, keep, table, explain_fn) -> np.ndarray:
         s0 = refs[i]
         spec = transform_spec(row.op)
         mag = None if not spec.signed else float(row.magnitude)
-        xt = apply_transform(row.op, x, mag)
+        xt = apply_transform(row.op, x, mag, quantize=quantize)
         with torch.no_grad():
             pt = model(norm(xt)).argmax(1)
         st = explain_fn(model, norm(xt), pt)[0].detach().double().numpy()
@@ -94,7 +96,7 @@ def main() -> None:
 
     model, pre = models.pretrained("shapes-cnn")
     pdata = pixel_data(data.load_builtin("shapes", split="test"), pre, n_images=args.n_images)
-    explain_fn = resolve_explainer(args.method)
+    explain_fn = resolve_explainer(args.method, postprocess="paper")  # the paper's map scaling
     cose(model, pdata, explain_fn, transforms=["Blur"])  # warm-up
 
     t0 = time.perf_counter()
@@ -102,7 +104,7 @@ def main() -> None:
     ours = time.perf_counter() - t0
     keep = sorted(set(report.pairs.image))
     t0 = time.perf_counter()
-    ref = reference_loop(model, pdata, keep, report.pairs, explain_fn)
+    ref = reference_loop(model, pdata, keep, report.pairs, explain_fn, report.quantized)
     loop = time.perf_counter() - t0
     diff = np.abs(ref - report.pairs.similarity.to_numpy())
 

@@ -6,7 +6,10 @@ perturbation methods, Grad-CAM / Grad-CAM++ for CNN maps and ViT token grids, an
 modules add with ``register_method``. ``resolve_explainer(s)`` implement the explainer contract
 used by the evaluation modules for images, ``text_explainer`` / ``resolve_text_explainers`` the
 same contract for token-id models (``(model, token_ids, target) -> (N, T)``, at the embedding
-layer); ``postprocess`` holds the map operations widgets and metrics share.
+layer); ``postprocess`` holds the map operations widgets and metrics share, and the
+``postprocess=`` conventions ``explain`` and the explainers take (``"paper"``: COSE's official
+scaling, min-max for CAMs and PAIR's ``VisualizeImageGrayscale`` for gradient maps, chosen by
+``MethodSpec.map_kind``).
 """
 
 from . import methods, cam  # noqa: F401, I001  (register the built-in methods, in display order)
@@ -23,7 +26,18 @@ from .explain import (
     resolve_explainers,
     resolve_targets,
 )
-from .postprocess import REDUCTIONS, clip_percentile, normalize, reduce_channels, upsample
+from .postprocess import (
+    MAP_KINDS,
+    POSTPROCESSES,
+    REDUCTIONS,
+    apply_postprocess,
+    clip_percentile,
+    normalize,
+    pair_grayscale,
+    reduce_channels,
+    resolve_postprocess,
+    upsample,
+)
 from .split_ig import SplitIGResult, split_integrated_gradients  # registers "split_ig"
 from .methods import deeplift_unsupported
 from .text import (
@@ -48,7 +62,9 @@ from .registry import (
 )
 
 __all__ = [
+    "MAP_KINDS",
     "METHODS",
+    "POSTPROCESSES",
     "REDUCTIONS",
     "SplitIGResult",
     "TEXT_EXPLAINERS",
@@ -58,6 +74,7 @@ __all__ = [
     "LogitsModule",
     "MethodSpec",
     "ParamSpec",
+    "apply_postprocess",
     "attribute",
     "available_methods",
     "check_inputs",
@@ -71,11 +88,13 @@ __all__ = [
     "is_token_ids",
     "method_spec",
     "normalize",
+    "pair_grayscale",
     "reduce_channels",
     "register_method",
     "resolve_baseline",
     "resolve_explainer",
     "resolve_explainers",
+    "resolve_postprocess",
     "resolve_targets",
     "resolve_text_explainers",
     "split_integrated_gradients",

@@ -3,8 +3,9 @@
 - COSE (Daroya, Sun, Maji, ICCV-W 2023): :func:`cose` scores consistency under transformations
   that keep the prediction and sensitivity when it changes; :func:`compare_methods` tabulates it
   with :func:`infidelity` and :func:`max_sensitivity` (Yeh et al., NeurIPS 2019, via Captum).
-- Torch-only augmentations with exact inverses and validity masks (:mod:`.transforms`), and the
-  SSIM COSE uses (:func:`ssim`).
+- Torch-only augmentations with exact inverses and validity masks (:mod:`.transforms`; PIL's
+  uint8 arithmetic for 8-bit data: :func:`is_8bit`, :func:`quantize_8bit`), and the SSIM COSE
+  uses (:func:`ssim`). COSE compares maps scaled as the paper's code does (``postprocess=``).
 - Reference explainers for calibration: constant, input intensity, uniform noise.
 - Faithfulness: :func:`abpc` (area between perturbation curves, Split IG paper).
 - Sanity checks (Adebayo et al. 2018; Kokhlikyan et al., arXiv:2106.07475):
@@ -55,7 +56,9 @@ from .transforms import (
     apply_transform,
     describe_magnitude,
     invert_map,
+    is_8bit,
     magnitude_bins,
+    quantize_8bit,
     sample_magnitudes,
     transform_spec,
     validity_mask,
@@ -93,6 +96,7 @@ __all__ = [
     "infidelity",
     "input_multiplier_summary",
     "invert_map",
+    "is_8bit",
     "linf_perturbation",
     "magnitude_bins",
     "max_sensitivity",
@@ -100,6 +104,7 @@ __all__ = [
     "noise_perturbation",
     "pixel_data",
     "pointing_game",
+    "quantize_8bit",
     "randomizable_layers",
     "randomization_check",
     "randomized_models",

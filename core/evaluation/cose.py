@@ -16,6 +16,17 @@ Classification", ICCV 2023 Workshops (arXiv:2309.10989); semantics of the offici
   all pairs whose prediction is not ``y`` (image and model pairs); flat means over pairs;
   ``COSE = sqrt(consistency · sensitivity)`` (the code's geometric mean).
 
+The official pipeline's conventions are the defaults here:
+
+- **maps are scaled per map to [0, 1] before SSIM** (``postprocess="paper"``): min-max for CAM
+  methods (pytorch-grad-cam's ``scale_cam_image``), and for gradient methods PAIR saliency's
+  ``VisualizeImageGrayscale`` (sum of |.| over channels, clip at the 99th percentile, [0, 1]);
+  see ``attribution.postprocess``. ``postprocess=None`` compares raw maps;
+- **transformed pixels are 8-bit** when the data is (``quantize=None`` detects it): the code
+  transforms uint8 PIL images, so ``transforms.apply_transform(..., quantize=True)`` computes
+  as PIL does on uint8 and the model sees pixels on the 1/255 grid;
+- the model's dtype is kept (a float64 model gets float64 inputs); SSIM runs in float64.
+
 Work is batched by op across images (one stacked batch per op, chunked by ``batch_size``);
 predictions and the reference maps are computed once.
 """
@@ -36,11 +47,14 @@ from torch import Tensor, nn
 
 from ..attribution import Explainer, check_inputs, resolve_explainer, resolve_explainers
 from ..attribution.explain import check_batch_size
-from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..attribution.postprocess import Postprocess, resolve_postprocess
+from ..models.adapter import as_logits, check_model, eval_mode, model_device, model_dtype
 from .ssim import ssim
 from .transforms import (
     apply_transform,
     invert_map,
+    is_8bit,
+    quantize_8bit,
     resolve_transforms,
     sample_magnitudes,
     transform_spec,
@@ -69,18 +83,22 @@ _PAIR_COLUMNS = ["image", "op", "kind", "magnitude", "label", "prediction",
 @dataclass(frozen=True)
 class PixelData:
     """Images in pixel space ``(N, C, H, W)`` in [0, 1], their labels ``(N,)`` (or None), the
-    dataset indices they came from, and ``normalize`` mapping pixels to model inputs."""
+    dataset indices they came from, and ``normalize`` mapping pixels to model inputs.
+    ``eight_bit``: the pixels are 8-bit levels (``transforms.is_8bit``; None: not known, COSE
+    checks the pixels), so COSE quantises transformed pixels as the official code does."""
 
     pixels: Tensor
     labels: Tensor | None
     indices: tuple[int, ...]
     normalize: Callable[[Tensor], Tensor] = field(repr=False)
+    eight_bit: bool | None = None
 
 
 class _Normalize:
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+        # float64 statistics, cast to the pixels' dtype: float64 pixels stay exact
+        self.mean = torch.tensor(list(mean), dtype=torch.float64).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float64).view(1, -1, 1, 1)
 
     def __call__(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x)) / self.std.to(x)
@@ -105,6 +123,8 @@ def pixel_data(
     split into a [0, 1] resize and its normalisation; any other callable must return [0, 1]
     pixels and ``normalize`` (default identity) maps them to model inputs. None reads the images
     as stored, in [0, 1]. ``indices`` or the first ``n_images`` items select the images.
+    Float pixels keep their dtype; ``eight_bit`` records whether they lie on the 1/255 grid
+    (every 8-bit image read through PIL and resized there does).
     """
     from ..data import as_image_source
     from ..models.preprocess import ImagePreprocess
@@ -138,7 +158,9 @@ def pixel_data(
     if normalize is not None and not callable(normalize):
         raise TypeError(f"normalize: expected a callable Tensor -> Tensor, got "
                         f"{type(normalize).__name__}")
-    pixels = source.tensors(indices, pixel_fn).float()
+    pixels = source.tensors(indices, pixel_fn)
+    if not pixels.is_floating_point():
+        pixels = pixels.float()
     if pixels.min() < -1e-6 or pixels.max() > 1 + 1e-6:
         raise ValueError(
             f"preprocess: COSE needs pixel-space images in [0, 1], got range "
@@ -149,7 +171,8 @@ def pixel_data(
         labels: Tensor | None = source.labels(indices)
     except ValueError:
         labels = None
-    return PixelData(pixels.clamp(0, 1), labels, indices, normalize or _identity)
+    pixels = pixels.clamp(0, 1)
+    return PixelData(pixels, labels, indices, normalize or _identity, is_8bit(pixels))
 
 
 # --------------------------------------------------------------------------- report
@@ -170,7 +193,9 @@ class COSEReport:
     ``n_dropped`` misclassified ones were removed. ``pairs``: one row per pair with columns
     image (dataset index), op, kind ("geometric" | "photometric" | "model"), magnitude (NaN for
     unsigned ops and models), label, prediction (original), changed_prediction (after the
-    change), unchanged (prediction still the label), similarity (SSIM).
+    change), unchanged (prediction still the label), similarity (SSIM). ``postprocess``: how
+    the maps were scaled before SSIM ("minmax", "pair_grayscale", "none" or "callable");
+    ``quantized``: transformed pixels were rounded to 8 bits as PIL does.
     """
 
     explainer: str
@@ -185,13 +210,15 @@ class COSEReport:
     n_sensitivity: int
     n_model_pairs: int
     pairs: pd.DataFrame = field(repr=False, compare=False)
+    postprocess: str = "none"
+    quantized: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The scalar fields (no per-pair table)."""
         return {k: getattr(self, k) for k in (
             "explainer", "consistency", "geometric_consistency", "photometric_consistency",
             "sensitivity", "cose", "n_images", "n_dropped", "n_consistency", "n_sensitivity",
-            "n_model_pairs")}
+            "n_model_pairs", "postprocess", "quantized")}
 
     def to_dataframe(self) -> pd.DataFrame:
         """A copy of the per-pair table."""
@@ -213,7 +240,8 @@ class COSEReport:
 
     @classmethod
     def from_pairs(cls, explainer: str, pairs: pd.DataFrame, n_images: int,
-                   n_dropped: int) -> COSEReport:
+                   n_dropped: int, *, postprocess: str = "none",
+                   quantized: bool = False) -> COSEReport:
         """Aggregate a per-pair table (columns as ``pairs``) with the paper's rules."""
         valid = pairs[np.isfinite(pairs.similarity.to_numpy(dtype=float))]
         image_pairs = valid[valid.kind != "model"]
@@ -234,18 +262,19 @@ class COSEReport:
                    photometric_consistency=_mean(pho), sensitivity=s, cose=score,
                    n_images=n_images, n_dropped=n_dropped, n_consistency=len(cons),
                    n_sensitivity=len(sens), n_model_pairs=int((sens.kind == "model").sum()),
-                   pairs=pairs)
+                   pairs=pairs, postprocess=postprocess, quantized=quantized)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    device = model_device(model)
+    """Predicted classes (CPU) of model inputs ``x``, cast to the model's device and dtype."""
+    device, dtype = model_device(model), model_dtype(model)
     out = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
-            logits = as_logits(model(x[start:start + batch_size].to(device)))
+            logits = as_logits(model(x[start:start + batch_size].to(device, dtype)))
             if logits.dim() != 2:
                 raise ValueError(f"model output: expected logits (N, num_classes), got "
                                  f"{tuple(logits.shape)}")
@@ -256,11 +285,12 @@ def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
 def _explain(explainer: Explainer, name: str, model: nn.Module, x: Tensor,
              target: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
     """Maps ``(N, H, W)`` float64 on the CPU and the classes they explain; ``target=None``
-    explains the predicted classes (one forward pass per batch for single-pass methods)."""
-    device = model_device(model)
+    explains the predicted classes (one forward pass per batch for single-pass methods). The
+    explainer gets the inputs in the model's device and dtype."""
+    device, dtype = model_device(model), model_dtype(model)
     out, explained = [], []
     for start in range(0, x.shape[0], batch_size):
-        xc = x[start:start + batch_size].to(device)
+        xc = x[start:start + batch_size].to(device, dtype)
         if target is None:
             maps, tc = explainer.explain_predicted(model, xc)
         else:
@@ -295,6 +325,26 @@ def _resolve_alt_models(alt_models: Any) -> dict[str, nn.Module]:
     return out
 
 
+def _with_postprocess(explainer: Explainer, postprocess: Postprocess) -> Explainer:
+    """``explainer`` scaling its maps by ``postprocess`` unless it sets its own."""
+    return explainer if explainer.postprocess is not None else \
+        explainer.with_postprocess(postprocess)
+
+
+def _postprocess_name(explainer: Explainer) -> str:
+    how = resolve_postprocess(explainer.postprocess, explainer.kind)
+    return "none" if how is None else "callable" if callable(how) else str(how)
+
+
+def _resolve_quantize(quantize: bool | None, data: PixelData) -> bool:
+    """``quantize`` checked; None: whether ``data`` is 8-bit."""
+    if quantize is None:
+        return bool(data.eight_bit) if data.eight_bit is not None else is_8bit(data.pixels)
+    if not isinstance(quantize, bool):
+        raise TypeError(f"quantize: expected None or a bool, got {quantize!r}")
+    return quantize
+
+
 def _empty_pairs() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
         _PAIR_COLUMNS, ["int64", "object", "object", "float64", "int64", "int64", "int64",
@@ -319,8 +369,18 @@ def cose(
     n_images: int | None = None,
     indices: Sequence[int] | None = None,
     win_size: int = 5,
+    postprocess: Postprocess = "paper",
+    quantize: bool | None = None,
 ) -> COSEReport:
-    """COSE of ``explainer`` on ``model`` over ``data`` (Daroya et al., ICCV-W 2023).
+    """COSE of ``explainer`` on ``model`` over ``data`` (Daroya, Sun, Maji, "COSE: A
+    Consistency-Sensitivity Metric for Saliency on Image Classification", ICCV-W 2023,
+    arXiv:2309.10989).
+
+    The paper's official code compares maps scaled per map to [0, 1]: min-max for CAMs
+    (pytorch-grad-cam), PAIR saliency's ``VisualizeImageGrayscale`` for gradient methods (sum
+    of |.| over channels, 99th-percentile clip, [0, 1]). That is the default here
+    (``postprocess="paper"``), and SSIM of maps that differ by a positive scale and an offset is
+    then 1. Its transforms act on uint8 PIL images; ``quantize`` follows that for 8-bit data.
 
     Args:
         model: the classifier (analysed in eval mode; not modified).
@@ -337,14 +397,25 @@ def cose(
         preprocess, normalize, n_images, indices: how ``data`` becomes pixels, see
             :func:`pixel_data`.
         win_size: SSIM window (paper: 5).
+        postprocess: how every map (original, transformed, other models) is scaled before
+            SSIM: ``"paper"`` (default: min-max for CAM methods, ``"pair_grayscale"`` for
+            gradient methods, by ``MethodSpec.map_kind``; min-max for perturbation maps and for
+            callables without a ``map_kind`` attribute), ``"minmax"``, ``"pair_grayscale"``,
+            None / ``"none"`` (raw maps, as before this option) or a callable
+            ``(N, H, W) -> (N, H, W)``. An ``Explainer`` that sets its own ``postprocess``
+            keeps it.
+        quantize: round transformed pixels to 8 bits as PIL does on uint8 images (the
+            official code's pipeline); None (default): when the data is 8-bit
+            (``PixelData.eight_bit``, else the pixels lie on the 1/255 grid). True also rounds
+            the originals.
 
     Returns:
-        a :class:`COSEReport`.
+        a :class:`COSEReport` (its ``postprocess`` and ``quantized`` say what was applied).
     """
     check_model(model)
     bs = check_batch_size(batch_size, 256)
     ops = resolve_transforms(transforms)
-    explain_fn = resolve_explainer(explainer)
+    explain_fn = _with_postprocess(resolve_explainer(explainer), postprocess)
     name = explain_fn.name
     alts = _resolve_alt_models(alt_models)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -354,19 +425,24 @@ def cose(
     if pd_.labels is None:
         raise ValueError("data: COSE needs labels (it drops misclassified originals); pass "
                          "labelled data")
+    quant = _resolve_quantize(quantize, pd_)
     norm = pd_.normalize
     check_inputs(model, norm(pd_.pixels))  # channels, finite values: before any forward pass
     generator = torch.Generator().manual_seed(seed)
+    # transforms run in the wider of the pixels' and the model's dtype (never narrowed)
+    pixels = pd_.pixels.to(torch.promote_types(pd_.pixels.dtype, model_dtype(model)))
+    if quant:  # a no-op on 8-bit pixels; forced quantisation rounds the originals too
+        pixels = quantize_8bit(pixels)
 
     with eval_mode(model):
-        pred = _predict(model, norm(pd_.pixels), bs)
+        pred = _predict(model, norm(pixels), bs)
         keep = (pred == pd_.labels).nonzero().flatten()
-        n_dropped = int(pd_.pixels.shape[0] - keep.numel())
+        n_dropped = int(pixels.shape[0] - keep.numel())
         if keep.numel() == 0:
             warnings.warn(f"COSE of {name!r}: the model misclassifies every original image; "
                           "no pairs, the result is NaN", RuntimeWarning, stacklevel=2)
             return _nan_report(name, n_dropped)
-        x = pd_.pixels[keep]
+        x = pixels[keep]
         y = pd_.labels[keep]
         image_ids = torch.tensor(pd_.indices)[keep]
         n, _, h, w = x.shape
@@ -382,7 +458,7 @@ def cose(
                 idx = src[start:start + bs]
                 m = mags[start:start + bs]
                 m_arg = m if spec.signed else None
-                xt = apply_transform(op, x[idx], m_arg)
+                xt = apply_transform(op, x[idx], m_arg, quantize=quant)
                 xt_in = norm(xt)
                 st, pt = _explain(explain_fn, name, model, xt_in, None, bs)
                 back = invert_map(op, st, m_arg)
@@ -410,7 +486,8 @@ def cose(
     if bad:
         logger.warning("COSE of %r: %d pair(s) had an empty validity mask and are left out",
                        name, bad)
-    return COSEReport.from_pairs(name, pairs, n, n_dropped)
+    return COSEReport.from_pairs(name, pairs, n, n_dropped,
+                                 postprocess=_postprocess_name(explain_fn), quantized=quant)
 
 
 def _nan_report(name: str, n_dropped: int) -> COSEReport:
@@ -451,28 +528,37 @@ def explain_pair(
     normalize: Callable[[Tensor], Tensor] | None = None,
     win_size: int = 5,
     reference_map: Tensor | None = None,
+    postprocess: Postprocess = "paper",
+    quantize: bool | None = None,
 ) -> PairView:
     """One COSE image pair for a single pixel-space image ``(C, H, W)``: the map of the
     original for its prediction, the transformed image and its map for its own prediction,
     that map brought back, the validity mask and their SSIM. ``reference_map`` reuses a
-    cached map of the original."""
-    fn = resolve_explainer(explainer)
+    cached map of the original (as this function returned it). ``postprocess`` and
+    ``quantize`` as in :func:`cose` (None: quantise when the image is 8-bit), so the pair is
+    the row ``cose`` computes."""
+    fn = _with_postprocess(resolve_explainer(explainer), postprocess)
     norm = normalize or _identity
-    if not isinstance(pixels, Tensor) or pixels.dim() != 3:
-        raise ValueError(f"pixels: expected one image (C, H, W), got "
+    if not isinstance(pixels, Tensor) or pixels.dim() != 3 or not pixels.is_floating_point():
+        raise ValueError(f"pixels: expected one float image (C, H, W), got "
                          f"{tuple(pixels.shape) if isinstance(pixels, Tensor) else pixels!r}")
     spec = transform_spec(op)
-    m = torch.tensor([float(magnitude)]) if spec.signed else None
     if spec.signed and magnitude is None:
         raise ValueError(f"magnitude: {op} needs a magnitude")
-    x = pixels[None].float()
+    m = torch.tensor([float(magnitude)]) if spec.signed else None
+    x = pixels[None].to(torch.promote_types(pixels.dtype, model_dtype(model)))
+    quant = is_8bit(x) if quantize is None else quantize
+    if not isinstance(quant, bool):
+        raise TypeError(f"quantize: expected None or a bool, got {quantize!r}")
+    if quant:
+        x = quantize_8bit(x)
     check_inputs(model, norm(x), "pixels")
     with eval_mode(model):
         if reference_map is None:
             s0, p0 = _explain(fn, fn.name, model, norm(x), None, 1)
         else:
             s0, p0 = reference_map[None].double(), _predict(model, norm(x), 1)
-        xt = apply_transform(op, x, m)
+        xt = apply_transform(op, x, m, quantize=quant)
         st, pt = _explain(fn, fn.name, model, norm(xt), None, 1)
     back = invert_map(op, st, m)
     valid = validity_mask(op, back.shape, m)
@@ -500,10 +586,20 @@ def compare_methods(
     infidelity_kwargs: Mapping[str, Any] | None = None,
     max_sensitivity_kwargs: Mapping[str, Any] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    postprocess: Postprocess = "paper",
+    quantize: bool | None = None,
 ) -> pd.DataFrame:
     """The paper's Table 1 shape: one row per (method, model) with consistency (geometric,
     photometric), sensitivity, COSE and pair counts, plus the mean infidelity and
     max-sensitivity (Yeh et al., NeurIPS 2019) over the correctly classified images.
+
+    COSE follows the official code of Daroya, Sun, Maji (ICCV-W 2023, arXiv:2309.10989): maps
+    scaled per map to [0, 1] before SSIM (``postprocess="paper"``: min-max for CAM methods,
+    PAIR's ``VisualizeImageGrayscale`` for gradient methods; None compares raw maps) and 8-bit
+    transformed pixels for 8-bit data (``quantize``); see :func:`cose`, whose columns
+    ``postprocess`` and ``quantized`` the table carries. Infidelity and max-sensitivity measure
+    the explainers' own maps (raw unless an explainer sets its ``postprocess``): both depend on
+    the maps' scale, which the paper's scaling would change.
 
     ``preprocess`` and ``alt_models`` may be dicts keyed by model name (``alt_models[name]`` is
     that model's ``{name: nn.Module}`` of model-change pairs). ``progress(done, total, label)``
@@ -534,7 +630,8 @@ def compare_methods(
             if "cose" in metrics:
                 report = cose(model, pdata, fn, transforms=transforms,
                               magnitudes_per_transform=magnitudes_per_transform,
-                              alt_models=alts, seed=seed, batch_size=batch_size)
+                              alt_models=alts, seed=seed, batch_size=batch_size,
+                              postprocess=postprocess, quantize=quantize)
                 row.update({k: v for k, v in report.to_dict().items() if k != "explainer"})
             if {"infidelity", "max_sensitivity"} & set(metrics):
                 xin = pdata.normalize(pdata.pixels)

@@ -92,7 +92,8 @@ class _Undo:
         self.preprocess, self.norm = preprocess, norm
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.norm.inverse(self.preprocess(image).float())
+        x = self.preprocess(image)
+        return self.norm.inverse(x if x.is_floating_point() else x.float())  # keeps float64
 
 
 class _HFPixels:
@@ -106,7 +107,8 @@ class _HFPixels:
                              do_normalize=False)
         values = out["pixel_values"] if isinstance(out, Mapping) or hasattr(out, "keys") \
             else out
-        values = torch.as_tensor(values).float()
+        values = torch.as_tensor(values)
+        values = values if values.is_floating_point() else values.float()
         return values[0] if values.dim() == 4 else values
 
 

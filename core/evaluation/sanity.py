@@ -270,7 +270,8 @@ def _explain_batched(fn: Any, model: nn.Module, x: Tensor, target: Tensor,
         out = fn(model, x[s:s + bs], target[s:s + bs])
         if not isinstance(out, Tensor):
             raise TypeError(f"explainer: expected a tensor, got {type(out).__name__}")
-        parts.append(out.detach().float().cpu())
+        out = out.detach().cpu()  # at least float32; float64 maps stay float64
+        parts.append(out.to(torch.promote_types(out.dtype, torch.float32)))
     return torch.cat(parts)
 
 

@@ -4,6 +4,8 @@ develop blind spots", ICLR 2021).
 - Arithmetic: :func:`audit_padding` (per-layer table of PyTorch's and TensorFlow SAME's effective
   padding), :func:`even_input_sizes`, :func:`suggest_input_size`, :func:`uneven_count`,
   :func:`conv_out`, :func:`leftover`, :func:`torch_effective_padding`, :func:`tf_same_padding`.
+  Explicit pads (pad modules, ``F.pad``, static/dynamic TF-SAME convs of EfficientNet-style
+  ports) count as the padding of the layer they feed: :func:`layer_padding` (:class:`LayerPad`).
 - Foveation: :func:`foveation_map` (exact per-pixel path counts), :func:`linearize`.
 - Padding surgery: :func:`swap_padding`, :func:`pad2d`, :class:`PadConv2d`, :data:`PADDING_MODES`
   (zeros, reflect, replicate, circular, symmetric, partial).
@@ -31,6 +33,7 @@ from .bias import (
     flip_asymmetry,
     mean_feature_maps,
 )
+from .explicit import LayerPad, layer_padding
 from .foveation import SumPool2d, foveation_map, linearize
 from .modes import PADDING_MODES, PadConv2d, pad2d, swap_padding
 from .reference import reference_resnet
@@ -39,6 +42,7 @@ __all__ = [
     "AUDIT_COLUMNS",
     "PADDING_MODES",
     "BlindSpotMap",
+    "LayerPad",
     "MeanFeatureMaps",
     "PadConv2d",
     "SumPool2d",
@@ -49,6 +53,7 @@ __all__ = [
     "filter_asymmetry",
     "flip_asymmetry",
     "foveation_map",
+    "layer_padding",
     "leftover",
     "linearize",
     "mean_feature_maps",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.surgery import swap_padding  # the padding swap is model surgery (one copy)
+from .explicit import tf_same_padding
 
 __all__ = ["PADDING_MODES", "PadConv2d", "pad2d", "swap_padding"]
 
@@ -31,6 +32,22 @@ def _check_mode(mode: object, choices: Sequence[str] = PADDING_MODES) -> str:
     if mode not in choices:
         raise ValueError(f"mode: expected one of {list(choices)}, got {mode!r}")
     return str(mode)
+
+
+def _check_pads(pads: Sequence[int] | str | None) -> tuple[int, int, int, int] | str:
+    """``None`` -> no extra pads; ``"same"``; or four non-negative ints (left, right, top,
+    bottom)."""
+    if pads is None:
+        return (0, 0, 0, 0)
+    if isinstance(pads, str):
+        if pads != "same":
+            raise ValueError(f"pads: expected 'same' or (left, right, top, bottom), got {pads!r}")
+        return pads
+    out = tuple(int(p) for p in pads)
+    if len(out) != 4 or min(out) < 0:
+        raise ValueError(f"pads: expected four non-negative ints (left, right, top, bottom), "
+                         f"got {tuple(pads)!r}")
+    return out  # type: ignore[return-value]
 
 
 def _mirror(x: torch.Tensor, before: int, after: int, dim: int) -> torch.Tensor:
@@ -89,19 +106,32 @@ class PadConv2d(nn.Conv2d):
     way and ``isinstance(m, nn.Conv2d)`` holds. ``pad_mode="partial"`` is partial-convolution
     padding (Liu et al. 2018): zero padding whose output is re-weighted by ``window size / number
     of real pixels in the window``, so a constant input gives a constant output.
+
+    ``pads``: padding added to the symmetric ``padding`` argument -- ``(left, right, top,
+    bottom)``, e.g. the fixed amounts of a TF-SAME port's ``static_padding`` (``(0, 1, 0, 1)``
+    for a 3x3/2 conv built for 224), or ``"same"``: TensorFlow's SAME rule on each input's size,
+    as a dynamic-SAME conv computes it (Alsallakh et al., ICLR 2021: SAME puts any extra pad at
+    the bottom/right).
     """
 
-    def __init__(self, *args, pad_mode: str = "symmetric", **kwargs) -> None:
+    def __init__(self, *args, pad_mode: str = "symmetric",
+                 pads: Sequence[int] | str | None = None, **kwargs) -> None:
         kwargs["padding_mode"] = "zeros"
         super().__init__(*args, **kwargs)
         self.pad_mode = _check_mode(pad_mode)
+        self.extra_pads: tuple[int, int, int, int] | str = _check_pads(pads)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, pad_mode: str) -> PadConv2d:
-        """A ``PadConv2d`` with ``conv``'s geometry, weights, device, dtype and training flag."""
+    def from_conv(cls, conv: nn.Conv2d, pad_mode: str,
+                  pads: Sequence[int] | str | None = None) -> PadConv2d:
+        """A ``PadConv2d`` with ``conv``'s geometry, weights, device, dtype and training flag;
+        ``pads`` None keeps a ``PadConv2d``'s explicit pads (none for other convs)."""
+        if pads is None and isinstance(conv, PadConv2d):
+            pads = conv.extra_pads
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                   conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
-                  device=conv.weight.device, dtype=conv.weight.dtype, pad_mode=pad_mode)
+                  device=conv.weight.device, dtype=conv.weight.dtype, pad_mode=pad_mode,
+                  pads=pads)
         with torch.no_grad():
             new.weight.copy_(conv.weight)
             if conv.bias is not None:
@@ -110,33 +140,49 @@ class PadConv2d(nn.Conv2d):
         new.train(conv.training)
         return new
 
+    def pads_for(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` this layer pads an ``h x w`` input by."""
+        left, right, top, bottom = (int(p) for p in self._reversed_padding_repeated_twice)
+        extra = self.extra_pads
+        if extra == "same":
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            t, b = tf_same_padding(int(h), kh, sh, dh)
+            el, er = tf_same_padding(int(w), kw, sw, dw)
+            extra = (el, er, t, b)
+        return left + extra[0], right + extra[1], top + extra[2], bottom + extra[3]
+
     @property
     def pads(self) -> tuple[int, int, int, int]:
-        """``(left, right, top, bottom)`` as the convolution would pad."""
-        left, right, top, bottom = self._reversed_padding_repeated_twice
-        return int(left), int(right), int(top), int(bottom)
+        """``(left, right, top, bottom)`` as the convolution would pad (fixed pads only; a
+        ``pads="same"`` layer depends on the input: :meth:`pads_for`)."""
+        if self.extra_pads == "same":
+            raise ValueError("pads: this layer pads with TF SAME, which depends on the input "
+                             "size; use pads_for(h, w)")
+        return self.pads_for(0, 0)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
+        pads = self.pads_for(input.shape[-2], input.shape[-1])
         if self.pad_mode == "partial":
-            return self._partial(input, weight, bias)
-        return F.conv2d(pad2d(input, self.pads, self.pad_mode), weight, bias, self.stride, 0,
+            return self._partial(input, weight, bias, pads)
+        return F.conv2d(pad2d(input, pads, self.pad_mode), weight, bias, self.stride, 0,
                         self.dilation, self.groups)
 
-    def _partial(self, x: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None) -> torch.Tensor:
+    def _partial(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 pads: tuple[int, int, int, int]) -> torch.Tensor:
         kh, kw = self.kernel_size
         h, w = x.shape[-2:]
-        mask = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), self.pads)
+        mask = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device), pads)
         valid = F.conv2d(mask, torch.ones(1, 1, kh, kw, dtype=x.dtype, device=x.device),
                          None, self.stride, 0, self.dilation)
         covered = (valid > 0).to(x.dtype)
         ratio = (kh * kw) / valid.clamp_min(1.0) * covered
-        out = F.conv2d(F.pad(x, self.pads), weight, None, self.stride, 0, self.dilation,
+        out = F.conv2d(F.pad(x, pads), weight, None, self.stride, 0, self.dilation,
                        self.groups) * ratio
         if bias is not None:
             out = out + bias.view(1, -1, 1, 1) * covered
         return out
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, pad_mode={self.pad_mode!r}"
+        extra = "" if self.extra_pads == (0, 0, 0, 0) else f", pads={self.extra_pads!r}"
+        return f"{super().extra_repr()}, pad_mode={self.pad_mode!r}{extra}"

@@ -6,8 +6,10 @@ all-ones convolution with the same kernel, stride, padding, padding mode and dil
 channels summed first), pooling windows are sums, and normalisation, dropout, element-wise
 activations and linear layers are identities. For a ResNet-50 at 224x224 this is thousands of
 times cheaper than the real network. Models the skeleton cannot express (modules with their own
-parameters, other Conv2d subclasses) raise :class:`Unsupported` and callers fall back to the
-full model.
+parameters, Conv2d or pooling subclasses with their own ``forward``) raise :class:`Unsupported`
+and callers fall back to the full model. TF-SAME convolutions (static ``static_padding`` or
+dynamic, see :mod:`.explicit`) become a convolution with the same explicit pads; pad modules are
+kept as they are (they have no parameters).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from ._util import drop_hooks
+from .explicit import layer_padding, same_kind
 from .foveation_ops import SumPool2d, is_elementwise
 from .modes import PadConv2d
 
@@ -30,16 +33,20 @@ class Unsupported(Exception):
 
 class CountConv2d(nn.Module):
     """Sum the input channels, then a 1 -> 1 all-ones convolution with ``conv``'s geometry and
-    padding mode (``pad_mode`` of a :class:`PadConv2d`, else ``padding_mode``)."""
+    padding mode (``pad_mode`` of a :class:`PadConv2d`, else ``padding_mode``); ``pads`` and
+    ``mode`` override the explicit pads (see :class:`PadConv2d`) and the mode."""
 
     def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, device: torch.device | str,
-                 shape_only: bool = False) -> None:
+                 shape_only: bool = False, pads: tuple[int, int, int, int] | str | None = None,
+                 mode: str | None = None) -> None:
         super().__init__()
         self.shape_only = shape_only
-        mode = getattr(conv, "pad_mode", None) or conv.padding_mode
+        mode = mode or getattr(conv, "pad_mode", None) or conv.padding_mode
+        if pads is None:
+            pads = getattr(conv, "extra_pads", None)
         self.conv = PadConv2d(1, 1, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                               bias=False, dtype=dtype, device=device,
-                              pad_mode=mode)
+                              pad_mode=mode, pads=pads)
         with torch.no_grad():
             self.conv.weight.fill_(1.0)
         self.conv.weight.requires_grad_(False)
@@ -54,7 +61,7 @@ class CountConv2d(nn.Module):
     def out_size(self, h: int, w: int) -> tuple[int, int]:
         """Output size for an ``h x w`` input, with torch's errors for pads or inputs that do
         not fit (checked like the real layer, without computing it)."""
-        left, right, top, bottom = self.conv.pads
+        left, right, top, bottom = self.conv.pads_for(h, w)
         mode = self.conv.pad_mode
         for n, (before, after), axis in ((h, (top, bottom), "H"), (w, (left, right), "W")):
             if mode == "reflect" and max(before, after) >= n or \
@@ -79,9 +86,12 @@ class CountConv2d(nn.Module):
 def _stand_in(module: nn.Module, dtype: torch.dtype, device: torch.device | str,
               shape_only: bool) -> nn.Module | None:
     if isinstance(module, nn.Conv2d):
-        if type(module) not in (nn.Conv2d, PadConv2d):
-            raise Unsupported(f"{type(module).__name__} may pad in its own way")
-        return CountConv2d(module, dtype, device, shape_only)
+        if type(module) in (nn.Conv2d, PadConv2d):
+            return CountConv2d(module, dtype, device, shape_only)
+        return _same_stand_in(module, dtype, device, shape_only)
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) and \
+            type(module) not in (nn.MaxPool2d, nn.AvgPool2d):
+        raise Unsupported(f"{type(module).__name__} may pad in its own way")
     if isinstance(module, nn.MaxPool2d):
         return SumPool2d(module.kernel_size, module.stride, module.padding, module.dilation,
                          module.ceil_mode, shape_only)
@@ -93,6 +103,22 @@ def _stand_in(module: nn.Module, dtype: torch.dtype, device: torch.device | str,
     if isinstance(module, nn.Linear) or is_elementwise(module):
         return nn.Identity()
     return None
+
+
+def _same_stand_in(conv: nn.Conv2d, dtype: torch.dtype, device: torch.device | str,
+                   shape_only: bool) -> CountConv2d:
+    """A :class:`CountConv2d` for a TF-SAME conv (static amounts or the dynamic rule)."""
+    kind = same_kind(conv)
+    if kind == "dynamic":
+        return CountConv2d(conv, dtype, device, shape_only, pads="same", mode="zeros")
+    if kind == "static":
+        pad = layer_padding(conv, (1, 1))
+        if not pad.limitation and pad.mode in _MODES and min(pad.extra) >= 0:
+            return CountConv2d(conv, dtype, device, shape_only, pads=pad.extra, mode=pad.mode)
+    raise Unsupported(f"{type(conv).__name__} may pad in its own way")
+
+
+_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def skeleton(model: nn.Module, dtype: torch.dtype = torch.float64,

@@ -2,7 +2,8 @@
 
 - Padding swap (Alsallakh et al., "Mind the Pad -- CNNs can develop blind spots", ICLR 2021):
   :func:`swap_padding` makes every ``nn.Conv2d`` pad with another mode (zeros, reflect,
-  replicate, circular, TensorFlow's SYMMETRIC, partial convolution).
+  replicate, circular, TensorFlow's SYMMETRIC, partial convolution), TF-SAME ports included
+  (their static pads kept or made dynamic).
 - Smoothing (Kokhlikyan et al., "Investigating sanity checks for saliency maps with image and
   text classification", arXiv:2106.07475; Dombrowski et al., NeurIPS 2019): :func:`smooth_model`
   replaces ReLU by Softplus and max pooling by LogSumExp pooling (:class:`LSEPool2d` & co.).
@@ -80,35 +81,86 @@ def _plain_conv(conv: nn.Conv2d) -> nn.Conv2d:
     return new
 
 
-def swap_padding(model: nn.Module, mode: str) -> nn.Module:
+SAME_CHOICES = ("keep", "dynamic")
+"""``swap_padding``'s ``same``: TF-SAME convs keep their amounts, or pad by the TF rule per
+input."""
+
+
+def _swapped_conv(conv: nn.Conv2d, mode: str, same: str) -> nn.Conv2d | None:
+    """The replacement of ``conv`` (None: leave it). ``mode`` "keep": the conv's own mode."""
+    from ..padding.explicit import layer_padding, same_kind
+    from ..padding.modes import PadConv2d
+
+    kind = same_kind(conv)
+    if kind is None and type(conv) not in (nn.Conv2d, PadConv2d):
+        return None
+    if kind == "static":
+        pad = layer_padding(conv, (1, 1))
+        if pad.limitation or min(pad.extra) < 0 or "+" in pad.mode:
+            return None
+        own = pad.mode if pad.mode in ("zeros", "reflect", "replicate", "circular") else None
+        new_mode = own if mode == "keep" else mode
+        if new_mode is None:
+            return None
+        return PadConv2d.from_conv(conv, new_mode, "same" if same == "dynamic" else pad.extra)
+    if kind == "dynamic":
+        return PadConv2d.from_conv(conv, "zeros" if mode == "keep" else mode, "same")
+    if mode == "keep":
+        if same == "dynamic" and isinstance(conv, PadConv2d) and conv.extra_pads != (0, 0, 0, 0):
+            return PadConv2d.from_conv(conv, conv.pad_mode, "same")
+        return None
+    if mode == "zeros" and getattr(conv, "extra_pads", (0, 0, 0, 0)) == (0, 0, 0, 0):
+        return _plain_conv(conv)
+    return PadConv2d.from_conv(conv, mode)
+
+
+def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Module:
     """A copy of ``model`` in which every ``nn.Conv2d`` pads with ``mode``; weights are kept.
 
     ``mode`` is one of ``visloupe.core.padding.PADDING_MODES`` (the padding layer,
-    ``PadConv2d``, lives in the padding package and is imported at call time). The input model
-    is never changed. Convolutions of other ``nn.Conv2d`` subclasses (which may pad in their own
-    way, e.g. TF-"same" wrappers) are left alone and logged. Pooling layers keep their own
-    padding. A ``config`` dict with a ``padding_mode`` key (the built-in ``SmallResNet``) is
-    updated on the copy for the native torch modes.
+    ``PadConv2d``, lives in the padding package and is imported at call time), or ``"keep"``:
+    each convolution keeps its mode (with ``same="dynamic"``, to rebuild only the amounts). The
+    input model is never changed. Pooling layers keep their own padding. A ``config`` dict with
+    a ``padding_mode`` key (the built-in ``SmallResNet``) is updated on the copy for the native
+    torch modes.
+
+    TF-SAME convolutions (ports of TensorFlow models such as EfficientNet; duck-typed, see
+    ``visloupe.core.padding.explicit``) are swapped too: a conv with a static pad module
+    (``static_padding``) becomes one ``PadConv2d`` of the requested mode with the *same*
+    amounts, ``(0, 1)`` stays ``(0, 1)`` -- the sampling grid and output sizes the weights were
+    trained with are kept and only the padded values change (made even, ``(1, 1)``, the grid
+    would move by a pixel and, at 224, PyTorch would leave the extra row unused, i.e. uneven the
+    other way; Alsallakh et al., ICLR 2021). ``same="dynamic"`` instead pads by TensorFlow's
+    SAME rule on each input's size, as the model built for that size (or with
+    ``image_size=None``) would: then the input size decides whether padding is even (225 for
+    EfficientNet). Dynamic-SAME convs stay dynamic. Other ``nn.Conv2d`` subclasses (which may
+    pad in their own way) are left alone and logged.
     """
-    from ..padding.modes import PADDING_MODES, PadConv2d  # the padding layer, at call time
+    from ..padding.modes import PADDING_MODES  # the padding layer, at call time
 
     check_module(model)
     if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         raise ValueError(f"model: expected a network with at least one nn.Conv2d, found none "
                          f"in {type(model).__name__}")
-    if mode not in PADDING_MODES:
-        raise ValueError(f"mode: expected one of {list(PADDING_MODES)}, got {mode!r}")
+    if mode not in PADDING_MODES and mode != "keep":
+        raise ValueError(f"mode: expected one of {[*PADDING_MODES, 'keep']}, got {mode!r}")
+    if same not in SAME_CHOICES:
+        raise ValueError(f"same: expected one of {list(SAME_CHOICES)}, got {same!r}")
     out = copy.deepcopy(model)
+    if isinstance(out, nn.Conv2d):
+        new = _swapped_conv(out, mode, same)
+        if new is None and mode != "keep":
+            logger.warning("swap_padding: leaving the model (%s) as it is", type(out).__name__)
+        return out if new is None else new
     for name, module in list(out.named_modules()):
-        if not isinstance(module, nn.Conv2d) or name == "":
-            if name == "" and isinstance(module, nn.Conv2d):
-                return (_plain_conv(module) if mode == "zeros"
-                        else PadConv2d.from_conv(module, mode))
+        if not isinstance(module, nn.Conv2d):
             continue
-        if type(module) not in (nn.Conv2d, PadConv2d):
-            logger.warning("swap_padding: leaving %s (%s) as it is", name, type(module).__name__)
+        new = _swapped_conv(module, mode, same)
+        if new is None:
+            if mode != "keep":
+                logger.warning("swap_padding: leaving %s (%s) as it is", name,
+                               type(module).__name__)
             continue
-        new = _plain_conv(module) if mode == "zeros" else PadConv2d.from_conv(module, mode)
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         parent._modules[child] = new

@@ -76,16 +76,32 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
     return blind_spot_map(model, stim, bg, target, stride=stride)
 
 
+_STATIC_SOURCES = ("static SAME", "PadConv2d (explicit")
+"""``pad_source`` prefixes of pads fixed when the model was built (TF-SAME ports and their
+``swap_padding`` copies)."""
+
+
 @dataclass(frozen=True)
 class InputSizeAdvice:
-    """What to change about the input size: ``uneven`` layers leave padded rows/columns unused
-    at ``input_size``; ``suggested`` (None if none nearby) fixes ``fixed`` of them."""
+    """What to change about the input size: ``uneven`` layers pad unevenly at ``input_size``;
+    ``suggested`` (None if none nearby) fixes ``fixed`` of them.
+
+    ``static``: how many of the uneven layers pad by amounts fixed when the model was built
+    (static TF-SAME padding, e.g. EfficientNet ports built for 224): a new input size does not
+    change those amounts, so the advice is to rebuild the model for ``rebuild_size`` (the
+    nearest size at which TensorFlow's SAME rule pads every layer evenly) or to swap the padding.
+    ``limitations``: layers whose padding cannot be read (the counts may be incomplete).
+    Alsallakh et al., "Mind the Pad", ICLR 2021.
+    """
 
     input_size: int
     uneven: int
     suggested: int | None
     fixed: int
     zero_padding: bool
+    static: int = 0
+    rebuild_size: int | None = None
+    limitations: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -98,19 +114,53 @@ class InputSizeAdvice:
         else:
             text = (f"{self.suggested} instead of {n} removes uneven padding at {self.fixed} "
                     f"layer{'s' if self.fixed != 1 else ''}")
+        if self.static and self.suggested is not None and self.suggested == self.rebuild_size:
+            text += (f" ({self.static} of them pad by static amounts, fixed when the model was "
+                     f"built, that are even at {self.suggested})")
+        elif self.static:
+            size = self.rebuild_size
+            target = (f"input size {size} (e.g. EfficientNet.from_name(..., image_size={size}))"
+                      if size is not None else
+                      "an input size that pads evenly (none found nearby)")
+            unused = (f" (at {self.suggested} its extra bottom/right pad is simply never "
+                      "reached)" if self.suggested is not None else "")
+            text += (f" · {self.static} of the uneven layer{'s' if self.static != 1 else ''} "
+                     "use static padding, fixed when the model was built: changing the input "
+                     f"size alone does not change its amounts{unused}: rebuild the model for "
+                     f"{target} or swap to dynamic/symmetric padding (swap_padding(model, "
+                     "'keep', same='dynamic') or swap_padding(model, 'symmetric'))")
         if self.zero_padding:
             text += " · zero padding still under-uses the border (try symmetric or circular)"
+        if self.limitations:
+            k = len(self.limitations)
+            text += (f" · the padding of {k} layer{'s' if k != 1 else ''} cannot be read "
+                     "(audit_padding's limitation column): these counts may be incomplete")
         return text
+
+
+def _rebuild_size(model: nn.Module, n: int) -> int | None:
+    """The size nearest ``n`` at which the model rebuilt with TF-SAME padding for that size (its
+    static pads recomputed by the TF rule: ``swap_padding(model, "keep", same="dynamic")``)
+    pads every layer evenly; None if there is none nearby."""
+    from .modes import swap_padding
+
+    try:
+        return int(suggest_input_size(swap_padding(model, "keep", same="dynamic"), n))
+    except ValueError:
+        return None
 
 
 def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool = True
                       ) -> InputSizeAdvice:
-    """Count the layers of ``model`` that leave rows/columns unused at ``input_size`` and the
-    nearby size (:func:`suggest_input_size`) that fixes them. ``zero_padding``: the model pads
-    with zeros (adds the border caveat)."""
+    """Count the layers of ``model`` that pad unevenly at ``input_size`` (explicit and TF-SAME
+    pads included, see :func:`audit_padding`) and the nearby size (:func:`suggest_input_size`)
+    that fixes them. Where uneven layers pad by static amounts fixed at construction, also the
+    size to rebuild the model for. ``zero_padding``: the model pads with zeros (adds the border
+    caveat)."""
     n = check_int("input_size", input_size)
     audit = audit_padding(model, n)
-    bad = int(((audit.leftover_h != 0) | (audit.leftover_w != 0)).sum())
+    bad = int(audit.uneven.sum())
+    static = int((audit.uneven & audit.pad_source.str.startswith(_STATIC_SOURCES)).sum())
     best, fixed = None, 0
     if bad:
         try:
@@ -118,4 +168,6 @@ def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool =
             fixed = bad - int(uneven_count(model, best))
         except ValueError:
             best = None
-    return InputSizeAdvice(n, bad, best, fixed, bool(zero_padding))
+    rebuild = _rebuild_size(model, n) if static else None
+    return InputSizeAdvice(n, bad, best, fixed, bool(zero_padding), static, rebuild,
+                           tuple(audit.attrs.get("limitations", ())))

@@ -5,7 +5,9 @@ spots", ICLR 2021). An input-size slider (the sizes with even padding everywhere
 under it), a padding-mode dropdown and a layer selector drive: the per-layer padding table with
 uneven layers highlighted, the foveation map, the chosen layer's mean feature map over the data,
 the blind-spot map of a small stimulus, and a one-line recommendation ("225 instead of 224
-removes uneven padding at 5 layers"). Only core ipywidgets (7.6+ and 8): no front-end build.
+removes uneven padding at 5 layers"). Explicit pads (pad modules, TF-SAME ports such as
+EfficientNet) count as the padding of the layer they feed; the table says where each comes from.
+Only core ipywidgets (7.6+ and 8): no front-end build.
 
 The model runs only when the size or the padding mode changes (slider release) and results are
 cached per (size, mode); the layer selector re-renders from the cache.
@@ -31,8 +33,8 @@ MODES = ("model", "zeros", "reflect", "replicate", "circular", "symmetric", "par
 
 _TABLE_COLUMNS = (
     ("name", "layer"), ("type", "type"), ("in", "input"), ("kernel", "k"), ("stride", "s"),
-    ("padding", "p"), ("leftover", "unused rows/cols"), ("torch", "PyTorch pad (t,b | l,r)"),
-    ("tf", "TF SAME pad (t,b | l,r)"),
+    ("padding", "p"), ("leftover", "unused rows/cols"), ("torch", "effective pad (t,b | l,r)"),
+    ("tf", "TF SAME pad (t,b | l,r)"), ("source", "pad from"),
 )
 
 
@@ -280,6 +282,8 @@ class PaddingInspector(ExplorerBase, w.VBox):
                 "torch": f"{r.pad_before_h},{r.pad_after_h} | {r.pad_before_w},{r.pad_after_w}",
                 "tf": (f"{r.tf_pad_before_h},{r.tf_pad_after_h} | {r.tf_pad_before_w},"
                        f"{r.tf_pad_after_w}"),
+                # explicit pad modules, static/dynamic TF-SAME pads; a limitation when unreadable
+                "source": r.pad_source + (f" ⚠ {r.limitation}" if r.limitation else ""),
             }
             style = "background:#ffd6d6;" if r.uneven else ""
             if r.name == layer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from visloupe.core.models import SmallResNet
@@ -71,3 +72,25 @@ def test_errors_are_shown_in_the_widget_and_model_untouched() -> None:
         insp.close()
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert all(not m._forward_hooks for m in model.modules()) and model.training
+
+
+def test_tf_same_port_shows_its_explicit_pads() -> None:
+    """EfficientNet-Lite0 (static TF-SAME pads, built here for 64 to stay fast): the table shows
+    the (0, 1) / (1, 2) pads of its stride-2 convolutions and where they come from, and the
+    recommendation says to rebuild it for 65 (core ``input_size_advice``)."""
+    enet = pytest.importorskip("efficientnet_lite_pytorch")
+    model = enet.EfficientNet.from_name("efficientnet-lite0", image_size=64).eval()
+    insp = PaddingInspector(model, input_size=64, sizes=(60, 68))
+    try:
+        assert insp.errors.value == ""
+        table = insp.table.value
+        assert table.count("visloupe-uneven") == 5 and "pad from" in table
+        assert "0,1 | 0,1" in table and "1,2 | 1,2" in table and "static SAME" in table
+        assert insp._even == [63]
+        assert "rebuild the model for input size 65" in insp.recommendation.value
+        assert insp.advice.static == 5 and insp.advice.rebuild_size == 65
+        insp.mode.value = "symmetric"  # swap_padding keeps the static amounts
+        assert insp.errors.value == "" and insp.table.value.count("visloupe-uneven") == 5
+        assert "PadConv2d (explicit (0, 1, 0, 1))" in insp.table.value
+    finally:
+        insp.close()

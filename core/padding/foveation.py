@@ -15,17 +15,44 @@ import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._util import as_hw, check_model, drop_hooks, hooks
 from ._util import in_channels as _first_in_channels
+from .explicit import same_kind, tf_same_padding
 from .foveation_ops import SumPool2d, is_elementwise
 from .modes import swap_padding
 
 __all__ = ["foveation_map", "linearize"]
 
+class _SamePadPool(nn.Module):
+    """Linear stand-in of a TF-SAME pooling layer (EfficientNet ports' ``MaxPool2d*SamePadding``,
+    timm's ``MaxPool2dSame``): its static pad module, or zeros by the TF rule on each input,
+    then the window sum. Pads carry no path whatever value they hold."""
+
+    def __init__(self, module: nn.Module, pool: SumPool2d) -> None:
+        super().__init__()
+        static = same_kind(module) == "static"
+        self.pad = copy.deepcopy(module.static_padding) if static else None
+        self.window = pool.kernel_size, pool.stride, pool.dilation
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            return self.pool(self.pad(x))
+        (kh, kw), (sh, sw), (dh, dw) = self.window
+        top, bottom = tf_same_padding(x.shape[-2], kh, sh, dh)
+        left, right = tf_same_padding(x.shape[-1], kw, sw, dw)
+        return self.pool(F.pad(x, (left, right, top, bottom)))
+
+
 def _linear_stand_in(module: nn.Module) -> nn.Module | None:
     """The replacement of ``module`` in the linearised network, or None to keep it."""
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) and same_kind(module) is not None:
+        dilation = module.dilation if isinstance(module, nn.MaxPool2d) else 1
+        return _SamePadPool(module, SumPool2d(module.kernel_size, module.stride, module.padding,
+                                              dilation, module.ceil_mode))
     if isinstance(module, nn.MaxPool2d):
         return SumPool2d(module.kernel_size, module.stride, module.padding, module.dilation,
                          module.ceil_mode)

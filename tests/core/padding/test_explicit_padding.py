@@ -269,3 +269,32 @@ def test_unreadable_static_padding_module() -> None:
     conv.static_padding = nn.Upsample(scale_factor=1)  # not a pad: amounts unknown
     row = P.audit_padding(nn.Sequential(conv), 32).iloc[0]
     assert "static_padding is a Upsample" in row.limitation
+
+
+def test_same_pools_in_the_audit_and_the_foveation_map() -> None:
+    enet = pytest.importorskip("efficientnet_lite_pytorch")
+    ref = P.foveation_map(nn.Sequential(nn.Conv2d(1, 1, 3, 1, 1), nn.ZeroPad2d((0, 1, 0, 1)),
+                                        nn.AvgPool2d(3, 2), nn.Conv2d(1, 1, 3, 1, 1)), 16)
+    for pool, source in ((enet.utils.MaxPool2dStaticSamePadding(3, 2, image_size=16),
+                          "static SAME (static_padding)"),
+                         (enet.utils.MaxPool2dDynamicSamePadding(3, 2),
+                          "dynamic SAME (TF rule on the input)")):
+        net = nn.Sequential(nn.Conv2d(1, 1, 3, 1, 1), pool, nn.Conv2d(1, 1, 3, 1, 1))
+        row = P.audit_padding(net, 16).iloc[1]
+        assert side_pads(row) == (0, 1, 0, 1) and row.uneven and row.pad_source == source
+        assert torch.equal(P.foveation_map(net, 16), ref)  # the pad is no path, on either side
+
+
+def test_efficientnet_lite0_foveation(lite0) -> None:
+    """The skeleton's static-SAME stand-ins count the paths of the linearised full model; the
+    map is flip-symmetric only for the model built for (and run at) 225."""
+    from visloupe.core.padding.foveation import _path_counts, linearize
+
+    enet = pytest.importorskip("efficientnet_lite_pytorch")
+    small = enet.EfficientNet.from_name("efficientnet-lite0", image_size=33).eval()
+    full = _path_counts(linearize(small), torch.ones(1, 3, 33, 33, dtype=torch.float64))
+    assert torch.allclose(P.foveation_map(small, 33), full, rtol=1e-10)
+    f224, f225 = P.foveation_map(lite0[224], 224), P.foveation_map(lite0[225], 225)
+    # counts reach ~1e15: float64 sums in another order differ in the last bits
+    assert torch.allclose(f225, f225.flip(0, 1), rtol=1e-12)
+    assert not torch.allclose(f224, f224.flip(0, 1), rtol=1e-3)

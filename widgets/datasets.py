@@ -142,18 +142,6 @@ def _stat_colours(values: np.ndarray) -> tuple[list[str], float, float]:
     return [Viridis256[k] if ok else "#bbbbbb" for k, ok in zip(idx, finite, strict=True)], lo, hi
 
 
-def _pixel_embeddings(source: Any, indices: Sequence[int], size: int = PIXEL_SIZE) -> np.ndarray:
-    """``(N, size*size*3)`` downsampled RGB pixels in [0, 1]: the map's space without a model."""
-    out = np.zeros((len(indices), size * size * 3), dtype=np.float32)
-    for row, i in enumerate(indices):
-        try:
-            img = source.rgb(int(i)).resize((size, size), Image.BILINEAR)
-            out[row] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
-        except Exception as error:  # noqa: BLE001 - a broken image keeps a zero row
-            logger.warning("pixel embedding of item %s failed: %s", i, error)
-    return out
-
-
 def _hidden() -> w.Layout:
     return w.Layout(max_width="100%", display="none")
 
@@ -568,7 +556,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             self._ensure_profile()
             if self._model is None:
                 self.progress.description = "pixels"
-                emb = _pixel_embeddings(self._source, self._rows.tolist())
+                from visloupe.core.profiling import pixel_embeddings
+
+                emb = pixel_embeddings(self._source, self._rows.tolist(), size=PIXEL_SIZE)
             else:
                 from visloupe.core.profiling import embed
 

@@ -7,6 +7,7 @@ lists, arrays):
 - :func:`profile_dataset` -> one row of statistics per image (size, mode, brightness, contrast,
   colourfulness, sharpness, file size, per-row errors); :func:`class_summary` per class.
 - :func:`class_means`, :func:`class_samples`: mean image and sample picks per class.
+- :func:`pixel_embeddings` -> downsampled pixels ``(N, size*size*3)``, a map without a model.
 - :func:`embed` -> pooled activations ``(N, D)`` of any layer (penultimate by default), cached on
   disk; :func:`project` -> ``(N, 2)`` by PCA, t-SNE or UMAP (optional extra).
 - :func:`near_duplicates` (pixel hashes + embedding distance, chunked), :func:`outliers`
@@ -17,7 +18,7 @@ lists, arrays):
 """
 
 from .confusion import ConfusionResult, confusion
-from .embed import embed, model_fingerprint, pool
+from .embed import embed, model_fingerprint, pixel_embeddings, pool
 from .neighbours import knn_scores, near_duplicates, outliers, project
 from .profile import (
     class_means,
@@ -40,6 +41,7 @@ __all__ = [
     "model_fingerprint",
     "near_duplicates",
     "outliers",
+    "pixel_embeddings",
     "pool",
     "profile_dataset",
     "project",

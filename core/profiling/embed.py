@@ -113,3 +113,28 @@ def embed(source: Any, model: nn.Module, layer: str | nn.Module | None = None, *
 
 
 __all__ = ["cache_key", "check_run_args", "embed", "model_fingerprint", "pool"]
+
+
+def pixel_embeddings(data: Any, indices: Sequence[int] | None = None, *,
+                     size: int = 16) -> np.ndarray:
+    """``(N, size*size*3)`` float32: each image as RGB, resized to ``size`` x ``size``
+    (bilinear), in [0, 1], flattened -- the embedding space of a dataset map without a model.
+
+    ``indices`` default to every item (the stream policy of ``ImageSource.indices`` for
+    streams). An image that cannot be read keeps a zero row and a logged warning, so rows stay
+    aligned with ``indices``.
+    """
+    from PIL import Image
+
+    check_int("size", size, 1, "pixels", maximum=256)
+    source = as_image_source(data)
+    rows = source.indices(indices)
+    out = np.zeros((len(rows), size * size * 3), dtype=np.float32)
+    for row, i in enumerate(rows):
+        try:
+            img = source.rgb(int(i)).resize((size, size), Image.BILINEAR)
+            out[row] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
+        except Exception as error:  # noqa: BLE001 - a broken image keeps a zero row
+            logger.warning("pixel embedding of item %s failed: %s", i, error)
+    return out
+

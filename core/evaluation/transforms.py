@@ -381,8 +381,13 @@ def is_8bit(images: Tensor, tol: float = 1e-3) -> bool:
         raise TypeError(f"images: expected a float tensor, got {type(images).__name__}")
     if not images.numel():
         return False
-    levels = images.detach().to(torch.float64) * 255
-    return bool(((levels - levels.round()).abs() <= tol).all())
+    flat = images.detach().reshape(-1)
+    dtype = torch.promote_types(flat.dtype, torch.float32)  # half cannot hold k / 255 exactly
+    for start in range(0, flat.numel(), 1 << 22):  # bounded memory on large data sets
+        levels = flat[start:start + (1 << 22)].to(dtype) * 255
+        if not bool(((levels - levels.round()).abs() <= tol).all()):
+            return False
+    return True
 
 
 def _blend_8bit(degenerate: Tensor, levels: Tensor, factor: Tensor) -> Tensor:

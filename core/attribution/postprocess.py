@@ -161,16 +161,26 @@ def apply_postprocess(maps: Tensor, postprocess: Postprocess, kind: str | None =
     how = resolve_postprocess(postprocess, kind)
     if how is None:
         return maps
-    if how == "minmax":
-        return normalize(maps, "unit")
-    if how == "pair_grayscale":
-        return pair_grayscale(maps)
+    if how in ("minmax", "pair_grayscale"):
+        out = normalize(maps, "unit") if how == "minmax" else pair_grayscale(maps)
+        return _keep_nonfinite(maps, out)
     out = how(maps)
     if not isinstance(out, Tensor) or tuple(out.shape) != tuple(maps.shape):
         got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"postprocess: the callable must return maps of shape "
                          f"{tuple(maps.shape)}, got {got}")
     return out
+
+
+def _keep_nonfinite(maps: Tensor, out: Tensor) -> Tensor:
+    """``out`` with NaN for every map whose input held NaN/inf: scaling must not hide them."""
+    if torch.isfinite(maps.sum()):
+        return out
+    single = maps.dim() == 2
+    per_map = maps.reshape(1 if single else maps.shape[0], -1)
+    bad = ~torch.isfinite(per_map).all(dim=1)
+    mask = bad[0] if single else bad.view(-1, 1, 1)
+    return torch.where(mask, torch.full_like(out, float("nan")), out)
 
 
 def upsample(

@@ -5,6 +5,7 @@ explainer. Prints both times, the ratio, the largest difference between the two 
 values, and where our time goes.
 
     .venv/bin/python benchmarks/bench_cose.py [--n-images 200] [--threads 2]
+    .venv/bin/python benchmarks/bench_cose.py --model efficientnet-lite0   # 224x224, all photos
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 
-def reference_loop(model, pdata, keep, table, explain_fn, quantize=False) -> np.ndarray:
+def reference_loop(model, pdata, keep, table, explain_fn, quantize=False,
+                   alt_models=None) -> np.ndarray:
     """One pair at a time, as cvl-umass/COSE's ``explain.py`` does (``explain_fn`` returns the
     maps as the paper scales them; ``quantize``: 8-bit transformed pixels, as its uint8 PIL
     transforms give)."""
@@ -44,6 +46,14 @@ def reference_loop(model, pdata, keep, table, explain_fn, quantize=False) -> np.
                 p0 = model(norm(x)).argmax(1)
             refs[i] = explain_fn(model, norm(x), p0)[0].detach().double().numpy()
         s0 = refs[i]
+        if row.kind == "model":  # the same input through the changed model, its own prediction
+            other = alt_models[row.op]
+            with torch.no_grad():
+                pm = other(norm(x)).argmax(1)
+            back = explain_fn(other, norm(x), pm)[0].detach().double().numpy()
+            r = max(np.ptp(s0), np.ptp(back)) or 1e-12
+            sims.append(structural_similarity(s0, back, win_size=5, data_range=r))
+            continue
         spec = transform_spec(row.op)
         mag = None if not spec.signed else float(row.magnitude)
         xt = apply_transform(row.op, x, mag, quantize=quantize)
@@ -86,6 +96,9 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=200)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--method", default="grad_cam")
+    parser.add_argument("--model", default="shapes-cnn",
+                        help="shapes-cnn (on shapes) or efficientnet-lite0 (on the 22 photos, "
+                             "with its random initialisation as the model-change pair)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,23 +107,29 @@ def main() -> None:
     from visloupe.core.attribution import resolve_explainer
     from visloupe.core.evaluation.cose import cose, pixel_data
 
-    model, pre = models.pretrained("shapes-cnn")
-    pdata = pixel_data(data.load_builtin("shapes", split="test"), pre, n_images=args.n_images)
+    model, pre = models.pretrained(args.model)
+    alt = {}
+    if args.model == "shapes-cnn":
+        ds = data.load_builtin("shapes", split="test")
+    else:  # the real ImageNet CNN on every bundled photo (labelled ones can be "correct")
+        ds = data.load_builtin("photos", split="test")
+        alt = {"random": models.checkpoints(args.model)["random"]}
+    pdata = pixel_data(ds, pre, n_images=min(args.n_images, len(ds)))
     explain_fn = resolve_explainer(args.method, postprocess="paper")  # the paper's map scaling
     cose(model, pdata, explain_fn, transforms=["Blur"])  # warm-up
 
     t0 = time.perf_counter()
-    report = cose(model, pdata, explain_fn)
+    report = cose(model, pdata, explain_fn, alt_models=alt)
     ours = time.perf_counter() - t0
     keep = sorted(set(report.pairs.image))
     t0 = time.perf_counter()
-    ref = reference_loop(model, pdata, keep, report.pairs, explain_fn, report.quantized)
+    ref = reference_loop(model, pdata, keep, report.pairs, explain_fn, report.quantized, alt)
     loop = time.perf_counter() - t0
     diff = np.abs(ref - report.pairs.similarity.to_numpy())
 
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
-    print(f"COSE ({args.method}, shapes-cnn): {report.n_images} correct of {args.n_images} "
+    print(f"COSE ({args.method}, {args.model}): {report.n_images} correct of {len(pdata.indices)} "
           f"images, {len(report.pairs)} pairs; COSE {report.cose:.4f} "
           f"(consistency {report.consistency:.4f}, sensitivity {report.sensitivity:.4f})")
     print(f"ours (batched by op): {ours:8.2f} s")
@@ -119,7 +138,7 @@ def main() -> None:
 
     profile = cProfile.Profile()
     profile.enable()
-    cose(model, pdata, explain_fn)
+    cose(model, pdata, explain_fn, alt_models=alt)
     profile.disable()
     stats = pstats.Stats(profile)
     wanted = {"_predict": "predictions (forward)", "_explain": "explanations (fwd+bwd)",

@@ -615,12 +615,20 @@ def compare_methods(
     models_d = {"model": models} if isinstance(models, nn.Module) else dict(models)
     if not models_d:
         raise ValueError("models: expected a model or a non-empty dict of models")
+    if alt_models is not None and not isinstance(alt_models, Mapping):
+        raise TypeError(f"alt_models: expected a dict keyed by model name, got "
+                        f"{type(alt_models).__name__}")
+    unknown = sorted(set(alt_models or {}) - set(models_d))
+    if unknown:  # e.g. {"random": model} where {model_name: {"random": model}} was meant
+        raise ValueError(f"alt_models: expected keys among the model names {list(models_d)} "
+                         f"(each mapping to that model's {{name: changed model}}), got "
+                         f"{unknown}")
     methods = resolve_explainers(explainers)
     rows = []
     total, done = len(models_d) * len(methods), 0
     for model_name, model in models_d.items():
         pre = preprocess.get(model_name) if isinstance(preprocess, Mapping) else preprocess
-        alts = (alt_models or {}).get(model_name, {}) if isinstance(alt_models, Mapping) else {}
+        alts = (alt_models or {}).get(model_name, {})
         pdata = data if isinstance(data, PixelData) else pixel_data(data, pre,
                                                                    n_images=n_images)
         for method_name, fn in methods.items():

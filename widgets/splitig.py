@@ -35,6 +35,7 @@ from ._common import (
 )
 from .base import ExplorerBase, escape
 from .browser import SampleBrowser
+from .render import PRIMARY, SECONDARY
 
 __all__ = ["PathPlot", "SplitIGExplorer", "path_plot"]
 
@@ -66,21 +67,21 @@ class PathPlot:
         fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
         canvas = FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        ax.plot(alphas, outputs, color="#1f4e9c", lw=1.6)
+        ax.plot(alphas, outputs, color=PRIMARY, lw=1.6)
         low, high = min(outputs.min(), self.fb, self.fx), max(outputs.max(), self.fb, self.fx)
         margin = 0.05 * (high - low) if high > low else 1.0
         ax.set_ylim(low - margin, high + margin)
         ax.set_xlim(0.0, 1.0)
         ax.set_xlabel("α", fontsize=8)
-        ax.set_ylabel("target output F(α)", fontsize=8, color="#1f4e9c")
+        ax.set_ylabel("target output F(α)", fontsize=8, color=PRIMARY)
         ax.tick_params(labelsize=7)
         ax2 = ax.twinx()
-        ax2.plot(alphas, norms, color="#c0392b", lw=1.0, alpha=0.85)
-        ax2.set_ylabel("gradient norm", fontsize=8, color="#c0392b")
+        ax2.plot(alphas, norms, color=SECONDARY, lw=1.0, alpha=0.85)
+        ax2.set_ylabel("gradient norm", fontsize=8, color=SECONDARY)
         ax2.tick_params(labelsize=7)
         handles = [
-            Line2D([], [], color="#1f4e9c", lw=1.6), Line2D([], [], color="#c0392b", lw=1.0),
-            Line2D([], [], color="#1f4e9c", lw=1.0, ls=":"),
+            Line2D([], [], color=PRIMARY, lw=1.6), Line2D([], [], color=SECONDARY, lw=1.0),
+            Line2D([], [], color=PRIMARY, lw=1.0, ls=":"),
             Line2D([], [], color="#2e8b57", lw=1.4, ls="--"),
         ]
         ax.legend(handles, ["F(α)", "‖∇F(α)‖", "threshold", "split α*"], fontsize=7,

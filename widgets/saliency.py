@@ -337,6 +337,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             pairs = []
             for _ in range(self._top_k):
                 button = w.Button(description="", layout=w.Layout(width="150px"))
+                button.add_class("visloupe-topk")
                 bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="90px"))
                 button.on_click(self._make_retarget(name, len(pairs)))
                 pairs.append((button, bar))

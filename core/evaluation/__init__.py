@@ -40,6 +40,7 @@ from .robustness import (
 )
 from .sanity import (
     RandomizationResult,
+    aggregate_records,
     input_multiplier_summary,
     randomizable_layers,
     randomization_check,
@@ -85,6 +86,7 @@ __all__ = [
     "TextExplainer",
     "UniformNoiseExplainer",
     "abpc",
+    "aggregate_records",
     "apply_transform",
     "as_masks",
     "compare_maps",

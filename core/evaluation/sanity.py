@@ -58,6 +58,7 @@ from .similarity import IMAGE_MEASURES, TEXT_MEASURES, compare_maps, spearman
 __all__ = [
     "MODES",
     "RandomizationResult",
+    "aggregate_records",
     "input_multiplier_summary",
     "randomizable_layers",
     "randomization_check",
@@ -246,6 +247,13 @@ def _aggregate(records: pd.DataFrame) -> pd.DataFrame:
             "reason": "; ".join(f"{r} (x{c})" for r, c in reasons.items()),
         })
     return pd.DataFrame(rows)
+
+
+def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Per-input records (``RandomizationResult.to_dataframe(aggregate=False)``, possibly
+    concatenated over several runs on disjoint inputs, e.g. the shards of a job) aggregated as
+    :meth:`RandomizationResult.to_dataframe` does: mean, std, count, n_nan, reason."""
+    return _aggregate(records)
 
 
 def _check_measures(measures: Any, text: bool) -> tuple[str, ...]:

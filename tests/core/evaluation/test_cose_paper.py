@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from helpers.nets import tiny_cnn
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from helpers.pil_ops import PIL_OPS
+from PIL import Image
 from torch import nn
 from visloupe.core import data, models
 from visloupe.core.attribution import apply_postprocess, explain, resolve_explainer
@@ -148,16 +149,6 @@ def test_compare_methods_passes_postprocess_and_quantize(shapes) -> None:
 # --------------------------------------------------------------------------- 8-bit pixels
 
 
-_PIL = {
-    "Brightness": lambda im, f: ImageEnhance.Brightness(im).enhance(f),
-    "Color": lambda im, f: ImageEnhance.Color(im).enhance(f),
-    "Contrast": lambda im, f: ImageEnhance.Contrast(im).enhance(f),
-    "Sharpness": lambda im, f: ImageEnhance.Sharpness(im).enhance(f),
-    "AutoContrast": lambda im, f: ImageOps.autocontrast(im),
-    "Equalize": lambda im, f: ImageOps.equalize(im),
-    "Blur": lambda im, f: im.filter(ImageFilter.BLUR),
-    "Smooth": lambda im, f: im.filter(ImageFilter.SMOOTH),
-}
 
 
 def test_quantize_rounds_as_pil_does_on_a_planted_pixel() -> None:
@@ -169,8 +160,8 @@ def test_quantize_rounds_as_pil_does_on_a_planted_pixel() -> None:
     float_out = apply_transform("Brightness", x, 0.5)
     assert float_out[0, 0, 0, 0] * 255 == pytest.approx(1.5)  # not 8-bit
     assert is_8bit(out) and not is_8bit(float_out) and out.dtype == x.dtype
-    ref = np.asarray(ImageEnhance.Brightness(Image.fromarray(
-        (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))).enhance(1.5))
+    ref = np.asarray(PIL_OPS["Brightness"](Image.fromarray(
+        (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), 1.5))
     np.testing.assert_array_equal((out[0].permute(1, 2, 0).numpy() * 255).round(), ref)
     torch.testing.assert_close(quantize_8bit(torch.tensor([0.3 / 255, 200.6 / 255])) * 255,
                                torch.tensor([0.0, 201.0]))
@@ -184,7 +175,7 @@ def test_quantized_photometric_ops_are_pixel_exact_against_pil(op: str) -> None:
     x = torch.from_numpy(arr).permute(2, 0, 1)[None].double() / 255
     signed = transform_spec(op).signed
     for m in ([-0.99, -0.495, 0.033, 0.66, 0.99] if signed else [None]):
-        ref = np.asarray(_PIL[op](img, None if m is None else 1 + m)).astype(int)
+        ref = np.asarray(PIL_OPS[op](img, None if m is None else 1 + m)).astype(int)
         out = apply_transform(op, x, m, quantize=True)[0].permute(1, 2, 0).numpy() * 255
         np.testing.assert_array_equal(np.round(out).astype(int), ref, err_msg=f"{op} {m}")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from helpers.pil_ops import PIL_OPS
+from PIL import Image
 from skimage.transform import AffineTransform, rotate, warp
 from visloupe.core.evaluation.transforms import (
     GEOMETRIC,
@@ -143,16 +144,6 @@ def _ours(op: str, img: Image.Image, mag: float | None) -> np.ndarray:
     return np.round(out * 255).astype(int).squeeze()
 
 
-_PIL = {
-    "Brightness": lambda im, f: ImageEnhance.Brightness(im).enhance(f),
-    "Color": lambda im, f: ImageEnhance.Color(im).enhance(f),
-    "Contrast": lambda im, f: ImageEnhance.Contrast(im).enhance(f),
-    "Sharpness": lambda im, f: ImageEnhance.Sharpness(im).enhance(f),
-    "AutoContrast": lambda im, f: ImageOps.autocontrast(im),
-    "Equalize": lambda im, f: ImageOps.equalize(im),
-    "Blur": lambda im, f: im.filter(ImageFilter.BLUR),
-    "Smooth": lambda im, f: im.filter(ImageFilter.SMOOTH),
-}
 
 
 @pytest.mark.parametrize("op", PHOTOMETRIC)
@@ -161,7 +152,7 @@ def test_photometric_ops_agree_with_pil_within_2_levels(op: str, mode: str) -> N
     img = _pil_image(0, mode)
     mags = [-0.99, -0.4, 0.33, 0.99] if op in _SIGNED else [None]
     for m in mags:
-        ref = np.asarray(_PIL[op](img, None if m is None else 1 + m)).astype(int)
+        ref = np.asarray(PIL_OPS[op](img, None if m is None else 1 + m)).astype(int)
         diff = np.abs(_ours(op, img, m) - ref)
         assert diff.max() <= 2, (op, mode, m, diff.max())
 

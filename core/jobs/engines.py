@@ -54,10 +54,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     if address is None:
-        env = {"PYTHONPATH": environment_path()}
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": env})
+        # Workers inherit the environment the local cluster starts with (a runtime_env would
+        # make Ray start a separate, slower worker pool): lend them this process's import path.
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = environment_path()
+        try:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.WARNING)
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
     else:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     return True
@@ -94,6 +102,14 @@ def _resources(ray: Any, workers: int) -> tuple[float, float]:
     return min(1.0, cpus / (workers + 1)), gpus
 
 
+def _threads(ray: Any, workers: int) -> int:
+    """Torch threads per actor: an even share of the cluster's CPUs, at most one node's."""
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    nodes = [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes()
+             if n.get("Alive")]
+    return max(1, int(min(total // workers, max(nodes, default=total))))
+
+
 def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard: OnShard, *,
             workers: int, address: str | None = None) -> None:
     """Compute ``shards`` on a Ray actor pool of ``workers`` (see the module docstring)."""
@@ -113,8 +129,7 @@ def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard
         if gpus:
             config["device"] = "cuda"
         if not config.get("threads"):
-            total = float(ray.cluster_resources().get("CPU", 1.0))
-            config["threads"] = max(1, int(total // workers))
+            config["threads"] = _threads(ray, workers)
         by_index = {int(s["index"]): s for s in shards}
         items = [{"shard": int(s["index"]), "start": int(s["start"]), "stop": int(s["stop"])}
                  for s in shards]

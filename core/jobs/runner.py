@@ -106,6 +106,23 @@ def _explainers(spec: JobDef, explainers: Any) -> dict[str, list[Any]]:
     return _plain("explainers", out)
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception behind Ray's wrappers (``RayTaskError.cause``, ``__cause__``)."""
+    seen, current = set(), err
+    while id(current) not in seen:
+        seen.add(id(current))
+        nxt = getattr(current, "cause", None) or current.__cause__
+        if not isinstance(nxt, BaseException):
+            break
+        current = nxt
+    return current
+
+
+def _first_lines(err: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _check_labels(spec: JobDef, data: Any, data_spec: DataSpec) -> None:
     if not spec.labels:
         return
@@ -208,6 +225,7 @@ def run(
     config = {"job": spec.name, "options": options, "explainers": explainer_specs,
               "seed": seed, "batch_size": batch_size, "data": data_spec.to_dict(),
               "data_fingerprint": identity["data"]["fingerprint"], "model": model_spec.spec,
+              "model_fingerprint": identity["model"]["fingerprint"],
               "threads": threads}
     counter = {"rows": done_rows, "shards": 0}
 
@@ -229,11 +247,12 @@ def run(
         except Exception as err:
             if isinstance(err, (ImportError, KeyboardInterrupt)):
                 raise
+            cause = _root_cause(err)
             raise RuntimeError(
                 f"engine='ray': the job stopped after {counter['shards']} of {len(pending)} "
-                f"shard(s) ({type(err).__name__}: {err}). Finished shards are kept in "
-                f"{str(folder.path)!r}; run the same call again to compute the rest (if a "
-                "worker ran out of memory, lower batch_size or workers)") from err
+                f"shard(s) ({type(cause).__name__}: {_first_lines(cause)}). Finished shards "
+                f"are kept in {str(folder.path)!r}; run the same call again to compute the "
+                "rest (if a worker ran out of memory, lower batch_size or workers)") from err
     seconds = time.perf_counter() - started
     rows_run = sum(s["stop"] - s["start"] for s in pending)
     tables = folder.read_tables(manifest)

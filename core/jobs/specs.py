@@ -96,6 +96,8 @@ class DataSpec:
                 return load_builtin(name, split=self.split or "test", **dict(self.kwargs))
             except (TypeError, ValueError) as err:
                 raise type(err)(f"data: {self.spec!r}: {err}") from err
+        if kind == "huggingface" and self.spec.startswith(("/", ".", "~")):
+            raise ValueError(f"data: folder {self.spec!r} does not exist")
         if kind == "folder":
             if self.kwargs:
                 raise ValueError(f"data_kwargs: a folder is read as it is; got {dict(self.kwargs)}")

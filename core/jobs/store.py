@@ -106,6 +106,8 @@ class ResultsFolder:
             manifest = _read_manifest(self.path, "out")
             old = {k: manifest.get(k) for k in IDENTITY}
             diffs = _differences(old, dict(identity))
+            if old.get("job") != identity.get("job"):  # another job: its options differ anyway
+                diffs = [d for d in diffs if d.startswith("job:")]
             if diffs:
                 raise ValueError(
                     f"out: {str(self.path)!r} holds results of another run ("

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..cache import model_fingerprint
 from .specs import DataSpec, LoadedData, ModelSpec, Preprocess
 from .tasks import JOBS
 
@@ -37,7 +38,8 @@ def decode_table(data: bytes) -> pd.DataFrame:
 class ShardWorker:
     """Computes shards of one job. ``config`` holds ``job``, ``data`` (a :class:`DataSpec` as a
     dict), ``model`` (a spec string), ``options``, ``explainers`` (``{name: [method, params]}``),
-    ``seed``, ``batch_size``, ``data_fingerprint`` and optionally ``threads`` and ``device``.
+    ``seed``, ``batch_size``, ``data_fingerprint``, ``model_fingerprint`` and optionally
+    ``threads`` and ``device``.
     ``loaded``: the driver's already opened ``(data, model, preprocess)`` (in-process runs)."""
 
     def __init__(self, config: Mapping[str, Any],
@@ -59,6 +61,10 @@ class ShardWorker:
                                  f"{self.data_spec.split!r}) and sees different rows than the "
                                  "driver fingerprinted; every worker must read the same data")
             model, preprocess = ModelSpec(config["model"]).load()
+            if model_fingerprint(model) != config["model_fingerprint"]:
+                raise ValueError(f"model: this worker loaded {config['model']!r} with other "
+                                 "weights or code than the driver; every worker must load the "
+                                 "same model")
         else:
             data, model, preprocess = loaded
         device = config.get("device")

@@ -44,6 +44,7 @@ __all__ = [
     "AdaptiveLSEPool2d",
     "LSEPool1d",
     "LSEPool2d",
+    "SoftplusReLU6",
     "SmoothingReport",
     "has_own_parameters",
     "lse_pool2d",
@@ -299,6 +300,21 @@ class AdaptiveLSEPool1d(nn.Module):
         return self.inner(x[:, :, None, :])[:, :, 0, :]
 
 
+class SoftplusReLU6(nn.Module):
+    """``softplus_β(z) - softplus_β(z - 6)``: the smooth counterpart of ``ReLU6 = min(max(z, 0),
+    6)`` (MobileNet/EfficientNet-Lite), as Softplus is of ReLU; it tends to ReLU6 as β grows."""
+
+    def __init__(self, beta: float) -> None:
+        super().__init__()
+        self.beta = float(beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softplus(x, beta=self.beta) - F.softplus(x - 6.0, beta=self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
 @dataclass(frozen=True)
 class SmoothingReport:
     """What ``smooth_model`` replaced: ``(qualified name, old type, new module repr)``."""
@@ -309,6 +325,8 @@ class SmoothingReport:
 
 
 def _replacement(module: nn.Module, beta: float, r: float) -> nn.Module | None:
+    if isinstance(module, nn.ReLU6):
+        return SoftplusReLU6(beta)
     if isinstance(module, nn.ReLU):
         return nn.Softplus(beta=beta)
     if isinstance(module, nn.MaxPool2d):
@@ -344,10 +362,10 @@ def smooth_model(
     return_report: bool = False,
 ) -> nn.Module | tuple[nn.Module, SmoothingReport]:
     """A deep copy of ``model`` (weights kept, in eval mode) with every ``nn.ReLU`` replaced by
-    ``nn.Softplus(softplus_beta)`` and every max pooling module (``MaxPool1d/2d``,
-    ``AdaptiveMaxPool1d/2d``) by LogSumExp pooling with temperature ``lse_temperature``
-    normalised by the window size; for the built-in ``TextCNN`` the functional max-over-time
-    becomes LSE over time. The caller's model is not changed.
+    ``nn.Softplus(softplus_beta)`` (``nn.ReLU6`` by :class:`SoftplusReLU6`) and every max
+    pooling module (``MaxPool1d/2d``, ``AdaptiveMaxPool1d/2d``) by LogSumExp pooling with
+    temperature ``lse_temperature`` normalised by the window size; for the built-in ``TextCNN``
+    the functional max-over-time becomes LSE over time. The caller's model is not changed.
 
     ``strict``: raise ``ValueError`` when nothing could be replaced (e.g. a model that only uses
     functional ``F.relu``), rather than returning an unsmoothed copy. ``return_report``: also
@@ -371,8 +389,9 @@ def smooth_model(
         replaced.append(("pool", "max over time (torch.amax)", repr(smooth.pool)))
     if not replaced and strict:
         raise ValueError(
-            "model: found no nn.ReLU or max-pooling module to replace (functional F.relu / "
-            "torch.max calls inside forward cannot be swapped from outside); pass strict=False "
+            "model: found no nn.ReLU, nn.ReLU6 or max-pooling module to replace (functional "
+            "F.relu / torch.max calls inside forward cannot be swapped from outside); pass "
+            "strict=False "
             "to accept an unchanged copy"
         )
     config = getattr(smooth, "config", None)

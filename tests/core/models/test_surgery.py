@@ -111,3 +111,19 @@ def test_surgery_rejects_bad_arguments() -> None:
         reinitialize_layers(net, ["nope"])
     with pytest.raises(ValueError, match="mode"):
         next(randomized_copies(net, ["head"], "sideways"))
+
+
+def test_smooth_model_smooths_relu6_as_efficientnet_lite_uses() -> None:
+    """ReLU6 -> softplus_b(z) - softplus_b(z - 6), which tends to ReLU6 as b grows."""
+    from visloupe.core.models import SoftplusReLU6, smooth_model
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU6())
+    smooth, report = smooth_model(net, 10.0, return_report=True)
+    assert isinstance(smooth[1], SoftplusReLU6) and isinstance(net[1], torch.nn.ReLU6)
+    assert [old for _, old, _ in report.replaced] == ["ReLU6"]
+    z = torch.linspace(-4, 10, 57)
+    sharp = SoftplusReLU6(200.0)(z)
+    torch.testing.assert_close(sharp, torch.nn.functional.relu6(z), atol=5e-3, rtol=0)
+    zg = torch.linspace(-1, 7, 33, dtype=torch.float64).requires_grad_()
+    grad = torch.autograd.grad(SoftplusReLU6(10.0)(zg).sum(), zg)[0]
+    assert (grad > 0).all() and (grad <= 1).all()  # no dead zone below 0 or above 6

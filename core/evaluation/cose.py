@@ -82,8 +82,9 @@ _PAIR_COLUMNS = ["image", "op", "kind", "magnitude", "label", "prediction",
 
 @dataclass(frozen=True)
 class PixelData:
-    """Images in pixel space ``(N, C, H, W)`` in [0, 1], their labels ``(N,)`` (or None), the
-    dataset indices they came from, and ``normalize`` mapping pixels to model inputs.
+    """Images in pixel space ``(N, C, H, W)`` in [0, 1], their labels ``(N,)`` (-1 where an item
+    has none; None when no item has one), the dataset indices they came from, and ``normalize``
+    mapping pixels to model inputs.
     ``eight_bit``: the pixels are 8-bit levels (``transforms.is_8bit``; None: not known, COSE
     checks the pixels), so COSE quantises transformed pixels as the official code does."""
 
@@ -167,10 +168,11 @@ def pixel_data(
             f"[{float(pixels.min()):.3g}, {float(pixels.max()):.3g}]; pass a preprocess that "
             "returns [0, 1] pixels and the normalisation as normalize="
         )
-    try:
-        labels: Tensor | None = source.labels(indices)
-    except ValueError:
-        labels = None
+    # An unlabelled item (ClassLabel -1, e.g. a photo no ImageNet class describes) gets -1: it
+    # never counts as correctly classified, so COSE drops it like a misclassified original.
+    values = source.label_values(indices)
+    labels: Tensor | None = (None if all(v is None for v in values) else
+                             torch.tensor([-1 if v is None else v for v in values]))
     pixels = pixels.clamp(0, 1)
     return PixelData(pixels, labels, indices, normalize or _identity, is_8bit(pixels))
 

@@ -259,3 +259,13 @@ def test_compare_methods_alt_models_keyed_by_a_non_model_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"alt_models: expected keys among the model names"):
         compare_methods({"m": model}, torch.rand(2, 3, 8, 8), ["saliency"], metrics=("cose",),
                         alt_models={"random": model})
+
+
+def test_unlabelled_items_are_dropped_not_fatal() -> None:
+    """Photos without an ImageNet class (label -1) count as not correctly classified; the
+    labelled ones keep their labels (one missing label used to discard them all)."""
+    from visloupe.core.evaluation import pixel_data
+
+    photos = data.load_builtin("photos", "test", max_size=64)
+    pdata = pixel_data(photos, models.ImagePreprocess(32, "RGB", 0.0, 1.0), indices=[0, 1, 10])
+    assert pdata.labels.tolist() == [281, 967, -1]

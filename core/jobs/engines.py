@@ -117,11 +117,15 @@ def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard
         return
     ray = _import_ray()
     started = init_ray(address)
+    context = ray.data.DataContext.get_current()
+    bars = context.enable_progress_bars
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
     try:
         import torch
 
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        context.enable_progress_bars = False  # the caller's progress() reports instead
+        data_logger.setLevel(max(level, logging.WARNING))
         cpus, gpus = _resources(ray, workers)
         if not gpus and torch.cuda.is_available() and address is None:
             gpus = 1.0
@@ -145,5 +149,7 @@ def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard
             shard = by_index[int(row["shard"])]
             on_shard(shard, {t: row[f"table_{t}"] for t in shard["files"]})
     finally:
+        context.enable_progress_bars = bars
+        data_logger.setLevel(level)
         if started:
             ray.shutdown()

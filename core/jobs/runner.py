@@ -239,8 +239,12 @@ def run(
     started = time.perf_counter()
     if engine == "local":
         device = "cuda" if torch.cuda.is_available() else None
-        run_local(ShardWorker({**config, "device": device}, (loaded, net, preprocess)),
-                  pending, on_shard)
+        saved = torch.get_num_threads()
+        try:
+            run_local(ShardWorker({**config, "device": device}, (loaded, net, preprocess)),
+                      pending, on_shard)
+        finally:
+            torch.set_num_threads(saved)  # threads= is for this run, not the caller's session
     else:
         try:
             run_ray(config, pending, on_shard, workers=workers, address=address)

@@ -180,8 +180,8 @@ def run(
             re-initialised weights use ``seed``.
         progress: ``progress(done_rows, total_rows)`` after each shard.
         shard_size: rows per shard, the unit of resumption (fixed by the row index alone).
-        threads: torch threads per worker (default: torch's own locally, an even share of the
-            cluster's CPUs on Ray).
+        threads: torch threads per worker (default: torch's own locally; on Ray the CPUs
+            per actor once a share is left to Ray itself, ``cpus // (workers + 1)``, >= 1).
     """
     spec = _job(job)
     if engine not in ENGINES:

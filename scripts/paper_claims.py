@@ -528,36 +528,12 @@ SANITY_LAYERS = ["_fc", "_bn1", "_conv_head", "_blocks", "_bn0", "_conv_stem"]
 
 
 def smooth_relu6(model: Any, beta: float) -> tuple[Any, int]:
-    """A copy of ``model`` with every ``nn.ReLU6`` replaced by its Softplus analogue
-    ``softplus_β(z) − softplus_β(z − 6)`` (→ ReLU6 as β → ∞), weights kept.
+    """Core ``smooth_model`` of ``model`` (every ``nn.ReLU6`` becomes
+    ``softplus_β(z) − softplus_β(z − 6)``, weights kept) and the number of modules it swapped."""
+    from visloupe.core.models import smooth_model
 
-    ``visloupe.core.models.smooth_model`` swaps ``nn.ReLU`` and max pooling only and raises on
-    EfficientNet-Lite (ReLU6, no max pooling), so this is the same Softplus swap written for
-    the clipped ReLU."""
-    import copy
-
-    import torch.nn.functional as F
-    from torch import nn
-
-    class _SoftReLU6(nn.Module):
-        def __init__(self, beta: float) -> None:
-            super().__init__()
-            self.beta = float(beta)
-
-        def forward(self, z: Any) -> Any:
-            return F.softplus(z, self.beta) - F.softplus(z - 6.0, self.beta)
-
-        def extra_repr(self) -> str:
-            return f"beta={self.beta}"
-
-    out = copy.deepcopy(model).eval()
-    swapped = 0
-    for module in list(out.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.ReLU6):
-                setattr(module, name, _SoftReLU6(beta))
-                swapped += 1
-    return out, swapped
+    smooth, report = smooth_model(model, beta, return_report=True)
+    return smooth, len(report.replaced)
 
 
 def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], str]:
@@ -569,7 +545,6 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
         input_multiplier_summary,
         randomized_models,
         run_randomization,
-        smooth_model,
         spearman,
     )
 
@@ -674,11 +649,7 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
     # smoothing: Softplus in place of ReLU6, post hoc
     n_sm = len(photos.names) if st.smooth_images is None else st.smooth_images
     xs, ts = photos.x[:n_sm], photos.pred[:n_sm]
-    try:
-        smooth_model(model)
-        core_note = "core `smooth_model` accepted the model"
-    except ValueError as err:
-        core_note = f"core `smooth_model` raises `ValueError: {err}`"
+    core_note = "Core `smooth_model` smooths the model"
     infid_kw = {"n_samples": st.smooth_samples, "seed": st.seed, "batch_size": 4}
     base = {m: infidelity(model, xs, m, ts, **infid_kw).double().numpy()
             for m in ("saliency", "input_x_gradient")}
@@ -716,7 +687,7 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
         "; ".join(f"{m} diff {fmt_ci(ci, 4)}" for _, m, _, _, _, _, ci, _ in primary),
         f"{n_sm} photos", held_sm,
         "; ".join(f"{m}: {why}" for _, m, _, why, *_ in primary)
-        + f"; ReLU6 → Softplus-ReLU6 (core smooth_model cannot swap ReLU6), top-1 agreement "
+        + f"; ReLU6 → Softplus-ReLU6 (core smooth_model), top-1 agreement "
           f"{agree_rows[0][1]:.0%}"
         + "".join(f"; at β={beta:g} ({agree:.0%} agreement): "
                   + ", ".join(f"{m} {'lower' if held else 'not lower'}"
@@ -750,8 +721,8 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
         md_table(["method", *steps], curve_rows),
         "Mean SSIM (maps scaled to [0, 1]) along the cascade:",
         md_table(["method", *steps], ssim_rows),
-        f"**Smoothing.** {core_note}. So the script swaps each of the {n_swapped} `nn.ReLU6` "
-        "modules for its Softplus analogue `softplus_β(z) − softplus_β(z − 6)`, post hoc, "
+        f"**Smoothing.** {core_note}: each of the {n_swapped} `nn.ReLU6` modules becomes "
+        "its Softplus analogue `softplus_β(z) − softplus_β(z − 6)`, post hoc, "
         f"weights kept: β = {st.smooth_betas[0]:g} (the core's default Softplus β; the "
         "verdict) and a larger β with (nearly) the original's predictions. Top-1 agreement "
         f"with the original on the {len(photos.names)} photos / accuracy on the "

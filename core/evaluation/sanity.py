@@ -228,10 +228,13 @@ class RandomizationResult:
         ``aggregate=False``: one row per input (``input`` column) with its ``reason``."""
         if not aggregate:
             return self.records.copy()
-        return _aggregate(self.records)
+        return aggregate_records(self.records)
 
 
-def _aggregate(records: pd.DataFrame) -> pd.DataFrame:
+def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Per-input records (``RandomizationResult.to_dataframe(aggregate=False)``, possibly
+    concatenated over several runs on disjoint inputs, e.g. the shards of a job) aggregated as
+    :meth:`RandomizationResult.to_dataframe` does: mean, std, count, n_nan, reason."""
     keys = ["mode", "step", "layer", "explainer", "multiplies_by_input", "measure"]
     rows = []
     for key, group in records.groupby(keys, sort=False, dropna=False):
@@ -247,13 +250,6 @@ def _aggregate(records: pd.DataFrame) -> pd.DataFrame:
             "reason": "; ".join(f"{r} (x{c})" for r, c in reasons.items()),
         })
     return pd.DataFrame(rows)
-
-
-def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
-    """Per-input records (``RandomizationResult.to_dataframe(aggregate=False)``, possibly
-    concatenated over several runs on disjoint inputs, e.g. the shards of a job) aggregated as
-    :meth:`RandomizationResult.to_dataframe` does: mean, std, count, n_nan, reason."""
-    return _aggregate(records)
 
 
 def _check_measures(measures: Any, text: bool) -> tuple[str, ...]:

@@ -9,6 +9,7 @@
 - :class:`DatasetExplorer`: a dataset's statistics, classes, embedding map (select points),
   duplicates, outliers and confusion matrix.
 - :class:`SanityCheckExplorer`: walk the model-randomisation cascade; original vs smoothed model.
+- :class:`JobProgress`: a labelled progress bar for ``core.jobs.run(..., progress=)``.
 - :mod:`visloupe.widgets.render`: overlays, colormaps, image grids and PNG bytes (numpy + PIL).
 """
 
@@ -17,6 +18,7 @@ from .boxes import BoxExplorer
 from .cose import COSEExplorer
 from .datasets import DatasetExplorer
 from .padding import PaddingInspector
+from .progress import JobProgress
 from .saliency import SaliencyExplorer
 from .sanity import SanityCheckExplorer
 from .splitig import SplitIGExplorer
@@ -25,6 +27,7 @@ __all__ = [
     "BoxExplorer",
     "COSEExplorer",
     "DatasetExplorer",
+    "JobProgress",
     "PaddingInspector",
     "SaliencyExplorer",
     "SanityCheckExplorer",

@@ -229,3 +229,38 @@ def original_ids(data: Any, n: int) -> list[int] | None:
         return None
     ids = [data.row_id(i) for i in range(n)]
     return None if ids == list(range(n)) else ids
+
+
+def open_results(results: Any, job: str) -> Any:
+    """A :class:`visloupe.core.jobs.Results` of ``job`` from a folder path or Results."""
+    from visloupe.core.jobs import Results, load_results
+
+    res = results if isinstance(results, Results) else load_results(results)
+    res.require(job)
+    return res
+
+
+def results_model(res: Any, model: Any) -> tuple[nn.Module, Any]:
+    """``(model, preprocess)`` of a job: reopened from its manifest, or the ``model`` given,
+    checked to be the job's (same fingerprint)."""
+    from visloupe.core.cache import model_fingerprint
+
+    if model is None:
+        return res.open_model()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected None or a torch.nn.Module, got {type(model).__name__}")
+    if model_fingerprint(model) != res.manifest["model"]["fingerprint"]:
+        raise ValueError(f"model: not the model of the job in {str(res.path)!r} (its weights or "
+                         f"code differ from {res.model_name!r}'s); pass that model or None")
+    return model, None
+
+
+def check_results_data(res: Any, source: Any) -> None:
+    """Raise ValueError naming ``data`` unless ``source``'s first rows are the job's."""
+    recorded = res.manifest["data"]
+    rows = int(recorded["rows"])
+    if source.length is None or source.length < rows \
+            or source.fingerprint(range(rows)) != recorded["fingerprint"]:
+        raise ValueError(f"data: not the data of the job in {str(res.path)!r} "
+                         f"({recorded['spec']!r}, split {recorded['split']!r}, {rows} rows); "
+                         "pass that data set or None to reopen it")

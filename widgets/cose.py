@@ -22,7 +22,16 @@ import pandas as pd
 import torch
 from visloupe.core.evaluation import pixel_inputs
 
-from ._common import LRU, check_int, display_map, guarded, resolve_models
+from ._common import (
+    LRU,
+    check_int,
+    check_results_data,
+    display_map,
+    guarded,
+    open_results,
+    resolve_models,
+    results_model,
+)
 from .base import ExplorerBase, escape
 from .render import PALETTE, fit_image, image_grid, overlay, to_png
 
@@ -187,8 +196,52 @@ class COSEExplorer(ExplorerBase, w.VBox):
         self._refs: LRU = LRU(512)
         self.summary: pd.DataFrame | None = None
         self.last_view: Any = None
+        self._results_rows: list[int] | None = None  # set by from_results
+        self._results_images: pd.DataFrame | None = None
         self._build_ui(first.pixels.shape[0], TRANSFORMS)
         self._render()
+
+    @classmethod
+    def from_results(cls, results: Any, model: Any = None, data: Any = None,
+                     preprocess: Any = None, **kwargs: Any) -> COSEExplorer:
+        """Open a ``cose`` job's results (:func:`visloupe.core.jobs.run`, here or on a
+        cluster): the summary, bars and scatter are the job's own table, and each image's
+        stored COSE scores stand beside the interactive view -- no evaluation is rerun.
+
+        ``model``, ``data``, ``preprocess``: default to what the manifest names, reopened (a
+        model or data given must be the job's: fingerprints are checked). ``kwargs`` go to
+        the constructor (``cell``, ``normalize``, ...)."""
+        from visloupe.core.data import as_image_source
+
+        res = open_results(results, "cose")
+        for name in ("explainers", "n_images", "alt_models"):
+            if name in kwargs:
+                raise TypeError(f"{name}: set by the results (the job's own)")
+        net, pre = results_model(res, model)
+        source = as_image_source(data) if data is not None else res.open_data().source
+        check_results_data(res, source)
+        rows = res.row_ids
+        options = res.manifest["options"]
+        alt_names = list(options.get("alt_models") or [])
+        alt = {}
+        if alt_names:
+            from visloupe.core.models import checkpoints
+
+            stages = checkpoints(res.model_name)
+            alt = {res.model_name: {n: stages[n] for n in alt_names}}
+        kwargs.setdefault("magnitudes_per_transform", int(options["magnitudes_per_transform"]))
+        kwargs.setdefault("seed", int(options["seed"]))
+        explorer = cls({res.model_name: net}, source.select(rows), res.explainers(),
+                       preprocess=pre if preprocess is None else preprocess, alt_models=alt,
+                       n_images=len(rows), **kwargs)
+        explorer._results_rows = list(rows)
+        explorer._results_images = res["images"]
+        if res.summary is not None:
+            summary = res.summary.rename(columns={"explainer": "method"})
+            summary.insert(1, "model", res.model_name)
+            explorer._show_summary(summary)
+        explorer._render()
+        return explorer
 
     # ------------------------------------------------------------------ UI
 
@@ -333,7 +386,24 @@ class COSEExplorer(ExplorerBase, w.VBox):
             f"label {html.escape(self._class(label) if label is not None else '?')} · "
             f"prediction {html.escape(self._class(view.prediction))} → "
             f"{html.escape(self._class(view.transformed_prediction))} · "
-            f"<span style='color:{colour}'>{verdict}</span>{wrong}</span>")
+            f"<span style='color:{colour}'>{verdict}</span>{wrong}</span>"
+            f"{self._stored_scores(index, method)}")
+
+    def _stored_scores(self, index: int, method: str) -> str:
+        """The job's per-image COSE scores of this image and method (from_results), as HTML."""
+        if self._results_images is None or self._results_rows is None:
+            return ""
+        row = self._results_rows[index]
+        images = self._results_images
+        hit = images[(images.row_id == row) & (images.explainer == method)]
+        if not len(hit):
+            return ""
+        rec = hit.iloc[0]
+        parts = [f"{name} <b>{float(rec[name]):.3f}</b>" for name in
+                 ("consistency", "sensitivity", "cose") if math.isfinite(float(rec[name]))]
+        scores = " · ".join(parts) or "no scores (the image was dropped)"
+        return (f"<div class='visloupe-cose-stored' style='font-size:12px;color:#555'>"
+                f"row {row} in the job's results: {scores}</div>")
 
     # ------------------------------------------------------------------ summary
 
@@ -393,7 +463,10 @@ class COSEExplorer(ExplorerBase, w.VBox):
         rows = pd.concat(frames, ignore_index=True)
         order = {n: k for k, n in enumerate(self._models)}  # compare_methods' own row order
         rows = rows.sort_values("model", key=lambda c: c.map(order), kind="stable")
-        table = rows.reset_index(drop=True)
+        return self._show_summary(rows.reset_index(drop=True))
+
+    def _show_summary(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Fill the bars, scatter and table with ``table`` (``compare_methods``' shape)."""
         self.summary = table
         self.bars.value = _svg_bars(table)
         self.scatter.value = _svg_scatter(table)

@@ -40,7 +40,7 @@ import traitlets
 from PIL import Image
 
 from . import render
-from ._common import guarded, logger
+from ._common import check_results_data, guarded, logger, open_results, results_model
 from .base import ExplorerBase, escape
 from .render import PALETTE
 
@@ -179,6 +179,10 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         max_points: at most this many points on the map (a seeded subset), since every point
             carries its thumbnail to the browser.
         thumb_size: thumbnail side in pixels (hover and grids).
+        profile: a ``profiling.profile_dataset`` table of ``data`` computed elsewhere (e.g. an
+            ``embed`` job's, see :meth:`from_results`): shown as it is, not recomputed.
+        embeddings: ``(N, D)`` embeddings of that profile's readable rows, in its order (with
+            ``profile``): the map and the duplicate search use them instead of embedding.
 
     Selecting points on the map (box or lasso) sets :attr:`selected_indices`; :attr:`selection`
     is those rows as a dataset that ``SaliencyExplorer`` and every core function accept.
@@ -192,7 +196,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
     def __init__(self, data: Any, model: Any = None, *, preprocess: Callable | None = None,
                  class_names: Sequence[str] | None = None, sample: int | None = None,
                  projection: str = "pca", layer: Any = None, seed: int = 0,
-                 max_points: int = 1000, thumb_size: int = 48) -> None:
+                 max_points: int = 1000, thumb_size: int = 48,
+                 profile: pd.DataFrame | None = None,
+                 embeddings: np.ndarray | None = None) -> None:
         from torch import nn
         from visloupe.core.data import as_image_source
 
@@ -231,8 +237,43 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self._map_rows = np.zeros(0, dtype=np.int64)  # map point -> row
         self._thumbs: dict[int, str] = {}
         self._confusion: Any = None
+        if profile is not None:
+            self._set_profile(profile)
+        self._given_embeddings = embeddings is not None
+        if embeddings is not None:
+            self._set_embeddings(embeddings)
         self._build_ui(projection)
         self._build_tab("Overview")
+
+    @classmethod
+    def from_results(cls, results: Any, model: Any = None, data: Any = None,
+                     preprocess: Any = None, **kwargs: Any) -> DatasetExplorer:
+        """Open an ``embed`` job's results (:func:`visloupe.core.jobs.run`, here or on a
+        cluster): its image statistics and embeddings fill the tabs, nothing is recomputed
+        (the Errors tab needs ``model``, reopened from the manifest only if you pass
+        ``model=True``). ``data`` defaults to the manifest's, reopened and checked."""
+        from visloupe.core.data import as_image_source
+
+        res = open_results(results, "embed")
+        for name in ("profile", "embeddings", "sample", "layer"):
+            if name in kwargs:
+                raise TypeError(f"{name}: set by the results (the job's own)")
+        net = None
+        if model is not None:
+            net, pre = results_model(res, None if model is True else model)
+            preprocess = pre if preprocess is None else preprocess
+        source = as_image_source(data) if data is not None else res.open_data().source
+        check_results_data(res, source)
+        rows = int(res.manifest["data"]["rows"])
+        profile = res["profile"].drop(columns=["row_id"]).reset_index(drop=True)
+        profile.attrs.update(sampled=False, n_total=rows, seed=0, source="results")
+        table = res["embeddings"].set_index("row_id")
+        readable = profile.loc[profile["error"].isna(), "index"].to_numpy(dtype=np.int64)
+        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in table.loc[readable,
+                                                                             "embedding"]])
+        view = source if source.length == rows else source.select(range(rows))
+        return cls(view, net, preprocess=preprocess, profile=profile, embeddings=vectors,
+                   **kwargs)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -440,15 +481,33 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             prof = profile_dataset(self._source, sample=self._sample, seed=self._seed,
                                    progress=self._progress("profile"))
             self._progress_done()
-            # unreadable items stay in the Overview (counted) but out of maps and model passes
-            self._ok = prof[prof["error"].isna()].reset_index(drop=True)
-            self._rows = self._ok["index"].to_numpy(dtype=np.int64)
-            n_total = prof.attrs.get("n_total")
-            whole = (n_total is not None and len(self._rows) == n_total
-                     and np.array_equal(self._rows, np.arange(n_total)))
-            self._view = self._source if whole else self._source.select(self._rows.tolist())
-            self.profile = prof
+            self._set_profile(prof)
         return self.profile
+
+    def _set_profile(self, prof: pd.DataFrame) -> None:
+        if not isinstance(prof, pd.DataFrame) or not {"index", "error"} <= set(prof.columns):
+            raise ValueError("profile: expected a profiling.profile_dataset table (with "
+                             f"'index' and 'error' columns), got {type(prof).__name__}")
+        # unreadable items stay in the Overview (counted) but out of maps and model passes
+        self._ok = prof[prof["error"].isna()].reset_index(drop=True)
+        self._rows = self._ok["index"].to_numpy(dtype=np.int64)
+        n = self._source.length
+        if n is not None and len(self._rows) and (self._rows.min() < 0 or self._rows.max() >= n):
+            raise ValueError(f"profile: its 'index' column names rows outside data (0..{n - 1})")
+        n_total = prof.attrs.get("n_total")
+        whole = (n_total is not None and len(self._rows) == n_total
+                 and np.array_equal(self._rows, np.arange(n_total)))
+        self._view = self._source if whole else self._source.select(self._rows.tolist())
+        self.profile = prof
+
+    def _set_embeddings(self, embeddings: Any) -> None:
+        if self.profile is None:
+            raise ValueError("embeddings: give them with the profile whose rows they embed")
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or len(emb) != len(self._rows):
+            raise ValueError(f"embeddings: expected ({len(self._rows)}, D), one per readable "
+                             f"profile row, got shape {emb.shape}")
+        self._embeddings = emb
 
     def _class_name(self, label: Any) -> str:
         if label is None or (isinstance(label, float) and not np.isfinite(label)):
@@ -720,10 +779,10 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
     def duplicate_arguments(self) -> dict[str, Any]:
         """The keyword arguments the tab passes to core ``near_duplicates(data, ...)``: the
-        threshold, and the model's embeddings when there is a model (else core's own pixel
-        descriptor, so the tab finds what a script finds)."""
+        threshold, and the model's embeddings when there is a model or they were given (else
+        core's own pixel descriptor, so the tab finds what a script finds)."""
         kwargs: dict[str, Any] = {"threshold": float(self.threshold.value)}
-        if self._model is not None:
+        if self._model is not None or self._given_embeddings:
             kwargs["embeddings"] = self._ensure_embeddings()
         return kwargs
 

@@ -31,16 +31,19 @@ from ._common import (
     LRU,
     GridExport,
     check_int,
+    check_results_data,
     display_map,
     error_html,
     guarded,
     logger,
     model_frame,
+    open_results,
     original_ids,
     predict_proba,
     preprocess_image,
     resolve_models,
     resolve_preprocess,
+    results_model,
 )
 from .base import ExplorerBase, escape
 from .browser import SampleBrowser
@@ -219,6 +222,67 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._suspend = 0
         self._build_ui(auto_explain)
         self._refresh(compute=auto_explain)
+
+    @classmethod
+    def from_results(cls, results: Any, model: Any = None, data: Any = None,
+                     preprocess: Any = None, **kwargs: Any) -> SaliencyExplorer:
+        """Browse the stored maps of an ``attribution`` job (:func:`visloupe.core.jobs.run`,
+        here or on a cluster) without recomputing them.
+
+        ``results``: the results folder or its :func:`~visloupe.core.jobs.load_results`.
+        ``model``, ``data``, ``preprocess``: default to what the manifest names, reopened (a
+        model or data given must be the job's: their fingerprints are checked). Rows show
+        their data set ids; other targets or parameters are computed as usual. ``kwargs`` go
+        to the constructor (``top_k``, ``cell``, ...)."""
+        from visloupe.core.data import as_image_source
+        from visloupe.core.jobs import decode_maps
+
+        res = open_results(results, "attribution")
+        table = res["maps"]
+        if "map" not in table.columns:
+            raise ValueError(f"results: the job in {str(res.path)!r} ran with store_maps=False;"
+                             " there are no maps to browse")
+        changed = {k: res.manifest["options"].get(k) for k in ("postprocess", "reduce")}
+        if any(v is not None for v in changed.values()):
+            raise ValueError(f"results: the job stored post-processed maps ({changed}); this "
+                             "view shows raw maps (run the job with the defaults)")
+        for name in ("methods", "ids"):
+            if name in kwargs:
+                raise TypeError(f"{name}: set by the results (the job's explainers and rows)")
+        net, pre = results_model(res, model)
+        source = as_image_source(data) if data is not None else res.open_data().source
+        check_results_data(res, source)
+        rows = res.row_ids
+        auto = bool(kwargs.pop("auto_explain", True))
+        explorer = cls({res.model_name: net}, source.select(rows),
+                       pre if preprocess is None else preprocess, methods=res.explainers(),
+                       ids=rows, auto_explain=False,
+                       cache_size=max(int(kwargs.pop("cache_size", 512)), len(table)), **kwargs)
+        explorer._preload(table, decode_maps(table), res, rows)
+        explorer.auto_explain.value = auto
+        explorer._refresh(compute=auto)
+        return explorer
+
+    def _preload(self, table: Any, maps: np.ndarray, res: Any, rows: Sequence[int]) -> None:
+        """Put a job's maps in the cache under the keys this view computes them by: the
+        controls take the job's parameters and target, so browsing hits the cache."""
+        position = {row: k for k, row in enumerate(rows)}
+        specs = res.manifest["options"]["explainers"]
+        self._suspend += 1
+        try:
+            if res.manifest["options"].get("target") == "label":
+                self.target.value = LABEL
+            for title, (_method, params) in specs.items():
+                for name, control in self.param_widgets.get(title, {}).items():
+                    if name in params:
+                        control.value = params[name]
+        finally:
+            self._suspend -= 1
+        model_name = next(iter(self._models))
+        for rec, raw in zip(table.itertuples(index=False), maps, strict=True):
+            key = (position[int(rec.row_id)], model_name, str(rec.explainer),
+                   self._params(str(rec.explainer)), int(rec.target))
+            self._maps.put(key, np.asarray(raw, dtype=np.float32))
 
     # ------------------------------------------------------------------ set-up
 

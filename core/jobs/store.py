@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch import nn
 
 from ..cache import atomic_write
+from .specs import DataSpec, LoadedData, ModelSpec, Preprocess
 from .worker import decode_table
 
 __all__ = ["FORMAT", "MANIFEST", "Results", "ResultsFolder", "decode_maps", "load_results",
@@ -212,6 +214,60 @@ class Results:
         if table not in self.tables:
             raise KeyError(f"table: expected one of {list(self.tables)}, got {table!r}")
         return self.tables[table]
+
+    def require(self, job: str, name: str = "results") -> None:
+        """Raise ValueError naming ``name`` unless these are results of ``job``."""
+        if self.job != job:
+            raise ValueError(f"{name}: expected the results of a {job!r} job, got a "
+                             f"{self.job!r} job's folder {str(self.path)!r}")
+
+    @property
+    def row_ids(self) -> list[int]:
+        """The data set rows the stored tables cover, ascending."""
+        ids: set[int] = set()
+        for name, table in self.tables.items():
+            if name != "summary" and "row_id" in table.columns:
+                ids.update(int(i) for i in table["row_id"].unique())
+        return sorted(ids)
+
+    def open_data(self) -> LoadedData:
+        """The job's data reopened from its manifest (as every worker opened it). Raises
+        ValueError naming ``data`` if those rows are no longer what the job saw."""
+        recorded = self.manifest["data"]
+        spec = DataSpec(**{k: recorded[k] for k in ("spec", "split", "kwargs", "image_column",
+                                                    "label_column", "limit")})
+        loaded = spec.load()
+        if loaded.fingerprint() != recorded["fingerprint"]:
+            raise ValueError(f"data: {spec.spec!r} (split {spec.split!r}) no longer holds the "
+                             f"rows the job in {str(self.path)!r} ran on; pass the data "
+                             "yourself or rerun the job")
+        return loaded
+
+    def open_model(self) -> tuple[nn.Module, Preprocess | None]:
+        """``(model, preprocess)`` reopened from the manifest's model spec. Raises ValueError
+        naming ``model`` if its weights or code differ from the job's."""
+        from ..cache import model_fingerprint
+
+        recorded = self.manifest["model"]
+        model, preprocess = ModelSpec(recorded["spec"]).load()
+        if model_fingerprint(model) != recorded["fingerprint"]:
+            raise ValueError(f"model: {recorded['spec']!r} now loads other weights or code "
+                             f"than the job in {str(self.path)!r} used; pass the model "
+                             "yourself or rerun the job")
+        return model, preprocess
+
+    @property
+    def model_name(self) -> str:
+        """The job's model spec (a built-in name or ``module:factory``)."""
+        return str(self.manifest["model"]["spec"])
+
+    def explainers(self) -> dict[str, Any]:
+        """The job's explainers as core :class:`~visloupe.core.attribution.Explainer` objects,
+        keyed by the labels the tables use."""
+        from ..attribution import resolve_explainers
+
+        specs = self.manifest["options"].get("explainers") or {}
+        return resolve_explainers({str(k): (str(m), dict(p)) for k, (m, p) in specs.items()})
 
 
 def load_results(path: str | os.PathLike, *, allow_partial: bool = False) -> Results:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import nbformat
@@ -21,9 +22,11 @@ def test_notebook_executes(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     first = "".join(notebook.cells[0].source)
     assert "colab-badge" in first, "each notebook opens with an Open-in-Colab badge"
+    start = time.perf_counter()
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": path.parent}}
     ).execute()
+    print(f"{path.name} executed in {time.perf_counter() - start:.0f} s")  # goal: < 90 s
     errors = [
         output
         for cell in notebook.cells

@@ -105,7 +105,7 @@ def paired_ratio(num: list[float], den: list[float]) -> float:
 
 
 def shapes_cnn(random_weights: bool) -> nn.Module:
-    """The built-in ``shapes-cnn`` (trained and cached on first use), or the same architecture
+    """The built-in ``shapes-cnn`` (its weights ship in the package), or the same architecture
     with random weights (timings do not depend on the weights)."""
     if not random_weights:
         from visloupe.core.models import pretrained

@@ -1,9 +1,10 @@
 """visloupe.core.models: the built-in model zoo and its weight cache.
 
 - :func:`pretrained` ``(name) -> (model, preprocess)``: ``shapes-cnn``, ``shapes-vit``,
-  ``digits-cnn``, ``text-cnn``, trained on first use (seconds, fixed seed) and cached as
-  safetensors + JSON; :func:`available_models`, :func:`model_info`, :func:`checkpoints`
-  (random init, per-epoch snapshots, final weights of the same run).
+  ``digits-cnn``, ``text-cnn``, whose weights ship in the package (retrained from a fixed-seed
+  recipe on request, cached as safetensors + JSON); :func:`available_models`,
+  :func:`model_info`, :func:`checkpoints` (random init, per-epoch snapshots, final weights of
+  the same run); :func:`train_builtin`, :func:`shipped_weights`.
 - Architectures: :class:`SmallResNet` (stride-2 3x3 downsampling; padding mode, Softplus,
   LogSumExp pooling options), :class:`TinyViT`, :class:`TextCNN`; :func:`build_model`.
 - Preprocess contract: :class:`ImagePreprocess` (PIL -> ``(C, H, W)``), :class:`TextPreprocess`
@@ -66,7 +67,15 @@ from .surgery import (
     swap_padding,
 )
 from .training import TrainConfig, TrainResult, accuracy, train_classifier
-from .zoo import available_models, cache_root, checkpoints, model_info, pretrained
+from .zoo import (
+    available_models,
+    cache_root,
+    checkpoints,
+    model_info,
+    pretrained,
+    shipped_weights,
+    train_builtin,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -104,6 +113,8 @@ __all__ = [
     "make_activation",
     "model_info",
     "pretrained",
+    "shipped_weights",
+    "train_builtin",
     "read_metadata",
     "save_model",
     "train_classifier",

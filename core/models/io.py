@@ -21,7 +21,7 @@ from torch import nn
 from ..cache import atomic_write
 from .architectures import ARCHITECTURES, build_model
 
-__all__ = ["load_model", "metadata_path", "read_metadata", "save_model"]
+__all__ = ["check_weights", "load_model", "metadata_path", "read_metadata", "save_model"]
 
 FORMAT_VERSION = 1
 
@@ -63,6 +63,19 @@ def save_model(
     atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write(metadata_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
+
+
+def check_weights(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` naming the file unless its safetensors header reads whole (a
+    truncated or overwritten file fails here, before anything is loaded)."""
+    from safetensors import safe_open
+
+    path = _weights_path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise ValueError(f"path: cannot read weights from {str(path)!r}: {err}") from err
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

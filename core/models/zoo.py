@@ -1,12 +1,18 @@
-"""Built-in models: trained on first use from the built-in data sets, then cached on disk.
+"""Built-in models: weights shipped inside the package, trained here only on request.
 
 ``pretrained(name)`` returns ``(model, preprocess)``; ``checkpoints(name)`` returns the random
 initialisation, per-epoch snapshots and the final weights of the same training run (for
-model-change comparisons such as COSE or randomisation sanity checks). Training is deterministic
-for the recorded seed. The cache lives in ``$VISLOUPE_CACHE`` or the platform's user cache folder;
-each model is one folder of safetensors + JSON files, written to a temporary folder and renamed
-into place so an interrupted run never leaves a half entry. An unreadable or outdated entry is
-retrained with a logged warning.
+model-change comparisons such as COSE or randomisation sanity checks).
+
+Where the weights come from, in order: the user cache (``$VISLOUPE_CACHE`` or the platform's
+user cache folder; what ``retrain=True`` writes), then the weights shipped in the package
+(``visloupe/core/models/weights/<name>/``, made by ``scripts/train_builtin_models.py`` with
+:func:`train_builtin`), else the model is trained from the built-in data. An entry counts only
+if its recipe (data set version, architecture, training configuration, seed) is this code's, so
+shipped weights that a code change made stale are retrained with a logged warning, never used.
+Training is deterministic for the recorded seed; each entry is one folder of safetensors + JSON
+files, written to a temporary folder and renamed into place so an interrupted run never leaves
+a half entry.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from ..cache import cache_root
 from ..data import builtin_version
 from .architectures import build_model
 from .imagenet import IMAGENET_MODELS, imagenet_model, imagenet_model_info
-from .io import load_model, read_metadata, save_model
+from .io import check_weights, load_model, read_metadata, save_model
 from .preprocess import ImagePreprocess, TextPreprocess
 from .training import ProgressCallback, TrainConfig, train_classifier
 
@@ -40,12 +46,16 @@ __all__ = [
     "checkpoints",
     "model_info",
     "pretrained",
+    "shipped_weights",
+    "train_builtin",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the cache layout or the training code changes in a way that alters the weights.
 CACHE_VERSION = 1
+#: The weights shipped with the package, one folder per built-in model.
+SHIPPED = Path(__file__).resolve().with_name("weights")
 
 
 @dataclass(frozen=True)
@@ -250,6 +260,7 @@ def _check_entry(name: str, spec: ModelSpec, folder: Path) -> dict[str, Any]:
     for key in meta.get("checkpoints", []):
         if not (folder / f"{key}.safetensors").is_file():
             raise ValueError(f"checkpoint file {key}.safetensors is missing")
+        check_weights(folder / f"{key}.safetensors")
     if spec.mode == "text":
         tokenizer = _tokenizer()
         if meta["preprocess"].get("vocab_digest") != _vocab_digest(tokenizer):
@@ -266,14 +277,39 @@ def _ensure(
         raise TypeError(f"progress: expected a callable(epoch, total, metrics) or None, got "
                         f"{type(progress).__name__}")
     folder = cache_root(cache_dir) / name
-    if not retrain and folder.exists():
-        try:
-            return spec, folder, _check_entry(name, spec, folder)
-        except (ValueError, KeyError, OSError) as err:
-            logger.warning("cached built-in model %r in %s is unusable (%s); retraining",
-                           name, folder, err)
+    if not retrain:
+        for where in (folder, SHIPPED / name):
+            if not where.exists():
+                continue
+            try:
+                return spec, where, _check_entry(name, spec, where)
+            except (ValueError, KeyError, OSError) as err:
+                logger.warning("built-in model %r in %s is unusable (%s); trying the next "
+                               "source, else retraining", name, where, err)
+    logger.warning("training built-in model %r (%d epochs); pass progress= to follow it",
+                   name, spec.train.epochs)
     _train_entry(name, spec, folder.parent, progress)
     return spec, folder, _check_entry(name, spec, folder)
+
+
+def shipped_weights(name: str) -> Path | None:
+    """The folder of ``name``'s weights shipped in the package, if there is a valid one."""
+    spec = _spec(name)
+    try:
+        _check_entry(name, spec, SHIPPED / name)
+    except (ValueError, KeyError, OSError):
+        return None
+    return SHIPPED / name
+
+
+def train_builtin(name: str, out: str | os.PathLike, *,
+                  progress: ProgressCallback | None = None) -> Path:
+    """Train built-in ``name`` from its recipe into ``out/<name>/`` (atomically) and return
+    that folder: what ``scripts/train_builtin_models.py`` runs to make the shipped weights."""
+    spec = _spec(name)
+    _train_entry(name, spec, Path(out), progress)
+    _check_entry(name, spec, Path(out) / name)
+    return Path(out) / name
 
 
 def _load_checkpoint(folder: Path, key: str) -> nn.Module:
@@ -289,7 +325,8 @@ def pretrained(
     progress: ProgressCallback | None = None,
     input_size: int | None = None,
 ) -> tuple[nn.Module, Callable[[Any], torch.Tensor]]:
-    """A built-in model in eval() mode and its preprocess, training it on first use.
+    """A built-in model in eval() mode and its preprocess (shipped weights; trained only if
+    they are missing or stale, or on ``retrain=True``).
 
     Args:
         name: one of ``available_models()``: ``"shapes-cnn"``, ``"shapes-vit"``,

@@ -1,7 +1,8 @@
 """The built-in model zoo: accuracy, weight cache, checkpoints, errors.
 
-Each built-in trains at most once per session, into ``$VISLOUPE_CACHE`` (tests/conftest.py points
-it at a session-wide folder); later tests load from there.
+The built-ins load from the weights shipped in the package (tests/core/models/test_shipped.py
+checks those against a retraining); tests that need an entry to damage copy it into a temporary
+cache and hide the shipped weights, so that what they exercise is the retraining.
 """
 
 import json
@@ -101,8 +102,16 @@ def test_second_call_loads_from_cache_without_training(builtin, monkeypatch):
 
 
 def _copy_entry(zoo_cache, tmp_path, name):
-    shutil.copytree(zoo_cache / name, tmp_path / name)
+    """The entry ``pretrained`` loads (user cache, else shipped) copied into ``tmp_path``."""
+    source = zoo_cache / name if (zoo_cache / name).exists() else zoo.SHIPPED / name
+    shutil.copytree(source, tmp_path / name)
     return tmp_path / name
+
+
+@pytest.fixture
+def no_shipped(monkeypatch, tmp_path_factory):
+    """Hide the shipped weights: a damaged cache entry then has nothing to fall back on."""
+    monkeypatch.setattr(zoo, "SHIPPED", tmp_path_factory.mktemp("no-shipped"))
 
 
 def _corrupt_weights(folder):
@@ -119,7 +128,7 @@ def _stale_recipe(folder):
 
 @pytest.mark.parametrize("damage", [_corrupt_weights, _stale_recipe])
 def test_damaged_cache_entry_is_retrained_with_a_warning(damage, builtin, zoo_cache, tmp_path,
-                                                         caplog):
+                                                         caplog, no_shipped):
     """text-cnn retrains in seconds; the retrained weights equal the originals (fixed seed)."""
     model, preprocess = builtin("text-cnn")
     folder = _copy_entry(zoo_cache, tmp_path, "text-cnn")
@@ -136,6 +145,20 @@ def test_damaged_cache_entry_is_retrained_with_a_warning(damage, builtin, zoo_ca
     assert not list(tmp_path.glob(".text-cnn*")), "temporary folders must be cleaned up"
     models.pretrained("text-cnn", cache_dir=tmp_path,
                       progress=lambda *a: pytest.fail("the repaired entry was not reused"))
+
+
+@pytest.mark.parametrize("damage", [_corrupt_weights, _stale_recipe])
+def test_damaged_cache_entry_falls_back_on_the_shipped_weights(damage, builtin, zoo_cache,
+                                                               tmp_path, caplog, monkeypatch):
+    model, _ = builtin("text-cnn")
+    damage(_copy_entry(zoo_cache, tmp_path, "text-cnn"))
+    monkeypatch.setattr(zoo, "train_classifier", lambda *a, **k: pytest.fail("trained"))
+    with caplog.at_level(logging.WARNING, logger="visloupe.core.models.zoo"):
+        again, _ = models.pretrained("text-cnn", cache_dir=tmp_path)
+    assert "unusable" in caplog.text
+    shipped, _ = models.load_model(zoo.SHIPPED / "text-cnn" / "final.safetensors")
+    for key, value in again.state_dict().items():
+        torch.testing.assert_close(value, shipped.state_dict()[key], rtol=0, atol=0)
 
 
 def test_retrain_flag_trains_again(builtin, zoo_cache, tmp_path):
@@ -180,7 +203,9 @@ def test_unwritable_cache_dir_gives_a_clear_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(PermissionError, match="cache_dir"):
-        models.pretrained("text-cnn", cache_dir=blocker / "cache")
+        models.pretrained("text-cnn", cache_dir=blocker / "cache", retrain=True)
+    model, _ = models.pretrained("text-cnn", cache_dir=blocker / "cache")  # shipped: read only
+    assert not model.training
 
 
 def test_bad_arguments_raise_type_errors():

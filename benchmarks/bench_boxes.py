@@ -16,7 +16,7 @@
    (``bx.hierarchy_protocol``, ``bx.taskonomy_protocol``) with full settings over several seeds:
    hierarchy F1 on the ImageNet ``instrumentality.n.03`` WordNet tree (existing pairs and novel
    nodes) next to the paper's Table 2, and Taskonomy Spearman rho (existing and novel tasks) next
-   to Table 3 when the affinity table is found (``--taskonomy PATH``).
+   to Table 3 (the shipped affinity table, or ``--taskonomy PATH``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -255,9 +254,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--accuracy", action="store_true", help="also run the F1 protocol")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--taskonomy", default=str(Path(__file__).resolve().parents[2] / "shared"
-                                                   / "data" / "taskonomy"),
-                        help="folder or CSV of Taskonomy affinities (for --only taskonomy)")
+    parser.add_argument("--taskonomy", default=str(bx.SHIPPED_AFFINITIES),
+                        help="folder or CSV of Taskonomy affinities (default: the shipped table)")
     parser.add_argument("--only", choices=("ops", "fit", "accuracy", "taskonomy"),
                         help="run one part alone")
     args = parser.parse_args()

@@ -64,6 +64,7 @@ from .model import (
 )
 from .protocols import hierarchy_protocol, taskonomy_protocol
 from .taskonomy import (
+    SHIPPED_AFFINITIES,
     TASKONOMY_ATTRIBUTES,
     TaskAffinities,
     affinity_targets,
@@ -89,6 +90,7 @@ __all__ = [
     "LossWeights",
     "PairClassifier",
     "Relations",
+    "SHIPPED_AFFINITIES",
     "TaskAffinities",
     "Task2Box",
     "affinity_targets",

@@ -1,7 +1,8 @@
 """Taskonomy transfer affinities (Zamir et al., CVPR 2018) as Task2Box targets.
 
-:func:`load_taskonomy_affinities` reads the first-order affinity CSV (``source,target,affinity``;
-see ``shared/data/taskonomy/README.md``; the package does not ship the numbers). Task2Box
+:func:`load_taskonomy_affinities` reads the first-order affinity CSV (``source,target,affinity``),
+by default the table shipped in ``visloupe/core/data/taskonomy/`` (MIT licence, with its
+provenance in the README there). Task2Box
 regresses box overlap onto ``tanh(50 * affinity)`` (:func:`affinity_targets`). The per-task
 attribute vectors Task2Box used are unpublished; :data:`TASKONOMY_ATTRIBUTES` is our own small
 hand-made table (output type, geometry vs semantics, ...) to play that role.
@@ -19,6 +20,7 @@ from torch import Tensor
 
 __all__ = [
     "ATTRIBUTE_NAMES",
+    "SHIPPED_AFFINITIES",
     "TASKONOMY_ATTRIBUTES",
     "TaskAffinities",
     "affinity_targets",
@@ -46,9 +48,14 @@ class TaskAffinities:
         return tasks, self.matrix[si][:, ti].clone()
 
 
-def load_taskonomy_affinities(path: str | Path) -> TaskAffinities:
-    """Read a ``source,target,affinity`` CSV (header row required) into :class:`TaskAffinities`."""
-    p = Path(path)
+SHIPPED_AFFINITIES = Path(__file__).resolve().parents[1] / "data" / "taskonomy" / \
+    "affinities_first_order.csv"
+
+
+def load_taskonomy_affinities(path: str | Path | None = None) -> TaskAffinities:
+    """Read a ``source,target,affinity`` CSV (header row required) into :class:`TaskAffinities`;
+    ``path`` None reads the Taskonomy table shipped with the package."""
+    p = SHIPPED_AFFINITIES if path is None else Path(path)
     if p.is_dir():
         p = p / "affinities_first_order.csv"
     if not p.exists():

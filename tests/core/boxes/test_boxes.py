@@ -318,16 +318,19 @@ def test_taskonomy_csv_loads(repo_root, tmp_path) -> None:
     tasks, mat = aff.square()
     assert tasks == ("a", "b") and torch.allclose(mat, torch.tensor([[0.5, 0.02], [0.1, 0.6]]))
     assert float(bx.affinity_targets(torch.tensor(0.02))) == pytest.approx(math.tanh(1.0))
-    # the real table, when the shared data sits beside the repository (not in CI)
-    path = repo_root.parent / "shared" / "data" / "taskonomy" / "affinities_first_order.csv"
-    if path.exists():
-        aff = bx.load_taskonomy_affinities(path)
-        assert len(aff.sources) == 27 and len(aff.targets) == 22
-        tasks, mat = aff.square()
-        assert len(tasks) == 22 and mat.shape == (22, 22)
-        i, j = aff.sources.index("denoise"), aff.targets.index("autoencoder")
-        assert float(aff.matrix[i, j]) == pytest.approx(0.226, abs=1e-3)
-        assert bx.task_attributes(tasks).shape[0] == 22
+    # the real table, shipped with the package (with its licence)
+    aff = bx.load_taskonomy_affinities()
+    assert len(aff.sources) == 27 and len(aff.targets) == 22
+    tasks, mat = aff.square()
+    assert len(tasks) == 22 and mat.shape == (22, 22)
+    i, j = aff.sources.index("denoise"), aff.targets.index("autoencoder")
+    assert float(aff.matrix[i, j]) == pytest.approx(0.226, abs=1e-3)
+    assert bx.task_attributes(tasks).shape[0] == 22
+    assert (bx.SHIPPED_AFFINITIES.parent / "LICENSE-taskonomy-code-MIT.txt").is_file()
+    # byte-identical to the project's shared copy where that sits beside the repository
+    shared = repo_root.parent / "shared" / "data" / "taskonomy" / "affinities_first_order.csv"
+    if shared.exists():
+        assert shared.read_bytes() == bx.SHIPPED_AFFINITIES.read_bytes()
 
 
 def test_dataset_features_pool_embeddings_per_group() -> None:

@@ -52,3 +52,39 @@ def test_regular_install_imports_namespaced_packages(repo_root: Path, tmp_path: 
         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
     ).stdout.split()
     assert all(Path(p).is_relative_to(site) for p in out), out
+
+
+def test_sdist_and_wheel_install_and_every_widget_works(repo_root: Path, tmp_path: Path) -> None:
+    """Issue 17's release check: ``python -m build`` makes an sdist and, from it, a wheel; the
+    wheel installed on its own (not the source tree) passes ``scripts/smoke_install.py``: every
+    widget builds and renders with the shipped weights and data, and the command line answers."""
+    import os
+    import tarfile
+
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist),
+                    str(repo_root)], check=True, capture_output=True)
+    sdist, wheel = next(dist.glob("visloupe-*.tar.gz")), next(dist.glob("visloupe-*.whl"))
+    names = tarfile.open(sdist).getnames()
+    for needed in ("core/models/weights/shapes-cnn/final.safetensors",
+                   "core/data/taskonomy/affinities_first_order.csv",
+                   "core/data/taskonomy/LICENSE-taskonomy-code-MIT.txt",
+                   "scripts/smoke_install.py", "README.md"):
+        assert any(n.endswith(needed) for n in names), f"sdist lacks {needed}"
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(site), str(wheel)], check=True)
+    entry = (next(site.glob("visloupe-*.dist-info")) / "entry_points.txt").read_text()
+    assert "visloupe = visloupe.core.jobs.cli:main" in entry
+    env = {**os.environ, "PYTHONPATH": str(site), "VISLOUPE_CACHE": str(tmp_path / "cache"),
+           "MPLBACKEND": "Agg"}
+    out = subprocess.run([sys.executable, str(repo_root / "scripts" / "smoke_install.py")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    first = out.stdout.splitlines()[0]
+    assert first.startswith("visloupe.core from ") and \
+        Path(first.split(" from ")[1]).is_relative_to(site), first
+    for widget in ("SaliencyExplorer", "SplitIGExplorer", "COSEExplorer", "SanityCheckExplorer",
+                   "PaddingInspector", "DatasetExplorer", "BoxExplorer"):
+        assert f"{widget}: built and rendered" in out.stdout
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

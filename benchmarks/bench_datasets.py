@@ -113,13 +113,13 @@ def main() -> None:
     assert len(df) == n and df["error"].isna().all()
     m_prof = peak_mib(lambda: vds.profile_dataset(ds))
     with tempfile.TemporaryDirectory() as tmp:
-        t_emb, emb = timed(lambda: vds.embed(ds, model, preprocess=pre, batch_size=bs,
+        t_emb, emb = timed(lambda: vds.embed(model, ds, preprocess=pre, batch_size=bs,
                                              cache=tmp))
-        t_hit, emb2 = timed(lambda: vds.embed(ds, model, preprocess=pre, batch_size=bs,
+        t_hit, emb2 = timed(lambda: vds.embed(model, ds, preprocess=pre, batch_size=bs,
                                               cache=tmp))
         assert np.array_equal(emb, emb2)
     m_n = min(n, 2000)  # per-batch memory: a 2 000-image pass shows the same peak, faster
-    m_emb = peak_mib(lambda: vds.embed(ds, model, preprocess=pre, batch_size=bs, cache=False,
+    m_emb = peak_mib(lambda: vds.embed(model, ds, preprocess=pre, batch_size=bs, cache=False,
                                        indices=range(m_n)))
 
     # ------------------------------------------------ alternated comparison on blocks
@@ -131,7 +131,7 @@ def main() -> None:
         totals["floor"] += timed(lambda part=part: decode_only(part))[0]
         totals["naive"] += timed(lambda part=part: naive_profile(part))[0]
         totals["emb"] += timed(lambda part=part: vds.embed(
-            part, model, preprocess=pre, batch_size=bs, cache=False))[0]
+            model, part, preprocess=pre, batch_size=bs, cache=False))[0]
         src = data.as_image_source(part)
 
         def plain_loop(src=src, k=k) -> None:

@@ -57,12 +57,12 @@ def main() -> None:
     ig_bound = best(lambda: passes(model, x, 50, target), r)
 
     def first_paint() -> None:
-        ex = SaliencyExplorer(model, photos, pre, methods=["grad_cam"], top_k=5, cell=224)
+        ex = SaliencyExplorer(model, photos, ["grad_cam"], preprocess=pre, top_k=5, cell=224)
         ex.to_png()
         ex.close()
 
     paint = best(first_paint, r)
-    explorer = SaliencyExplorer(model, photos, pre, methods=["grad_cam"], top_k=5, cell=224)
+    explorer = SaliencyExplorer(model, photos, ["grad_cam"], preprocess=pre, top_k=5, cell=224)
     values = iter([0.3, 0.7] * (4 * r))
     rerender = best(lambda: setattr(explorer.alpha, "value", next(values)), max(r, 5))
     cached = explorer.cache_info()

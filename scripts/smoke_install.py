@@ -51,14 +51,15 @@ def main() -> int:
     shapes = data.load_builtin("shapes", split="test").select(range(4))
     cnn, pre = models.pretrained("shapes-cnn")
     builders = {
-        "SaliencyExplorer": lambda: SaliencyExplorer(cnn, shapes, pre, cell=64),
-        "SplitIGExplorer": lambda: SplitIGExplorer(cnn, shapes, pre, n_steps=8, cell=64),
+        "SaliencyExplorer": lambda: SaliencyExplorer(cnn, shapes, preprocess=pre, cell=64),
+        "SplitIGExplorer": lambda: SplitIGExplorer(cnn, shapes, preprocess=pre, n_steps=8,
+                                                   cell=64),
         "COSEExplorer": lambda: COSEExplorer(cnn, shapes, ["grad_cam"], preprocess=pre,
                                              n_images=2, cell=48),
         "SanityCheckExplorer": lambda: SanityCheckExplorer(cnn, shapes, ["saliency"],
                                                            preprocess=pre, n_inputs=2),
         "PaddingInspector": lambda: PaddingInspector(cnn, shapes, preprocess=pre),
-        "DatasetExplorer": lambda: DatasetExplorer(shapes, cnn, preprocess=pre),
+        "DatasetExplorer": lambda: DatasetExplorer(shapes, model=cnn, preprocess=pre),
         "BoxExplorer": lambda: BoxExplorer(np.array([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 2.0, 2.0]]),
                                            ["parent", "child"]),
     }

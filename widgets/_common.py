@@ -264,3 +264,22 @@ def check_results_data(res: Any, source: Any) -> None:
         raise ValueError(f"data: not the data of the job in {str(res.path)!r} "
                          f"({recorded['spec']!r}, split {recorded['split']!r}, {rows} rows); "
                          "pass that data set or None to reopen it")
+
+
+def check_not_preprocess(name: str, value: Any) -> Any:
+    """``value`` unless it is a one-argument callable (a preprocess passed where the order
+    ``(model, data, explainers, *, preprocess=...)`` expects explainers): TypeError then."""
+    import inspect
+
+    if callable(value) and not isinstance(value, (str, type)):
+        try:
+            params = [p for p in inspect.signature(value).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                      and p.default is p.empty]
+        except (TypeError, ValueError):
+            return value
+        if len(params) == 1 or hasattr(value, "pixels") or hasattr(value, "image_mean"):
+            raise TypeError(f"{name}: got {type(value).__name__}, which looks like a preprocess "
+                            "(one argument); the order is (model, data, explainers, *, "
+                            "preprocess=...): pass it as preprocess=")
+    return value

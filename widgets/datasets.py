@@ -193,7 +193,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
     _css_class = "visloupe-dataset-explorer"
 
-    def __init__(self, data: Any, model: Any = None, *, preprocess: Callable | None = None,
+    def __init__(self, data: Any, *, model: Any = None, preprocess: Callable | None = None,
                  class_names: Sequence[str] | None = None, sample: int | None = None,
                  projection: str = "pca", layer: Any = None, seed: int = 0,
                  max_points: int = 1000, thumb_size: int = 48,
@@ -272,8 +272,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         vectors = np.stack([np.asarray(v, dtype=np.float32) for v in table.loc[readable,
                                                                              "embedding"]])
         view = source if source.length == rows else source.select(range(rows))
-        return cls(view, net, preprocess=preprocess, profile=profile, embeddings=vectors,
-                   **kwargs)
+        return cls(view, model=net, preprocess=preprocess, profile=profile,
+                   embeddings=vectors, **kwargs)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -619,7 +619,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             else:
                 from visloupe.core.profiling import embed
 
-                emb = embed(self._source, self._model, self._layer, preprocess=self._preprocess,
+                emb = embed(self._model, self._source, self._layer, preprocess=self._preprocess,
                             indices=self._rows.tolist(), progress=self._progress("embed"))
             emb = np.asarray(emb, dtype=np.float32)
             if emb.ndim != 2 or len(emb) != len(self._rows):
@@ -825,7 +825,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         prof = self._ensure_profile()
         if self._model is None:
             self.errors_info.value = ("<i>The Errors tab needs a model: "
-                                      "DatasetExplorer(data, model, preprocess=...).</i>")
+                                      "DatasetExplorer(data, model=model, preprocess=...).</i>")
             return
         if prof["label"].dropna().empty:
             self.errors_info.value = "<i>The Errors tab needs labels; this dataset has none.</i>"

@@ -31,6 +31,7 @@ from ._common import (
     LRU,
     GridExport,
     check_int,
+    check_not_preprocess,
     check_results_data,
     display_map,
     error_html,
@@ -149,11 +150,11 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             the training flags restored.
         data: anything ``visloupe.core.data.as_image_source`` accepts (HF dataset, torch dataset,
             folder, list of images, arrays).
+        methods: None (saliency, integrated gradients, Grad-CAM), registry names, callables
+            ``(model, inputs, target) -> (N, H, W)``, or a dict ``{title: name or callable}``.
         preprocess: ``PIL.Image -> Tensor (C, H, W)``, one for all models or a dict per model
             name; None = the image as a [0, 1] tensor (grayscale for one-channel models).
         class_names: overrides the names the data carries.
-        methods: None (saliency, integrated gradients, Grad-CAM), registry names, callables
-            ``(model, inputs, target) -> (N, H, W)``, or a dict ``{title: name or callable}``.
         top_k: prediction bars per model (click one to explain that class).
         cell: display size in pixels of each grid cell (images are fitted, maps upsampled).
         auto_explain: compute maps as soon as the sample/target/model/method/params change; if
@@ -173,10 +174,10 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self,
         models: Any,
         data: Any,
-        preprocess: Any = None,
-        class_names: Sequence[str] | None = None,
         methods: Any = None,
         *,
+        preprocess: Any = None,
+        class_names: Sequence[str] | None = None,
         top_k: int = 3,
         cell: int = 160,
         auto_explain: bool = True,
@@ -202,7 +203,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._extend(stream_page)
         if self._length() == 0:
             raise ValueError("data: expected at least one image, got an empty source")
-        self._methods = _resolve_methods(methods)
+        self._methods = _resolve_methods(check_not_preprocess("methods", methods))
         self._specs = {title: _spec_of(e) for title, e in self._methods.items()}
         self._ids = self._init_ids(data, ids)
         self._inputs: LRU = LRU(64)
@@ -254,8 +255,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         check_results_data(res, source)
         rows = res.row_ids
         auto = bool(kwargs.pop("auto_explain", True))
-        explorer = cls({res.model_name: net}, source.select(rows),
-                       pre if preprocess is None else preprocess, methods=res.explainers(),
+        explorer = cls({res.model_name: net}, source.select(rows), res.explainers(),
+                       preprocess=pre if preprocess is None else preprocess,
                        ids=rows, auto_explain=False,
                        cache_size=max(int(kwargs.pop("cache_size", 512)), len(table)), **kwargs)
         explorer._preload(table, decode_maps(table), res, rows)

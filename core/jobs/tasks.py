@@ -238,7 +238,7 @@ def _embed(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
     from ..profiling import embed, profile_dataset
 
     opts = worker.options
-    vectors = embed(worker.data.source, worker.model, opts["layer"],
+    vectors = embed(worker.model, worker.data.source, opts["layer"],
                     preprocess=worker.preprocess, batch_size=worker.batch_size, cache=False,
                     indices=rows)
     labels = _labels(worker, rows)

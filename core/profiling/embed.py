@@ -59,11 +59,12 @@ def check_run_args(model: Any, batch_size: Any, preprocess: Any, progress: Any) 
     check_progress(progress)
 
 
-def embed(source: Any, model: nn.Module, layer: str | nn.Module | None = None, *,
+def embed(model: nn.Module, data: Any, layer: str | nn.Module | None = None, *,
           preprocess: Callable[[Any], torch.Tensor] | None = None, batch_size: int = 64,
           cache: bool | str | os.PathLike = True, progress: ProgressCallback | None = None,
           indices: Sequence[int] | None = None, limit: int | None = None) -> np.ndarray:
-    """Pooled activations ``(N, D)`` float32, one row per item (``indices``, default all).
+    """Pooled activations ``(N, D)`` float32 of ``model`` on ``data``, one row per item
+    (``indices``, default all). ``data``: anything ``data.as_image_source`` reads.
 
     ``layer``: a module name or submodule whose *output* is pooled (:func:`pool`: global average
     over ``h, w`` for conv maps, mean over tokens for ``(N, T, D)``). None (default) takes the
@@ -79,10 +80,13 @@ def embed(source: Any, model: nn.Module, layer: str | nn.Module | None = None, *
     Streams embed their first ``limit`` items (default 1000) in the source's buffer order.
     ``progress(done, total)`` is called after each batch.
     """
+    if not isinstance(model, nn.Module) and isinstance(data, nn.Module):
+        raise TypeError("model: embed takes (model, data, ...), model first; got data "
+                        f"({type(model).__name__}) first and the model second")
     check_run_args(model, batch_size, preprocess, progress)
     cache_dir = cache_folder(cache, "embeddings")
     layer_name = PENULTIMATE if layer is None else find_module(model, layer)[0]
-    src = as_image_source(source, name="source")
+    src = as_image_source(data, name="data")
     idx = src.indices(indices, limit)
 
     path = None

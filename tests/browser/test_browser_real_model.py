@@ -22,7 +22,7 @@ NOTEBOOK_CODE = textwrap.dedent(
 
     model, preprocess = models.pretrained("efficientnet-lite0")
     photos = data.load_builtin("photos", split="test").select(range(3))
-    explorer = SaliencyExplorer(model, photos, preprocess, methods=["grad_cam"], top_k=5,
+    explorer = SaliencyExplorer(model, photos, ["grad_cam"], preprocess=preprocess, top_k=5,
                                 cell=224)
     explorer
     """

@@ -78,7 +78,7 @@ def _build(kind: str, model: nn.Module, names=None):
     if kind == "padding":
         return PaddingInspector(model, torch.rand(2, 3, 12, 12), input_size=12)
     if kind == "dataset":
-        ex = DatasetExplorer(data, model, class_names=names, sample=None)
+        ex = DatasetExplorer(data, model=model, class_names=names, sample=None)
         ex.show_tab("Duplicates & outliers")
         ex.show_tab("Errors")
         return ex

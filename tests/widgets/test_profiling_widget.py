@@ -76,7 +76,7 @@ def model() -> Tiny:
 
 @pytest.fixture(scope="module")
 def explorer(data: datasets.Dataset, model: Tiny) -> DatasetExplorer:
-    ex = DatasetExplorer(data, model, preprocess=preprocess, sample=SAMPLE, seed=SEED)
+    ex = DatasetExplorer(data, model=model, preprocess=preprocess, sample=SAMPLE, seed=SEED)
     for name in TABS:
         ex.show_tab(name)
     yield ex
@@ -127,7 +127,7 @@ def test_classes_tab_one_row_per_class(explorer: DatasetExplorer) -> None:
 
 def test_map_matches_core_projection(explorer: DatasetExplorer, data, model) -> None:
     rows = _sampled()
-    emb = embed(data, model, preprocess=preprocess, indices=rows, cache=False)
+    emb = embed(model, data, preprocess=preprocess, indices=rows, cache=False)
     np.testing.assert_allclose(explorer.embeddings, emb, rtol=1e-5, atol=1e-6)
     src = _source(explorer.map_plot.figure)
     shown = src.data["index"]
@@ -200,7 +200,7 @@ def test_duplicates_and_outliers_map_rows_to_items(explorer: DatasetExplorer, da
     dups = explorer.duplicates
     exact = dups[dups["exact"]]
     assert [tuple(r) for r in exact[["i", "j"]].to_numpy()] == [DUP]
-    every = embed(data, model, preprocess=preprocess, indices=list(range(N)), cache=False)
+    every = embed(model, data, preprocess=preprocess, indices=list(range(N)), cache=False)
     unit = every / np.linalg.norm(every, axis=1, keepdims=True)
     assert len(dups) > 1
     for i, j, d in dups[["i", "j", "distance"]].itertuples(index=False):  # dataset indices
@@ -286,7 +286,7 @@ def test_errors_show_in_the_error_area(data, model) -> None:
     def broken(img: Image.Image) -> torch.Tensor:
         raise RuntimeError("preprocess exploded")
 
-    ex = DatasetExplorer(data, model, preprocess=broken)
+    ex = DatasetExplorer(data, model=model, preprocess=broken)
     try:
         ex.show_tab("Map")  # embed fails: reported, not raised
         assert "preprocess exploded" in ex.error_area.value
@@ -324,7 +324,7 @@ def _live_widgets() -> int:
 
 def test_close_releases_widgets_and_caches(data, model) -> None:
     before = _live_widgets()
-    ex = DatasetExplorer(data, model, preprocess=preprocess, sample=12)
+    ex = DatasetExplorer(data, model=model, preprocess=preprocess, sample=12)
     ex.show_tab("Map")
     ex.show_tab("Errors")
     assert _live_widgets() > before

@@ -34,7 +34,7 @@ def _png(widget) -> np.ndarray:
 def test_saliency_explorer_explains_the_crop_the_model_sees(lite0, photos) -> None:
     model, preprocess = lite0
     two = photos.select([0, 1])  # chelsea (451x300), coffee (600x400)
-    explorer = widgets.SaliencyExplorer(model, two, preprocess, methods=["grad_cam"], top_k=5,
+    explorer = widgets.SaliencyExplorer(model, two, ["grad_cam"], preprocess=preprocess, top_k=5,
                                         cell=224)
     try:
         x = preprocess(two[0]["image"])[None]
@@ -61,7 +61,7 @@ def test_saliency_explorer_explains_the_crop_the_model_sees(lite0, photos) -> No
 
 def test_splitig_explorer_on_the_real_model(lite0, photos) -> None:
     model, preprocess = lite0
-    explorer = widgets.SplitIGExplorer(model, photos.select([1]), preprocess, n_steps=8)
+    explorer = widgets.SplitIGExplorer(model, photos.select([1]), preprocess=preprocess, n_steps=8)
     try:
         x = preprocess(photos[1]["image"])[None]
         result = attribution.split_integrated_gradients(model, x, n_steps=8)
@@ -89,12 +89,12 @@ def test_padding_inspector_on_the_real_model(lite0) -> None:
 def test_dataset_explorer_embeds_the_photos_with_the_real_model(lite0) -> None:
     model, preprocess = lite0
     photos = data.load_builtin("photos", "test")
-    explorer = widgets.DatasetExplorer(photos, model, preprocess=preprocess)
+    explorer = widgets.DatasetExplorer(photos, model=model, preprocess=preprocess)
     try:
         explorer.show_tab("Map")
         from visloupe.core import profiling
 
-        want = profiling.embed(photos, model, preprocess=preprocess)
+        want = profiling.embed(model, photos, preprocess=preprocess)
         assert explorer.embeddings.shape == want.shape == (22, 1280)
         np.testing.assert_allclose(explorer.embeddings, want, rtol=1e-4, atol=1e-5)
     finally:

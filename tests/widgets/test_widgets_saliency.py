@@ -361,6 +361,14 @@ def test_bad_arguments_raise_clear_errors(toy: CountingCNN) -> None:
         SaliencyExplorer(toy, _images(), preprocess=42)
     with pytest.raises(ValueError, match="top_k"):
         SaliencyExplorer(toy, _images(), top_k=0)
+    # the vocabulary is (model, data, explainers, *, preprocess=): a preprocess in third place
+    # is named, not taken for an explainer
+    from visloupe.core.models import pretrained
+
+    _, pre = pretrained("shapes-cnn")
+    for misplaced in (pre, lambda image: torch.zeros(3, 32, 32)):
+        with pytest.raises(TypeError, match="looks like a preprocess.*preprocess="):
+            SaliencyExplorer(toy, _images(), misplaced)
 
 
 @pytest.mark.slow

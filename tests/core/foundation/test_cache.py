@@ -42,7 +42,7 @@ def _images(n: int = 6) -> list[Image.Image]:
 
 
 def _fresh(model: nn.Module, images: list, **kw) -> np.ndarray:
-    return profiling.embed(images, model, cache=False, **kw)
+    return profiling.embed(model, images, cache=False, **kw)
 
 
 @pytest.mark.parametrize("change", ["padding", "activation", "pooling", "architecture",
@@ -50,7 +50,7 @@ def _fresh(model: nn.Module, images: list, **kw) -> np.ndarray:
 def test_embed_cache_misses_when_the_model_behaves_differently(tmp_path, change: str) -> None:
     images = _images()
     base = Net()
-    first = profiling.embed(images, base, cache=tmp_path)
+    first = profiling.embed(base, images, cache=tmp_path)
     if change == "padding":
         other = swap_padding(base, "circular")
     elif change == "activation":
@@ -65,11 +65,11 @@ def test_embed_cache_misses_when_the_model_behaves_differently(tmp_path, change:
         with torch.no_grad():
             other.conv.weight[0, 0, 0, 0] += 0.5
     assert model_fingerprint(other) != model_fingerprint(base)
-    got = profiling.embed(images, other, cache=tmp_path)
+    got = profiling.embed(other, images, cache=tmp_path)
     want = _fresh(other, images)
     assert np.allclose(got, want, atol=1e-6) and not np.allclose(got, first, atol=1e-4)
     # the same behaviour again is a hit: identical rows, and the base entry is still intact
-    assert np.array_equal(profiling.embed(images, base, cache=tmp_path), first)
+    assert np.array_equal(profiling.embed(base, images, cache=tmp_path), first)
 
 
 def test_a_module_config_change_alone_changes_the_key() -> None:
@@ -87,10 +87,10 @@ def test_preprocess_changed_in_place_misses(tmp_path) -> None:
     images = _images()
     pre = ImagePreprocess(size=(12, 12), mode="RGB", mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
     model = Net()
-    first = profiling.embed(images, model, preprocess=pre, cache=tmp_path)
+    first = profiling.embed(model, images, preprocess=pre, cache=tmp_path)
     pre2 = copy.deepcopy(pre)
     pre2.mean = (0.1, 0.1, 0.1)  # a setting changed in place
-    got = profiling.embed(images, model, preprocess=pre2, cache=tmp_path)
+    got = profiling.embed(model, images, preprocess=pre2, cache=tmp_path)
     assert np.allclose(got, _fresh(model, images, preprocess=pre2), atol=1e-6)
     assert not np.allclose(got, first, atol=1e-4)
 

@@ -180,7 +180,7 @@ def test_embed_rows_equal_embed_and_profile(tmp_path, shapes):
                    shard_size=4, batch_size=3)
     emb = res["embeddings"]
     assert emb.row_id.tolist() == list(range(10))
-    expected = embed(ds, model, preprocess=pre, cache=False, limit=10)
+    expected = embed(model, ds, preprocess=pre, cache=False, limit=10)
     np.testing.assert_allclose(np.stack(emb.embedding), expected, rtol=1e-5, atol=1e-6)
     profile = profile_dataset(ds.select(range(10)))
     got = res["profile"]
@@ -223,7 +223,7 @@ def test_hugging_face_name_and_folder_read_the_same_rows(tmp_path, shapes):
     local = jobs.run("embed", data=str(folder), model=MODEL, out=tmp_path / "folder",
                      shard_size=5)
     ref = datasets.load_dataset("imagefolder", data_dir=str(folder), split="test")
-    expected = embed(ref, model, preprocess=pre, cache=False)
+    expected = embed(model, ref, preprocess=pre, cache=False)
     for res in (hub, local):
         np.testing.assert_allclose(np.stack(res["embeddings"].embedding), expected, atol=1e-6)
         assert res["embeddings"].label.tolist() == ref["label"]

@@ -422,10 +422,10 @@ def test_embed_layers_pooling_and_hooks() -> None:
     with torch.no_grad():
         conv = model.conv(x)
         penult = model.act(conv).mean(dim=(2, 3))
-    emb = vds.embed(src, model, batch_size=3, cache=False)
+    emb = vds.embed(model, src, batch_size=3, cache=False)
     assert emb.shape == (10, 5) and emb.dtype == np.float32
     assert np.allclose(emb, penult.numpy(), atol=1e-5)
-    emb_conv = vds.embed(src, model, "conv", batch_size=4, cache=False)
+    emb_conv = vds.embed(model, src, "conv", batch_size=4, cache=False)
     assert np.allclose(emb_conv, conv.mean(dim=(2, 3)).numpy(), atol=1e-5)
     assert model.training and all(m.training for m in model.modules())   # mode restored
     assert all(not m._forward_hooks for m in model.modules())            # hooks removed
@@ -433,17 +433,17 @@ def test_embed_layers_pooling_and_hooks() -> None:
     with torch.no_grad():
         tokens = tok.embed(x.unfold(2, 4, 4).unfold(3, 4, 4).permute(0, 2, 3, 1, 4, 5)
                            .reshape(10, -1, 48))
-    emb_tok = vds.embed(src, tok, "blocks", cache=False)
+    emb_tok = vds.embed(tok, src, "blocks", cache=False)
     assert np.allclose(emb_tok, tokens.mean(dim=1).numpy(), atol=1e-5)
-    assert np.allclose(vds.embed(src, tok, cache=False), tokens[:, 0].numpy(), atol=1e-5)
-    sub = vds.embed(src, model, indices=[7, 2], cache=False)
+    assert np.allclose(vds.embed(tok, src, cache=False), tokens[:, 0].numpy(), atol=1e-5)
+    sub = vds.embed(model, src, indices=[7, 2], cache=False)
     assert np.allclose(sub, penult.numpy()[[7, 2]], atol=1e-5)
 
     def bad_preprocess(img: Image.Image) -> torch.Tensor:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        vds.embed(src, model, "conv", preprocess=bad_preprocess, cache=False)
+        vds.embed(model, src, "conv", preprocess=bad_preprocess, cache=False)
     assert all(not m._forward_hooks for m in model.modules())
 
 
@@ -452,43 +452,43 @@ def test_embed_cache_hit_skips_the_model(tmp_path: Path, monkeypatch: pytest.Mon
     ds = _hf_png(_arrays(9, size=(8, 8)), [k % 3 for k in range(9)], ["a", "b", "c"])
     model = _TinyCNN()
     seen = []
-    first = vds.embed(ds, model, batch_size=4, progress=lambda d, t: seen.append((d, t)))
+    first = vds.embed(model, ds, batch_size=4, progress=lambda d, t: seen.append((d, t)))
     assert model.calls > 0 and seen[-1] == (9, 9)
     assert list((tmp_path / "embeddings").glob("*.npy"))
     model.calls = 0
-    again = vds.embed(ds, model, batch_size=4)
+    again = vds.embed(model, ds, batch_size=4)
     assert model.calls == 0 and np.array_equal(again, first)
     # another dataset object with the same content also hits (HF fingerprint)
     same = _hf_png(_arrays(9, size=(8, 8)), [k % 3 for k in range(9)], ["a", "b", "c"])
-    assert np.array_equal(vds.embed(same, model), first) and model.calls == 0
+    assert np.array_equal(vds.embed(model, same), first) and model.calls == 0
     # a different layer, other weights or other data miss the cache
-    vds.embed(ds, model, "conv")
+    vds.embed(model, ds, "conv")
     assert model.calls > 0
     model.calls = 0
     with torch.no_grad():
         model.conv.weight.add_(0.5)
-    changed = vds.embed(ds, model)
+    changed = vds.embed(model, ds)
     assert model.calls > 0 and not np.allclose(changed, first)
     model.calls = 0
-    vds.embed(ds.select(range(5)), model)
+    vds.embed(model, ds.select(range(5)))
     assert model.calls > 0
     # a non-HF source (hash of sampled items) hits too; cache=False never stores
     items = [Image.fromarray(a) for a in _arrays(5, size=(8, 8))]
-    vds.embed(items, model, cache=False)
+    vds.embed(model, items, cache=False)
     model.calls = 0
     before = set((tmp_path / "embeddings").glob("*.npy"))
-    a = vds.embed(items, model)
+    a = vds.embed(model, items)
     assert model.calls > 0
     model.calls = 0
-    b = vds.embed(list(items), model)
+    b = vds.embed(model, list(items))
     assert model.calls == 0 and np.array_equal(a, b)
     assert len(set((tmp_path / "embeddings").glob("*.npy")) - before) == 1
     # editing one item that a sampled hash would miss still changes the key (lists hash all)
     many = [Image.fromarray(a) for a in _arrays(20, size=(8, 8))]
-    base = vds.embed(many, model)
+    base = vds.embed(model, many)
     many[3] = Image.fromarray(255 - np.asarray(many[3]))
     model.calls = 0
-    edited = vds.embed(many, model)
+    edited = vds.embed(model, many)
     assert model.calls > 0 and not np.allclose(edited[3], base[3])
     assert np.allclose(edited[4:], base[4:])
 
@@ -571,10 +571,11 @@ def test_bad_inputs_name_the_argument() -> None:
         (lambda: vds.class_summary([1, 2]), TypeError, "profile"),
         (lambda: vds.class_means(ds, size=0), ValueError, "size"),
         (lambda: vds.class_samples(ds, per_class=0), ValueError, "per_class"),
-        (lambda: vds.embed(ds, "model"), TypeError, "model"),
-        (lambda: vds.embed(ds, _TinyCNN(), "nope", cache=False), ValueError, "layer"),
-        (lambda: vds.embed(ds, _TinyCNN(), batch_size=0), ValueError, "batch_size"),
-        (lambda: vds.embed(ds, _TinyCNN(), cache=3), TypeError, "cache"),
+        (lambda: vds.embed("model", ds), TypeError, "model"),
+        (lambda: vds.embed(ds, _TinyCNN()), TypeError, "model first"),
+        (lambda: vds.embed(_TinyCNN(), ds, "nope", cache=False), ValueError, "layer"),
+        (lambda: vds.embed(_TinyCNN(), ds, batch_size=0), ValueError, "batch_size"),
+        (lambda: vds.embed(_TinyCNN(), ds, cache=3), TypeError, "cache"),
         (lambda: vds.project(x, "isomap"), ValueError, "method"),
         (lambda: vds.project(x[0], "pca"), ValueError, "embeddings"),
         (lambda: vds.project(np.full((3, 2), np.nan), "pca"), ValueError, "embeddings"),
@@ -619,7 +620,7 @@ def test_wrapped_sources_streams_and_failing_items(monkeypatch: pytest.MonkeyPat
     assert df["brightness"].tolist() == pytest.approx(
         [_ref_stats(a)["brightness"] for a in firsts], rel=1e-5)
     model = _TinyCNN()
-    emb = vds.embed(src, model, limit=5, cache=False)
+    emb = vds.embed(model, src, limit=5, cache=False)
     x = torch.stack([torch.from_numpy(a).permute(2, 0, 1).float() / 255 for a in firsts])
     with torch.no_grad():
         assert np.allclose(emb, model.act(model.conv(x)).mean(dim=(2, 3)).numpy(), atol=1e-5)

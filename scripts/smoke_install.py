@@ -19,17 +19,9 @@ def main() -> int:
     import numpy as np
     import torch
     import visloupe.core
+    from visloupe import widgets as vw
     from visloupe.core import boxes, data, models
     from visloupe.core.models import zoo
-    from visloupe.widgets import (
-        BoxExplorer,
-        COSEExplorer,
-        DatasetExplorer,
-        PaddingInspector,
-        SaliencyExplorer,
-        SanityCheckExplorer,
-        SplitIGExplorer,
-    )
 
     torch.set_num_threads(1)
     root = Path(visloupe.core.__file__).resolve().parent
@@ -50,18 +42,18 @@ def main() -> int:
 
     shapes = data.load_builtin("shapes", split="test").select(range(4))
     cnn, pre = models.pretrained("shapes-cnn")
+    boxes_2d = np.array([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 2.0, 2.0]])
     builders = {
-        "SaliencyExplorer": lambda: SaliencyExplorer(cnn, shapes, preprocess=pre, cell=64),
-        "SplitIGExplorer": lambda: SplitIGExplorer(cnn, shapes, preprocess=pre, n_steps=8,
-                                                   cell=64),
-        "COSEExplorer": lambda: COSEExplorer(cnn, shapes, ["grad_cam"], preprocess=pre,
-                                             n_images=2, cell=48),
-        "SanityCheckExplorer": lambda: SanityCheckExplorer(cnn, shapes, ["saliency"],
-                                                           preprocess=pre, n_inputs=2),
-        "PaddingInspector": lambda: PaddingInspector(cnn, shapes, preprocess=pre),
-        "DatasetExplorer": lambda: DatasetExplorer(shapes, model=cnn, preprocess=pre),
-        "BoxExplorer": lambda: BoxExplorer(np.array([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 2.0, 2.0]]),
-                                           ["parent", "child"]),
+        "SaliencyExplorer": lambda: vw.SaliencyExplorer(cnn, shapes, preprocess=pre, cell=64),
+        "SplitIGExplorer": lambda: vw.SplitIGExplorer(cnn, shapes, preprocess=pre, n_steps=8,
+                                                      cell=64),
+        "COSEExplorer": lambda: vw.COSEExplorer(cnn, shapes, ["grad_cam"], preprocess=pre,
+                                                n_images=2, cell=48),
+        "SanityCheckExplorer": lambda: vw.SanityCheckExplorer(cnn, shapes, ["saliency"],
+                                                              preprocess=pre, n_inputs=2),
+        "PaddingInspector": lambda: vw.PaddingInspector(cnn, shapes, preprocess=pre),
+        "DatasetExplorer": lambda: vw.DatasetExplorer(shapes, model=cnn, preprocess=pre),
+        "BoxExplorer": lambda: vw.BoxExplorer(boxes_2d, ["parent", "child"]),
     }
     for name, build in builders.items():
         start = time.perf_counter()

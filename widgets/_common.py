@@ -7,7 +7,7 @@ import functools
 import html
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -283,3 +283,21 @@ def check_not_preprocess(name: str, value: Any) -> Any:
                             "(one argument); the order is (model, data, explainers, *, "
                             "preprocess=...): pass it as preprocess=")
     return value
+
+
+def open_job(results: Any, job: str, model: Any, data: Any, kwargs: Mapping[str, Any],
+             reserved: Sequence[str]) -> tuple[Any, nn.Module | None, Any, Any]:
+    """What a widget's ``from_results`` starts from: ``(results, model, preprocess, source)``
+    of a ``job``'s folder, the model and data reopened from its manifest unless given (then
+    checked against its fingerprints; ``model=False``: no model); ``reserved`` constructor
+    arguments the results set themselves are refused in ``kwargs``."""
+    from visloupe.core.data import as_image_source
+
+    res = open_results(results, job)
+    for name in reserved:
+        if name in kwargs:
+            raise TypeError(f"{name}: set by the results (the job's own)")
+    net, pre = (None, None) if model is False else results_model(res, model)
+    source = as_image_source(data) if data is not None else res.open_data().source
+    check_results_data(res, source)
+    return res, net, pre, source

@@ -25,12 +25,10 @@ from visloupe.core.evaluation import pixel_inputs
 from ._common import (
     LRU,
     check_int,
-    check_results_data,
     display_map,
     guarded,
-    open_results,
+    open_job,
     resolve_models,
-    results_model,
 )
 from .base import ExplorerBase, escape
 from .render import PALETTE, fit_image, image_grid, overlay, to_png
@@ -211,15 +209,8 @@ class COSEExplorer(ExplorerBase, w.VBox):
         ``model``, ``data``, ``preprocess``: default to what the manifest names, reopened (a
         model or data given must be the job's: fingerprints are checked). ``kwargs`` go to
         the constructor (``cell``, ``normalize``, ...)."""
-        from visloupe.core.data import as_image_source
-
-        res = open_results(results, "cose")
-        for name in ("explainers", "n_images", "alt_models"):
-            if name in kwargs:
-                raise TypeError(f"{name}: set by the results (the job's own)")
-        net, pre = results_model(res, model)
-        source = as_image_source(data) if data is not None else res.open_data().source
-        check_results_data(res, source)
+        res, net, pre, source = open_job(results, "cose", model, data, kwargs,
+                                         ("explainers", "n_images", "alt_models"))
         rows = res.row_ids
         options = res.manifest["options"]
         alt_names = list(options.get("alt_models") or [])

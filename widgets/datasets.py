@@ -40,7 +40,7 @@ import traitlets
 from PIL import Image
 
 from . import render
-from ._common import check_results_data, guarded, logger, open_results, results_model
+from ._common import guarded, logger, open_job
 from .base import ExplorerBase, escape
 from .render import PALETTE
 
@@ -252,18 +252,10 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         cluster): its image statistics and embeddings fill the tabs, nothing is recomputed
         (the Errors tab needs ``model``, reopened from the manifest only if you pass
         ``model=True``). ``data`` defaults to the manifest's, reopened and checked."""
-        from visloupe.core.data import as_image_source
-
-        res = open_results(results, "embed")
-        for name in ("profile", "embeddings", "sample", "layer"):
-            if name in kwargs:
-                raise TypeError(f"{name}: set by the results (the job's own)")
-        net = None
-        if model is not None:
-            net, pre = results_model(res, None if model is True else model)
-            preprocess = pre if preprocess is None else preprocess
-        source = as_image_source(data) if data is not None else res.open_data().source
-        check_results_data(res, source)
+        reopen = False if model is None else (None if model is True else model)
+        res, net, pre, source = open_job(results, "embed", reopen, data, kwargs,
+                                         ("profile", "embeddings", "sample", "layer"))
+        preprocess = pre if preprocess is None else preprocess
         rows = int(res.manifest["data"]["rows"])
         profile = res["profile"].drop(columns=["row_id"]).reset_index(drop=True)
         profile.attrs.update(sampled=False, n_total=rows, seed=0, source="results")

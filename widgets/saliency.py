@@ -32,19 +32,17 @@ from ._common import (
     GridExport,
     check_int,
     check_not_preprocess,
-    check_results_data,
     display_map,
     error_html,
     guarded,
     logger,
     model_frame,
-    open_results,
+    open_job,
     original_ids,
     predict_proba,
     preprocess_image,
     resolve_models,
     resolve_preprocess,
-    results_model,
 )
 from .base import ExplorerBase, escape
 from .browser import SampleBrowser
@@ -235,10 +233,10 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         model or data given must be the job's: their fingerprints are checked). Rows show
         their data set ids; other targets or parameters are computed as usual. ``kwargs`` go
         to the constructor (``top_k``, ``cell``, ...)."""
-        from visloupe.core.data import as_image_source
         from visloupe.core.jobs import decode_maps
 
-        res = open_results(results, "attribution")
+        res, net, pre, source = open_job(results, "attribution", model, data, kwargs,
+                                         ("methods", "ids"))
         table = res["maps"]
         if "map" not in table.columns:
             raise ValueError(f"results: the job in {str(res.path)!r} ran with store_maps=False;"
@@ -247,12 +245,6 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         if any(v is not None for v in changed.values()):
             raise ValueError(f"results: the job stored post-processed maps ({changed}); this "
                              "view shows raw maps (run the job with the defaults)")
-        for name in ("methods", "ids"):
-            if name in kwargs:
-                raise TypeError(f"{name}: set by the results (the job's explainers and rows)")
-        net, pre = results_model(res, model)
-        source = as_image_source(data) if data is not None else res.open_data().source
-        check_results_data(res, source)
         rows = res.row_ids
         auto = bool(kwargs.pop("auto_explain", True))
         explorer = cls({res.model_name: net}, source.select(rows), res.explainers(),

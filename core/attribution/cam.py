@@ -138,13 +138,14 @@ def grad_cam_pp(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline:
 _RELU = ParamSpec("relu", True, "bool", description="keep only positive evidence (ReLU)")
 
 register_method(MethodSpec(
-    "grad_cam", "Grad-CAM", grad_cam, (_RELU,), False, True, False,
-    "Layer activations weighted by their mean gradient (Selvaraju et al. 2017), upsampled; "
-    "works on CNN maps and ViT token grids.",
+    "grad_cam", "Grad-CAM", grad_cam, params=(_RELU,), needs_layer=True, signed=False,
+    description="Layer activations weighted by their mean gradient (Selvaraju et al. 2017), "
+    "upsampled; works on CNN maps and ViT token grids.",
     single_pass=True, map_kind="cam",
 ))
 register_method(MethodSpec(
-    "grad_cam_pp", "Grad-CAM++", grad_cam_pp, (_RELU,), False, True, False,
-    "Grad-CAM with pixel-wise weights from higher-order terms (Chattopadhyay et al. 2018).",
+    "grad_cam_pp", "Grad-CAM++", grad_cam_pp, params=(_RELU,), needs_layer=True, signed=False,
+    description="Grad-CAM with pixel-wise weights from higher-order terms (Chattopadhyay et al. "
+    "2018).",
     single_pass=True, map_kind="cam",
 ))

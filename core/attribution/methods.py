@@ -274,40 +274,41 @@ def feature_ablation(forward: nn.Module, inputs: Tensor, target: Tensor, *, base
 _STEPS = ParamSpec("n_steps", 50, "int", 1, 1000, 1, description="integration steps")
 
 register_method(MethodSpec(
-    "saliency", "Saliency (signed gradient)", saliency, (), False, False, True,
-    "Gradient of the target logit w.r.t. the input pixels (Simonyan et al. 2014), signed.",
+    "saliency", "Saliency (signed gradient)", saliency,
+    description="Gradient of the target logit w.r.t. the input pixels (Simonyan et al. 2014), "
+    "signed.",
     single_pass=True,
     map_kind="gradient",
 ))
 register_method(MethodSpec(
-    "saliency_abs", "Saliency |gradient|", saliency_abs, (), False, False, False,
-    "Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014).",
+    "saliency_abs", "Saliency |gradient|", saliency_abs, signed=False,
+    description="Absolute gradient of the target logit w.r.t. the input (Simonyan et al. 2014).",
     single_pass=True,
     map_kind="gradient",
 ))
 register_method(MethodSpec(
-    "input_x_gradient", "Input × Gradient", input_x_gradient, (), True, False, True,
-    "Input times gradient (Shrikumar et al. 2016).",
+    "input_x_gradient", "Input × Gradient", input_x_gradient, multiplies_by_input=True,
+    description="Input times gradient (Shrikumar et al. 2016).",
     single_pass=True,
     map_kind="gradient",
 ))
 register_method(MethodSpec(
     "integrated_gradients", "Integrated Gradients", integrated_gradients,
-    (
+    params=(
         _STEPS,
         ParamSpec("quadrature", "gausslegendre", "choice", choices=IG_METHODS,
                   description="quadrature rule"),
         ParamSpec("internal_batch_size", 0, "int", 0, 4096, 1,
                   description="path points per forward pass (0 = all at once)"),
     ),
-    True, False, True,
-    "Path integral of gradients from the baseline to the input (Sundararajan et al. 2017); "
-    "sums to f(x) - f(baseline).",
+    multiplies_by_input=True,
+    description="Path integral of gradients from the baseline to the input (Sundararajan et al. "
+    "2017); sums to f(x) - f(baseline).",
     map_kind="gradient",
 ))
 register_method(MethodSpec(
     "smoothgrad", "SmoothGrad", smoothgrad,
-    (
+    params=(
         ParamSpec("nt_samples", 16, "int", 1, 256, 1, description="noisy samples"),
         ParamSpec("stdevs", 0.15, "float", 0.0, 1.0, 0.01,
                   description="noise std as a fraction of the image's value range"),
@@ -320,15 +321,15 @@ register_method(MethodSpec(
                   description="integration steps when base is integrated_gradients"),
         ParamSpec("seed", 0, "int", 0, 2**31 - 1, 1, description="noise seed"),
     ),
-    False, False, True,
-    "Average of gradients over noisy copies of the input (Smilkov et al. 2017); "
+    description="Average of gradients over noisy copies of the input (Smilkov et al. 2017); "
     "smoothgrad_sq / vargrad variants (Adebayo et al. 2018).",
     stochastic=True,
     map_kind="gradient",
 ))
 register_method(MethodSpec(
-    "deeplift", "DeepLIFT", deeplift, (), True, False, True,
-    "DeepLIFT rescale rule against the baseline (Shrikumar et al. 2017); exact (sums to "
+    "deeplift", "DeepLIFT", deeplift, multiplies_by_input=True,
+    description="DeepLIFT rescale rule against the baseline (Shrikumar et al. 2017); exact "
+    "(sums to "
     "f(x) - f(baseline)) only for ReLU-family, sigmoid/tanh/softplus and max-pooling networks.",
     notes="Captum's rescale rules cover linear layers and " + ", ".join(_DEEPLIFT_EXACT) + ". "
     "Other nonlinearities (GELU, SiLU, LayerNorm, softmax/attention, ...) get the plain gradient, "
@@ -337,26 +338,26 @@ register_method(MethodSpec(
     map_kind="gradient",
 ))
 register_method(MethodSpec(
-    "guided_backprop", "Guided Backprop", guided_backprop, (), False, False, True,
-    "Gradient with negative ReLU gradients zeroed (Springenberg et al. 2015).",
+    "guided_backprop", "Guided Backprop", guided_backprop,
+    description="Gradient with negative ReLU gradients zeroed (Springenberg et al. 2015).",
     single_pass=True,
     map_kind="gradient",
 ))
 register_method(MethodSpec(
     "occlusion", "Occlusion", occlusion,
-    (
+    params=(
         ParamSpec("window", 8, "int", 1, 256, 1, description="square window side (pixels)"),
         ParamSpec("stride", 4, "int", 1, 256, 1, description="window stride (pixels)"),
         ParamSpec("perturbations_per_eval", 16, "int", 1, 1024, 1,
                   description="occluded copies per forward pass"),
     ),
-    False, False, True,
-    "Drop of the target logit when a sliding window is set to the baseline (Zeiler & Fergus 2014).",
+    description="Drop of the target logit when a sliding window is set to the baseline (Zeiler "
+    "& Fergus 2014).",
     map_kind="perturbation",
 ))
 register_method(MethodSpec(
     "feature_ablation", "Feature ablation", feature_ablation,
-    (
+    params=(
         ParamSpec("segmentation", "patches", "choice", choices=("patches", "slic")),
         ParamSpec("patch_size", 8, "int", 1, 256, 1, description="square patch side (pixels)"),
         ParamSpec("n_segments", 50, "int", 2, 2000, 1, description="SLIC superpixels (approx.)"),
@@ -365,7 +366,6 @@ register_method(MethodSpec(
         ParamSpec("perturbations_per_eval", 16, "int", 1, 1024, 1,
                   description="ablated copies per forward pass"),
     ),
-    False, False, True,
-    "Drop of the target logit when each patch or superpixel is set to the baseline.",
+    description="Drop of the target logit when each patch or superpixel is set to the baseline.",
     map_kind="perturbation",
 ))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 from .postprocess import MAP_KINDS
@@ -115,6 +115,7 @@ class MethodSpec:
     name: str
     label: str
     fn: Callable[..., Any] = field(repr=False, compare=False)
+    _: KW_ONLY  # everything after the function by name: registrations read as a table
     params: tuple[ParamSpec, ...] = ()
     multiplies_by_input: bool = False
     needs_layer: bool = False

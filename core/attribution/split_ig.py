@@ -357,7 +357,7 @@ def split_ig_method(forward: nn.Module, inputs: Tensor, target: Tensor, *, basel
 
 register_method(MethodSpec(
     "split_ig", "Split IG", split_ig_method,
-    (
+    params=(
         ParamSpec("ratio", 0.9, "float", 0.0, 1.0, 0.01,
                   description="fraction of f(x) - f(baseline) where the path counts as saturated"),
         ParamSpec("n_steps", 200, "int", 1, 2000, 1, description="riemann_right path steps"),
@@ -366,8 +366,8 @@ register_method(MethodSpec(
         ParamSpec("internal_batch_size", 0, "int", 0, 4096, 1,
                   description="path points per forward pass (0 = one image's path)"),
     ),
-    True, False, True,
-    "Integrated Gradients cut where the path output reaches `ratio` of its rise; the left "
-    "(unsaturated) part is the attribution (Miglani et al., ICML-WHI 2020).",
+    multiplies_by_input=True,
+    description="Integrated Gradients cut where the path output reaches `ratio` of its rise; "
+    "the left (unsaturated) part is the attribution (Miglani et al., ICML-WHI 2020).",
     map_kind="gradient",
 ))

@@ -160,7 +160,8 @@ def test_register_method_and_specs():
         return scale * (inputs - baseline)
 
     spec = MethodSpec("test_doubled", "Doubled", doubled,
-                      (ParamSpec("scale", 2.0, "float", 0.0, 10.0, 0.5),), True)
+                      params=(ParamSpec("scale", 2.0, "float", 0.0, 10.0, 0.5),),
+                      multiplies_by_input=True)
     try:
         register_method(spec)
         assert "test_doubled" in available_methods()

@@ -553,7 +553,7 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
     last = len(SANITY_LAYERS)
     res = run_randomization(model, x, {"saliency": "saliency",
                                        "input_x_gradient": "input_x_gradient"},
-                            "cascading", SANITY_LAYERS, seed=st.seed,
+                            mode="cascading", layers=SANITY_LAYERS, seed=st.seed,
                             measures=("spearman_abs", "ssim"), batch_size=st.batch_size)
     structure_x = res.structure.numpy()
 

@@ -263,9 +263,9 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
             tick = self._progress_callback(f"{key[0]}, {key[1]}")
 
             self._results[key] = run_randomization(
-                self._variant_model(key[0]), self._inputs, self._explainers, key[1],
-                self._layers, None, self._seed, self._measures, pad_id=self._pad_id,
-                batch_size=self._batch_size, progress=tick)
+                self._variant_model(key[0]), self._inputs, self._explainers, mode=key[1],
+                layers=self._layers, seed=self._seed, measures=self._measures,
+                pad_id=self._pad_id, batch_size=self._batch_size, progress=tick)
             self._progress_done()
         return self._results[key]
 

@@ -296,12 +296,12 @@ def run_randomization(
     model: nn.Module,
     inputs: Tensor,
     explainers: Any,
+    *,
     mode: str = "cascading",
     layers: Sequence[str] | None = None,
     target: int | Sequence[int] | Tensor | None = None,
     seed: int = 0,
     measures: Sequence[str] | None = None,
-    *,
     pad_id: int = 0,
     embedding: str | None = None,
     batch_size: int | None = None,
@@ -405,12 +405,12 @@ def randomization_check(
     model: nn.Module,
     inputs: Tensor,
     explainers: Any,
+    *,
     mode: str = "cascading",
     layers: Sequence[str] | None = None,
     target: int | Sequence[int] | Tensor | None = None,
     seed: int = 0,
     measures: Sequence[str] | None = None,
-    *,
     aggregate: bool = True,
     **kwargs: Any,
 ) -> pd.DataFrame:
@@ -426,8 +426,8 @@ def randomization_check(
     layer re-initialised at that step. Arguments as in :func:`run_randomization` (``pad_id``,
     ``embedding``, ``batch_size``, ``progress`` pass through ``kwargs``).
     """
-    result = run_randomization(model, inputs, explainers, mode, layers, target, seed, measures,
-                               **kwargs)
+    result = run_randomization(model, inputs, explainers, mode=mode, layers=layers,
+                               target=target, seed=seed, measures=measures, **kwargs)
     return result.to_dataframe(aggregate=aggregate)
 
 

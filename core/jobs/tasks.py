@@ -277,9 +277,9 @@ def _sanity(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
     frames = []
     for chunk in _chunks(rows, worker.batch_size):
         x = _device_inputs(worker, chunk)
-        result = run_randomization(worker.model, x, worker.explainers, opts["mode"],
-                                   opts["layers"], None, worker.seed, opts["measures"],
-                                   batch_size=worker.batch_size)
+        result = run_randomization(worker.model, x, worker.explainers, mode=opts["mode"],
+                                   layers=opts["layers"], seed=worker.seed,
+                                   measures=opts["measures"], batch_size=worker.batch_size)
         records = result.to_dataframe(aggregate=False)
         position = records["input"].to_numpy()
         records["input"] = np.asarray(chunk, dtype=np.int64)[position]

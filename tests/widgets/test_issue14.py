@@ -239,7 +239,7 @@ def test_sanity_accepts_a_normalising_preprocess_and_matches_core() -> None:
         expected_inputs = torch.stack([_normalising(__import__("PIL").Image.fromarray(a))
                                        for a in data[0]])
         assert torch.allclose(ex.inputs, expected_inputs, atol=1e-5)
-        core = run_randomization(model, ex.inputs, ["saliency"], "cascading")
+        core = run_randomization(model, ex.inputs, ["saliency"], mode="cascading")
         shown = ex.result()
         assert torch.allclose(shown.maps["saliency"], core.maps["saliency"], equal_nan=True)
     finally:

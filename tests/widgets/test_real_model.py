@@ -132,8 +132,9 @@ def test_sanity_explorer_cascade_on_the_real_model(lite0, photos) -> None:
                                            layers=["_fc", "_conv_head"], cell=96)
     try:
         assert explorer.error_area.value == ""
-        want = evaluation.run_randomization(model, explorer.inputs, ["saliency"], "cascading",
-                                            ["_fc", "_conv_head"], None, 0)
+        want = evaluation.run_randomization(model, explorer.inputs, ["saliency"],
+                                            mode="cascading", layers=["_fc", "_conv_head"],
+                                            seed=0)
         got = explorer.result("original", "cascading")
         assert got.layers == want.layers == ("_fc", "_conv_head")
         torch.testing.assert_close(got.maps["saliency"], want.maps["saliency"])

@@ -574,7 +574,7 @@ def run_sanity(model: Any, photos: Photos, st: Settings) -> tuple[list[Claim], s
     # the copy with every layer re-initialised (the same seeded weights run_randomization uses)
     n_ig = n_all if st.sanity_ig_images is None else min(st.sanity_ig_images, n_all)
     xi, ti = x[:n_ig], res.targets[:n_ig]
-    *_, (_, _, random_copy) = randomized_models(model, SANITY_LAYERS, "cascading", st.seed)
+    *_, (_, _, random_copy) = randomized_models(model, SANITY_LAYERS, "cascading", seed=st.seed)
     ig_kw = {"n_steps": st.sanity_ig_steps, "internal_batch_size": 32}
     ig0 = explain(model, xi, ti, "integrated_gradients", batch_size=st.batch_size,
                   **ig_kw).detach().double().numpy()

@@ -205,8 +205,8 @@ def split_integrated_gradients(
     baseline: Tensor | float | None = None,
     ratio: float = 0.9,
     n_steps: int = 200,
-    batch_size: int | None = None,
     *,
+    batch_size: int | None = None,
     store_path: bool | None = None,
 ) -> SplitIGResult:
     """Split IG (Miglani et al., 2020) of ``inputs`` ``(N, C, H, W)``, one split per image.

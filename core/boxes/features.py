@@ -31,7 +31,7 @@ class DatasetFeatures:
 
 
 def dataset_features(model: nn.Module, source: Any, groups: Sequence[Sequence[int]] | None = None,
-                     layer: str | None = None,
+                     layer: str | None = None, *,
                      preprocess: Callable[[Any], Tensor] | None = None,
                      batch_size: int = 64) -> DatasetFeatures:
     """Mean and variance of ``model``'s embeddings over the images of ``source``.

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ..attribution import Explainer, check_inputs, resolve_explainer, resolve_explainers
 from ..attribution.explain import check_batch_size
 from ..attribution.postprocess import Postprocess, resolve_postprocess
-from ..models.adapter import as_logits, check_model, eval_mode, model_device, model_dtype
+from ..models.adapter import check_model, eval_mode, model_device, model_dtype, predict
 from .ssim import ssim
 from .transforms import (
     apply_transform,
@@ -271,17 +271,8 @@ class COSEReport:
 
 
 def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    """Predicted classes (CPU) of model inputs ``x``, cast to the model's device and dtype."""
-    device, dtype = model_device(model), model_dtype(model)
-    out = []
-    with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            logits = as_logits(model(x[start:start + batch_size].to(device, dtype)))
-            if logits.dim() != 2:
-                raise ValueError(f"model output: expected logits (N, num_classes), got "
-                                 f"{tuple(logits.shape)}")
-            out.append(logits.argmax(dim=1).cpu())
-    return torch.cat(out)
+    """Predicted classes (CPU) of model inputs ``x`` (:func:`visloupe.core.models.predict`)."""
+    return predict(model, x, batch_size=batch_size).argmax(dim=1).cpu()
 
 
 def _explain(explainer: Explainer, name: str, model: nn.Module, x: Tensor,

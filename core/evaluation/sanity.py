@@ -170,6 +170,7 @@ def randomized_models(
     model: nn.Module,
     layers: Sequence[str] | None = None,
     mode: str = "cascading",
+    *,
     seed: int = 0,
     inputs: Tensor | None = None,
 ) -> Iterator[tuple[int, str, nn.Module]]:
@@ -185,7 +186,7 @@ def randomized_models(
         raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     check_module(model)
     names = _resolve_layers(model, layers, inputs)
-    yield from randomized_copies(model, names, mode, seed)
+    yield from randomized_copies(model, names, mode, seed=seed)
 
 
 # --------------------------------------------------------------------------- the check
@@ -352,7 +353,7 @@ def run_randomization(
     maps: dict[str, list[Tensor]] = {name: [] for name in fns}
     errors: dict[tuple[int, str], str] = {}
     total = len(layer_names) + 1
-    for step, _layer, step_model in randomized_models(model, layer_names, mode, seed):
+    for step, _layer, step_model in randomized_models(model, layer_names, mode, seed=seed):
         for name, fn in fns.items():
             try:
                 m = _explain_batched(fn, step_model, x, targets, batch_size)

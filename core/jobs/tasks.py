@@ -98,7 +98,8 @@ def _attribution(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame
                     raise ValueError("target: 'label' needs a label on every row; row "
                                      f"{chunk[labels.index(None)]} has none")
                 if prediction is None:
-                    prediction = predict(worker.model, x, worker.batch_size).argmax(1).cpu()
+                    logits = predict(worker.model, x, batch_size=worker.batch_size)
+                    prediction = logits.argmax(1).cpu()
                 targets = torch.tensor(labels, dtype=torch.long)
                 maps = explain(worker.model, x, targets.to(x.device), method, **kwargs)
             maps = maps.detach().cpu()
@@ -195,7 +196,7 @@ def _robustness(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]
     for chunk in _chunks(rows, worker.batch_size):
         x = _device_inputs(worker, chunk)
         labels = _labels(worker, chunk)
-        predicted = predict(worker.model, x, worker.batch_size).argmax(1)
+        predicted = predict(worker.model, x, batch_size=worker.batch_size).argmax(1)
         for k, row in enumerate(chunk):
             xi, ti = x[k:k + 1], predicted[k:k + 1]
             seed = row_seed(worker.seed, row)

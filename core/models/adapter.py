@@ -242,13 +242,20 @@ def hooks(handles: list | None = None) -> Iterator[list]:
         handles.clear()
 
 
-def predict(model: nn.Module, inputs: Tensor, batch_size: int | None = None) -> Tensor:
+def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) -> Tensor:
     """Logits ``(N, K)`` of ``inputs`` in batches of ``batch_size`` (None: one batch), in eval
-    mode and without gradients, on the model's device; returned on the inputs' device."""
+    mode and without gradients, on the model's device (floating inputs in the model's dtype,
+    which the model needs to run); returned on the inputs' device."""
     check_model(model)
     bs = check_batch_size(batch_size, max(1, inputs.shape[0]))
     device = model_device(model)
+    dtype = model_dtype(model) if inputs.is_floating_point() else None
+    out = []
     with eval_mode(model), torch.no_grad():
-        out = [as_logits(model(inputs[s:s + bs].to(device))).detach()
-               for s in range(0, inputs.shape[0], bs)]
+        for s in range(0, inputs.shape[0], bs):
+            logits = as_logits(model(inputs[s:s + bs].to(device, dtype))).detach()
+            if logits.dim() != 2:
+                raise ValueError(f"model output: expected logits (N, num_classes), got shape "
+                                 f"{tuple(logits.shape)}")
+            out.append(logits)
     return torch.cat(out).to(inputs.device)

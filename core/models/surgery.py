@@ -448,7 +448,7 @@ def _check_layer_names(model: nn.Module, layers: Sequence[str]) -> list[str]:
     return names
 
 
-def reinitialize_layers(model: nn.Module, layers: Sequence[str], seed: int = 0) -> nn.Module:
+def reinitialize_layers(model: nn.Module, layers: Sequence[str], *, seed: int = 0) -> nn.Module:
     """A deep copy of ``model`` (eval mode) with the named submodules re-initialised by their own
     ``reset_parameters()``; layer ``name`` gets weights seeded by ``(seed, name)``, the same in
     every call. ``model`` is not changed."""
@@ -464,6 +464,7 @@ def randomized_copies(
     model: nn.Module,
     layers: Sequence[str],
     mode: str = "cascading",
+    *,
     seed: int = 0,
 ) -> Iterator[tuple[int, str, nn.Module]]:
     """Yield ``(step, layer, copy)``: step 0 is an unchanged copy (layer ``"(original)"``); in

@@ -54,7 +54,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
              batch_size: int = 512) -> float:
     """Top-1 accuracy of ``model`` (put in eval() for the call, then restored)."""
     was_training = model.training
@@ -106,6 +106,7 @@ def train_classifier(
     test_inputs: torch.Tensor,
     test_labels: torch.Tensor,
     config: TrainConfig,
+    *,
     seed: int = 0,
     progress: ProgressCallback | None = None,
     snapshot_epochs: tuple[int, ...] = (),

@@ -65,7 +65,7 @@ def _pca2(x: np.ndarray) -> np.ndarray:
     return scores.astype(np.float32)
 
 
-def project(embeddings: Any, method: str = "pca", seed: int = 0, **kw: Any) -> np.ndarray:
+def project(embeddings: Any, method: str = "pca", *, seed: int = 0, **kw: Any) -> np.ndarray:
     """2-D coordinates ``(N, 2)`` float32 of ``(N, D)`` embeddings for a scatter map.
 
     - ``"pca"``: the two leading principal components (numpy SVD; signs fixed).

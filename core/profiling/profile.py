@@ -188,7 +188,7 @@ def _check_common(sample: Any, seed: Any, buffer_size: Any, progress: Any) -> No
                         f"{type(progress).__name__}")
 
 
-def profile_dataset(source: Any, sample: int | None = None, seed: int = 0, *,
+def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
                     image_column: str | None = None, label_column: str | None = None,
                     buffer_size: int = 1000, progress: ProgressCallback | None = None,
                     split: str | None = None) -> pd.DataFrame:
@@ -337,7 +337,7 @@ def _pick_per_class(indices: Sequence[int], labels: Sequence[int | None], per_cl
     return out
 
 
-def class_samples(source_or_profile: Any, per_class: int = 8, seed: int = 0, *,
+def class_samples(source_or_profile: Any, per_class: int = 8, *, seed: int = 0,
                   limit: int | None = None) -> dict[int, list[int]]:
     """``{label: indices}``: up to ``per_class`` items of every class, drawn with ``seed``
     (listed in index order), for sample grids.

@@ -265,3 +265,12 @@ class ExplorerBase:
 def escape(text: Any) -> str:
     """``html.escape(str(text))``: every piece of user or dataset text bound for HTML."""
     return html.escape(str(text), quote=True)
+
+
+def image_view(value: bytes = b"", *, hidden: bool = False) -> w.Image:
+    """A PNG shown at its own pixel size: a flex container would otherwise stretch an image
+    to its width (a 32-px map filled 800 px, blurred). It still shrinks to fit a narrow
+    output (``max_width``), keeping its aspect ratio."""
+    layout = w.Layout(width="auto", height="auto", max_width="100%", align_self="flex-start",
+                      object_fit="contain", display="none" if hidden else None)
+    return w.Image(value=value, format="png", layout=layout)

@@ -260,13 +260,18 @@ class COSEExplorer(ExplorerBase, w.VBox):
         for tile, cls in zip(self.tiles, ("original", "transformed", "back", "mask"),
                              strict=True):
             tile.add_class(f"visloupe-cose-{cls}")
-        columns = [w.VBox([w.HTML(f"<b>{escape(t)}</b>"), tile]) for t, tile in
-                   zip(titles, self.tiles, strict=True)]
+        # one fixed-width column per tile: its title wraps above it instead of pushing the
+        # tiles apart (headers ran together and the tiles sat at uneven offsets)
+        columns = [w.VBox([w.HTML(f"<div style='width:{self._cell}px;font-size:12px;"
+                                  "font-weight:600;line-height:1.25;white-space:normal'>"
+                                  f"{escape(t)}</div>"), tile],
+                          layout=w.Layout(width=f"{self._cell + 8}px", margin="0 12px 0 0"))
+                   for t, tile in zip(titles, self.tiles, strict=True)]
         self.status = w.HTML()
         self.status.add_class("visloupe-cose-status")
         # summary controls
         self.summary_button = w.Button(description="Compute summary", button_style="primary",
-                                       icon="calculator")
+                                       icon="calculator", layout=w.Layout(width="auto"))
         self.inf_radius = w.FloatSlider(value=0.1, min=0.01, max=0.5, step=0.01,
                                         description="infidelity σ", continuous_update=False,
                                         style=wide)

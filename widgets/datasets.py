@@ -41,7 +41,7 @@ from PIL import Image
 
 from . import render
 from ._common import guarded, logger, open_job
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, image_view
 from .render import PALETTE
 
 __all__ = ["DatasetExplorer"]
@@ -395,16 +395,16 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self.map_plot = _BokehPlot(css_class="visloupe-map")
         self.selection_info = w.HTML()
         self.selection_info.add_class("visloupe-selection-info")
-        self.selection_image = w.Image(format="png", layout=_hidden())
+        self.selection_image = image_view(hidden=True)
         map_tab = w.VBox([w.HBox([self.colour_by, self.projection, self.clear_button]),
                           self.map_plot, self.selection_info, self.selection_image])
         # Duplicates & outliers
         self.threshold = w.BoundedFloatText(value=0.05, min=0.0, max=2.0, step=0.01,
                                             description="threshold")
         self.dup_info = w.HTML()
-        self.dup_image = w.Image(format="png", layout=_hidden())
+        self.dup_image = image_view(hidden=True)
         self.outlier_info = w.HTML()
-        self.outlier_image = w.Image(format="png", layout=_hidden())
+        self.outlier_image = image_view(hidden=True)
         dup_tab = w.VBox([self.threshold, self.dup_info, self.dup_image,
                           self.outlier_info, self.outlier_image])
         dup_tab.add_class("visloupe-duplicates")
@@ -412,7 +412,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self.errors_info = w.HTML()
         self.matrix_box = w.VBox()
         self.cell_info = w.HTML()
-        self.cell_image = w.Image(format="png", layout=_hidden())
+        self.cell_image = image_view(hidden=True)
         errors_tab = w.VBox([self.errors_info, self.matrix_box, self.cell_info, self.cell_image])
 
         self._tab_boxes = [overview, self.classes_box, map_tab, dup_tab, errors_tab]
@@ -595,7 +595,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             n = int((prof["label"] == k).sum())
             head = w.HTML(f"<b>{escape(self._class_name(k))}</b><br>{n} images",
                           layout=w.Layout(width="120px"))
-            rows.append(w.HBox([head, w.Image(value=render.to_png(grid), format="png")]))
+            rows.append(w.HBox([head, image_view(render.to_png(grid))]))
         self.classes_box.children = rows
 
     # -- Map -----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import torch
 
 from . import render
 from ._common import LRU, check_int, guarded
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, image_view
 
 __all__ = ["PaddingInspector"]
 
@@ -144,15 +144,19 @@ class PaddingInspector(ExplorerBase, w.VBox):
         self.recommendation.add_class("visloupe-padding-recommendation")
         self.table = w.HTML()
         self.table.add_class("visloupe-padding-table")
-        self.foveation = w.Image(format="png", value=_blank())
+        self.foveation = image_view(_blank())
         self.foveation.add_class("visloupe-padding-foveation")
-        self.mean_map = w.Image(format="png", value=_blank())
-        self.blind_spots = w.Image(format="png", value=_blank())
-        self.captions = [w.HTML() for _ in range(3)]
+        self.mean_map = image_view(_blank())
+        self.blind_spots = image_view(_blank())
+        # one fixed-width panel per map (the maps are 192 px): captions wrap above their map
+        # instead of running into the next one
+        self.captions = [w.HTML(layout=w.Layout(width="192px")) for _ in range(3)]
         self.status = w.HTML()
         self.errors = self.error_area
-        panels = [w.VBox([c, img]) for c, img in zip(
-            self.captions, (self.foveation, self.mean_map, self.blind_spots), strict=True)]
+        panels = [w.VBox([c, img], layout=w.Layout(width="200px", margin="0 16px 0 0"))
+                  for c, img in zip(self.captions,
+                                    (self.foveation, self.mean_map, self.blind_spots),
+                                    strict=True)]
         self.children = [
             w.HBox([self.size, self.mode, self.layer]), self.even_marks, self.recommendation,
             w.HBox(panels), self.table, self.status, self.errors,

@@ -44,7 +44,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, image_view
 from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
@@ -385,7 +385,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                                     description="show", style=wide)
         # output (the error area and the progress bar come from ExplorerBase)
         self.errors = self.error_area
-        self.view = w.Image(format="png")
+        self.view = image_view()
         self.topk_box = w.VBox()
         self._topk_buttons: dict[str, list[tuple[w.Button, w.FloatProgress]]] = {}
         self._topk_classes: dict[str, list[int]] = {}

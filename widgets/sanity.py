@@ -29,7 +29,7 @@ from visloupe.core.attribution import is_token_ids as _is_token_ids
 from visloupe.core.evaluation import pixel_inputs
 
 from ._common import check_int, display_map, guarded
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, image_view
 from .render import PALETTE, fit_image, from_png, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
@@ -216,11 +216,11 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.input_slider = w.IntSlider(value=0, min=0, max=max(n - 1, 0), description="input",
                                         continuous_update=False, style=wide)
         self.status = w.HTML()
-        self.maps = w.Image(format="png")
+        self.maps = image_view()
         self.maps.add_class("visloupe-sanity-maps")
         self.tokens = w.HTML()
         self.tokens.add_class("visloupe-sanity-tokens")
-        self.curves = w.Image(format="png")
+        self.curves = image_view()
         self.curves.add_class("visloupe-sanity-curves")
         self.metrics_button = w.Button(description="Compute metrics", icon="calculator",
                                        button_style="primary")

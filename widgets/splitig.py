@@ -33,7 +33,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, image_view
 from .browser import SampleBrowser
 from .render import PRIMARY, SECONDARY
 
@@ -233,8 +233,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         self.sign = w.ToggleButtons(options=["signed", "absolute"], value="signed",
                                     description="values", style=wide)
         self.errors = self.error_area
-        self.plot = w.Image(format="png")
-        self.view = w.Image(format="png")
+        self.plot = image_view()
+        self.view = image_view()
         self.summary = w.HTML(value="")
         self.children = [
             self.browser,

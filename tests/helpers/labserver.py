@@ -177,6 +177,11 @@ def write_notebook(path: Path, code: str | Sequence[str]) -> Path:
     return path
 
 
+#: ``frontend -> (jupyter subcommand, URL path of a notebook, settings class)``.
+FRONTENDS = {"lab": ("lab", "lab/tree", "LabApp"),
+             "notebook": ("notebook", "notebooks", "JupyterNotebookApp")}
+
+
 @dataclass
 class LabSession:
     """One notebook open in headless Chromium against a private JupyterLab, all cells run."""
@@ -225,12 +230,16 @@ def lab_notebook(
     name: str = "test.ipynb",
     viewport: tuple[int, int] = (1400, 1000),
     ready_timeout: float = 90.0,
+    frontend: str = "lab",
 ) -> Iterator[LabSession]:
-    """Write ``code`` (one cell per string) as notebook ``name``, start a private JupyterLab on a
-    free port (its runtime, settings and workspaces under ``tmp_path``), open the notebook in
-    headless Chromium, wait for an idle kernel, run all cells and wait up to ``ready_timeout``
-    seconds for ``ready_selector``. Yields the session; a failure inside the block saves a
-    ``<stem>_failure.png`` screenshot; the browser and the server are always stopped."""
+    """Write ``code`` (one cell per string) as notebook ``name``, start a private JupyterLab
+    (``frontend="lab"``) or Notebook 7 (``"notebook"``) on a free port (its runtime, settings
+    and workspaces under ``tmp_path``), open the notebook in headless Chromium, wait for an
+    idle kernel, run all cells and wait up to ``ready_timeout`` seconds for
+    ``ready_selector``. Yields the session; a failure inside the block saves a
+    ``<stem>_failure.png`` screenshot; the browser and the server are always stopped.
+    Notebook 7 is built from JupyterLab's components: the same menus, cells and kernel
+    indicator, only its URL and application differ."""
     if not CHROMIUM.exists():
         pytest.fail(
             "real-browser tests need Debian's chromium at /usr/bin/chromium: run "
@@ -243,11 +252,14 @@ def lab_notebook(
     write_notebook(root / name, code)
     port = free_port()
     jupyter = Path(sys.executable).parent / "jupyter"
+    if frontend not in FRONTENDS:
+        raise ValueError(f"frontend: expected one of {list(FRONTENDS)}, got {frontend!r}")
+    app, path, settings = FRONTENDS[frontend]
     command = [
-        str(jupyter), "lab", "--allow-root", *SERVER_FLAGS, f"--port={port}",
+        str(jupyter), app, "--allow-root", *SERVER_FLAGS, f"--port={port}",
         f"--ServerApp.root_dir={root}", f"--ServerApp.runtime_dir={tmp_path / 'runtime'}",
-        f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
-        f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}",
+        f"--{settings}.user_settings_dir={tmp_path / 'settings'}",
+        f"--{settings}.workspaces_dir={tmp_path / 'workspaces'}",
     ]
     base = f"http://127.0.0.1:{port}"
     shots = Path(os.environ.get("VISLOUPE_SCREENSHOTS", tmp_path))
@@ -265,7 +277,7 @@ def lab_notebook(
                 page.on("pageerror", lambda e: lab.errors.append(f"pageerror: {e}"))
                 page.on("request", lambda r: lab.requests.append(r.url))
                 try:
-                    page.goto(f"{base}/lab/tree/{name}", wait_until="domcontentloaded")
+                    page.goto(f"{base}/{path}/{name}", wait_until="domcontentloaded")
                     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
                     wait_for_kernel(base, page)
                     _run_all(page, ready_selector, ready_timeout * 1000)

@@ -1,0 +1,62 @@
+"""Every widget in Notebook 7 (issue 17): the seven explorers render in one notebook with no
+widget or console error, each root is visible with a non-empty size, and the kernel round trip
+works there too (SaliencyExplorer's next button brings a new image, BoxExplorer's anywidget
+draws its boxes). A screenshot of each widget is saved (``$VISLOUPE_SCREENSHOTS``)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers.labserver import img_bytes, lab_notebook, wait_for_blob_image, wait_for_new_src
+
+SETUP = textwrap.dedent(
+    """
+    import numpy as np
+    import torch
+    from visloupe.core import data, models
+    from visloupe import widgets as vw
+
+    torch.set_num_threads(1)
+    cnn, pre = models.pretrained("shapes-cnn")
+    shapes = data.load_builtin("shapes", split="test").select(range(6))
+    """
+).strip()
+WIDGETS = {
+    ".visloupe-saliency-explorer":
+        'vw.SaliencyExplorer(cnn, shapes, ["saliency", "grad_cam"], preprocess=pre, cell=96)',
+    ".visloupe-splitig-explorer":
+        "vw.SplitIGExplorer(cnn, shapes, preprocess=pre, n_steps=8, cell=96)",
+    ".visloupe-cose-explorer":
+        'vw.COSEExplorer(cnn, shapes, ["grad_cam"], preprocess=pre, n_images=2, cell=96)',
+    ".visloupe-sanity-explorer":
+        'vw.SanityCheckExplorer(cnn, shapes, ["saliency"], preprocess=pre, n_inputs=2)',
+    ".visloupe-padding-inspector": "vw.PaddingInspector(cnn, shapes, preprocess=pre)",
+    ".visloupe-dataset-explorer": "vw.DatasetExplorer(shapes, model=cnn, preprocess=pre)",
+    ".visloupe-box-explorer":
+        'vw.BoxExplorer(np.array([[0, 0, 4, 4], [1, 1, 2, 2], [5, 5, 6, 6.0]]), ["a", "b", "c"])',
+}
+
+
+@pytest.mark.browser
+def test_every_widget_renders_and_reacts_in_notebook_7(tmp_path: Path) -> None:
+    cells = [SETUP, *WIDGETS.values()]
+    with lab_notebook(tmp_path, cells, ".visloupe-box-explorer rect.vl-box", name="nb7.ipynb",
+                      frontend="notebook", ready_timeout=180) as lab:
+        page = lab.page
+        for selector in WIDGETS:
+            root = page.locator(selector).first
+            root.wait_for(state="visible", timeout=60_000)
+            box = root.bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 50, (selector, box)
+            root.scroll_into_view_if_needed()
+            root.screenshot(path=str(lab.shots / f"nb7{selector.replace('.visloupe-', '_')}.png"))
+        assert page.locator(".visloupe-box-explorer rect.vl-box").count() == 3
+
+        img = ".visloupe-saliency-explorer img"
+        wait_for_blob_image(page, img, timeout_ms=60_000)
+        src0, _ = img_bytes(page, img)
+        page.locator(".visloupe-saliency-explorer button", has_text="▶").first.click()
+        wait_for_new_src(page, img, src0, timeout_ms=60_000)
+        assert lab.widget_errors() == [], lab.widget_errors()

@@ -14,10 +14,13 @@ from torch import nn
 
 __all__ = [
     "check_batch_size",
+    "check_bool",
     "check_callable",
     "check_int",
     "check_module",
     "check_optional_int",
+    "check_options",
+    "check_positive",
     "check_preprocess",
     "check_progress",
     "check_seed",
@@ -55,6 +58,41 @@ def check_batch_size(batch_size: Any, default: int | None = None) -> int | None:
     """``batch_size`` if it is a positive int; None gives ``default``."""
     value = check_optional_int("batch_size", batch_size)
     return default if value is None else value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (``"no"`` or 0 are not: a truthy string would read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def check_options(name: str, options: Any, fn: Callable) -> dict[str, Any]:
+    """``options`` (None: none) as a dict of ``fn``'s keyword-only options, the ones a caller
+    may forward (``seed`` and ``batch_size`` are the caller's own): unknown keys are named."""
+    import inspect
+    from collections.abc import Mapping
+
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{name}: expected a dict of {fn.__name__} options, got "
+                        f"{type(options).__name__}")
+    allowed = [p.name for p in inspect.signature(fn).parameters.values()
+               if p.kind == p.KEYWORD_ONLY and p.name not in ("seed", "batch_size")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name}: unknown {fn.__name__} option(s) {unknown}; expected some of "
+                         f"{allowed}")
+    return dict(options)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number > 0."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+            or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:

@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from visloupe.core.checks import check_int  # noqa: F401 - the one int check, used by the explorers
+from visloupe.core.checks import (  # noqa: F401 - the shared checks, used by the explorers
+    check_bool,
+    check_int,
+)
 
 from . import render
 

@@ -208,6 +208,11 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         if preprocess is not None and not callable(preprocess):
             raise TypeError(f"preprocess: expected None or a callable PIL.Image -> Tensor, got "
                             f"{type(preprocess).__name__}")
+        if layer is not None and model is None:
+            raise ValueError("layer: picks the model's layer to embed; pass model= too (without "
+                             "a model the map embeds pixels)")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an int, got {type(seed).__name__} {seed!r}")
         if projection not in PROJECTIONS:
             raise ValueError(f"projection: expected one of {PROJECTIONS}, got {projection!r}")
         if sample is not None and (isinstance(sample, bool) or not isinstance(sample, int)

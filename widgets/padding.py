@@ -119,6 +119,9 @@ class PaddingInspector(ExplorerBase, w.VBox):
         self._data = _load_tensors(data, preprocess, max_samples)
         n0 = input_size if input_size is not None else (
             int(self._data.shape[-1]) if self._data is not None else 224)
+        if sizes is not None and (isinstance(sizes, (str, bytes)) or len(sizes) != 2
+                                  or not all(isinstance(v, int) for v in sizes)):
+            raise ValueError(f"sizes: expected (lo, hi), two ints, got {sizes!r}")
         lo, hi = ((max(4, n0 * 3 // 4), n0 * 5 // 4 + 1) if sizes is None
                   else (int(sizes[0]), int(sizes[1])))
         if not lo <= n0 <= hi:

@@ -30,6 +30,7 @@ from . import render
 from ._common import (
     LRU,
     GridExport,
+    check_bool,
     check_int,
     check_not_preprocess,
     display_map,
@@ -190,6 +191,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._init_base("explain")
         self.add_class("visloupe-saliency-explorer")
         check_int("top_k", top_k)
+        check_bool("auto_explain", auto_explain)
         check_int("cell", cell, 16, "pixels")
         check_int("cache_size", cache_size, 0, "maps kept")
         check_int("stream_page", stream_page)
@@ -303,20 +305,33 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         if ids is None:
             return original_ids(data, self._length()) if self._source.length is not None \
                 else None
+        if isinstance(ids, (str, bytes)) or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in ids):
+            raise TypeError(f"ids: expected a sequence of ints, got {ids!r:.80}")
         ids = [int(i) for i in ids]
         if self._source.length is not None and len(ids) != self._length():
             raise ValueError(f"ids: expected one id per item ({self._length()}), got {len(ids)}")
         return ids
 
     def _init_class_names(self, class_names: Sequence[str] | None) -> list[str]:
+        widths = {name: predict_proba(model, self._input(0, name)[None]).shape[1]
+                  for name, model in self._models.items()}
+        if len(set(widths.values())) > 1:
+            raise ValueError(f"models: expected the same classes for every model, got output "
+                             f"widths {widths}")
         if class_names is not None:
+            if isinstance(class_names, str):
+                raise TypeError(f"class_names: expected a sequence of names, got the string "
+                                f"{class_names!r}")
             names = [str(c) for c in class_names]
+            k = next(iter(widths.values()))
+            if len(names) != k:
+                raise ValueError(f"class_names: expected {k} names (the models have {k} "
+                                 f"outputs), got {len(names)}")
         else:
             names = list(getattr(self._source, "class_names", None) or [])
-        if not names:  # fall back to the model's output width
-            name, model = next(iter(self._models.items()))
-            k = predict_proba(model, self._input(0, name)[None]).shape[1]
-            names = [str(i) for i in range(k)]
+        if not names:  # fall back to the models' output width
+            names = [str(i) for i in range(next(iter(widths.values())))]
         return names
 
     def _build_ui(self, auto_explain: bool) -> None:

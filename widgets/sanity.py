@@ -153,6 +153,9 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self._layers = list(layers) if layers is not None else None
         self._measures = measures
         self._beta, self._temperature = softplus_beta, lse_temperature
+        if smoothed is not None and not isinstance(smoothed, nn.Module):
+            raise TypeError(f"smoothed: expected None or a torch.nn.Module, got "
+                            f"{type(smoothed).__name__}")
         self._smoothed_model = smoothed
         self._seed, self._pad_id, self._cell = seed, pad_id, cell
         self._batch_size = batch_size

@@ -25,11 +25,10 @@ from ..checks import check_batch_size
 from ..models.adapter import (
     all_modules,
     as_logits,
+    check_inputs,
     check_model,
     eval_mode,
-    expected_in_channels,
     model_device,
-    model_dtype,
 )
 from ..models.introspection import LayerProposal, resolve_layer
 from .postprocess import (
@@ -109,48 +108,6 @@ class PredictedLogit(nn.Module):
 # --------------------------------------------------------------------------- validation
 
 
-_CHANNEL_HINTS = {1: "grayscale: repeat it, x.expand(-1, 3, -1, -1)",
-                  4: "RGBA: drop the alpha channel, x[:, :3]"}
-
-
-def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
-    """Validate images for ``model``: a float ``(N, C, H, W)`` tensor (numpy arrays accepted) with
-    the channel count the model expects and no NaN/inf. Returns it cast to the model's dtype.
-    ``model`` itself must be an ``nn.Module`` with real (not ``meta``) weights."""
-    check_model(model)
-    if isinstance(inputs, np.ndarray):
-        inputs = torch.from_numpy(inputs)
-    if not isinstance(inputs, Tensor):
-        raise TypeError(f"{name}: expected a float tensor (N, C, H, W), got "
-                        f"{type(inputs).__name__}")
-    if not inputs.is_floating_point():
-        raise TypeError(
-            f"{name}: expected a float tensor, got dtype {inputs.dtype}; integer images must be "
-            "preprocessed first (e.g. the model's preprocess, or x.float() / 255 and normalise)"
-        )
-    if inputs.dim() != 4:
-        hint = " (add the batch dimension: x.unsqueeze(0))" if inputs.dim() == 3 else ""
-        raise ValueError(
-            f"{name}: expected a batch of images (N, C, H, W), got shape "
-            f"{tuple(inputs.shape)}{hint}"
-        )
-    if inputs.shape[0] == 0:
-        raise ValueError(f"{name}: expected at least one image, got an empty batch")
-    channels = expected_in_channels(model)
-    if channels is not None and inputs.shape[1] != channels:
-        hint = _CHANNEL_HINTS.get(int(inputs.shape[1])) if channels == 3 else None
-        raise ValueError(
-            f"{name}: {type(model).__name__} expects {channels} input channel(s), got "
-            f"{inputs.shape[1]} (shape {tuple(inputs.shape)})" + (f"; {hint}" if hint else "")
-        )
-    # One reduction is cheaper than an element-wise mask; NaN/inf anywhere makes the sum
-    # non-finite (a finite sum proves there are none), and only then is the mask computed.
-    if not math.isfinite(inputs.sum().item()) and not torch.isfinite(inputs).all():
-        bad = int((~torch.isfinite(inputs)).sum())
-        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
-    return inputs.to(dtype=model_dtype(model))
-
-
 def _num_classes(out: Tensor) -> int:
     if out.dim() != 2:
         raise ValueError(
@@ -182,6 +139,9 @@ def resolve_targets(target: Any, n: int, num_classes: int | None = None) -> Tens
             )
         if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
             raise TypeError(f"target: expected integer class indices, got dtype {target.dtype}")
+        if target.dim() > 1:
+            raise ValueError(f"target: expected an int or a 1-D sequence of {n} class indices, "
+                             f"got shape {tuple(target.shape)}")
         values = target.detach().to("cpu", torch.long).reshape(-1)
         if target.dim() == 0:
             values = values.expand(n)
@@ -445,6 +405,9 @@ def explain_predicted(
     gradients, Grad-CAM family) the prediction and the map come from one forward pass, which is
     what makes COSE's many predicted-class maps cheap.
     """
+    if "target" in kwargs:
+        raise TypeError("target: explain_predicted explains each image's predicted class and "
+                        "takes no target; use explain(model, inputs, target, method)")
     _check_reduce(reduce)
     kind = method_spec(method).map_kind
     resolve_postprocess(postprocess, kind)

@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 
 from ..attribution import Explainer, check_inputs, resolve_explainer, resolve_explainers
-from ..attribution.explain import check_batch_size
 from ..attribution.postprocess import Postprocess, resolve_postprocess
+from ..checks import check_batch_size, check_options
 from ..models.adapter import check_model, eval_mode, model_device, model_dtype, predict
 from .ssim import ssim
 from .transforms import (
@@ -143,6 +143,14 @@ def pixel_data(
                 raise ValueError(f"n_images: expected a positive int, got {n_images!r}")
             total = min(total, n_images)
         indices = range(total)
+    else:
+        if n_images is not None:
+            raise ValueError(f"n_images: give n_images or indices, not both (got n_images="
+                             f"{n_images!r} and {len(indices)} indices)")
+        indices = source.indices(indices)  # ints, in range: the data layer's one check
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        if repeated:
+            raise ValueError(f"indices: expected each image once, got repeats {repeated[:5]}")
     indices = tuple(int(i) for i in indices)
     if not indices:
         raise ValueError("indices: expected at least one image")
@@ -601,10 +609,14 @@ def compare_methods(
     from .robustness import infidelity, max_sensitivity
 
     allowed = {"cose", "infidelity", "max_sensitivity"}
-    metrics = tuple(metrics)
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
     if not metrics or set(metrics) - allowed:
         raise ValueError(f"metrics: expected a non-empty subset of {sorted(allowed)}, got "
                          f"{list(metrics)}")
+    for name, kwargs, fn in (("infidelity_kwargs", infidelity_kwargs, infidelity),
+                             ("max_sensitivity_kwargs", max_sensitivity_kwargs,
+                              max_sensitivity)):
+        check_options(name, kwargs, fn)
     models_d = {"model": models} if isinstance(models, nn.Module) else dict(models)
     if not models_d:
         raise ValueError("models: expected a model or a non-empty dict of models")

@@ -40,7 +40,7 @@ from ..attribution import (
     resolve_explainer,
     resolve_targets,
 )
-from ..checks import check_batch_size, check_int
+from ..checks import check_batch_size, check_bool, check_int, check_positive, check_seed
 from ..models.adapter import as_logits, check_model, eval_mode, model_device
 
 __all__ = [
@@ -54,10 +54,19 @@ __all__ = [
 
 
 def _check_radius(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or \
-            value == float("inf"):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return float(value)
+    """A perturbation radius: finite and > 0 (radius 0 scores every map a perfect 0)."""
+    return check_positive(name, value)
+
+
+NORMS = ("fro", "nuc")
+
+
+def _check_norm(norm: Any) -> str | float:
+    if isinstance(norm, str) and norm in NORMS:
+        return norm
+    if isinstance(norm, (int, float)) and not isinstance(norm, bool) and norm >= 1:
+        return float(norm)
+    raise ValueError(f"norm: expected 'fro', 'nuc', a number >= 1 or math.inf, got {norm!r}")
 
 
 def _targets(model: nn.Module, x: Tensor, target: Any, batch_size: int) -> Tensor:
@@ -143,8 +152,8 @@ def infidelity(
     check_model(model)
     n_samples = check_int("n_samples", n_samples)
     radius = _check_radius("radius", radius)
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize: expected a bool, got {normalize!r}")
+    normalize = check_bool("normalize", normalize)
+    seed = check_seed(seed)
     x_user = check_inputs(model, inputs)
     x = x_user.detach().to(model_device(model))
     bs = check_batch_size(batch_size, x.shape[0])
@@ -203,6 +212,8 @@ def max_sensitivity(
     check_model(model)
     n_samples = check_int("n_samples", n_samples)
     radius = _check_radius("radius", radius)
+    norm = _check_norm(norm)
+    seed = check_seed(seed)
     fn = resolve_explainer(explainer)
     x_user = check_inputs(model, inputs)
     x = x_user.detach().to(model_device(model))
@@ -270,6 +281,7 @@ def text_infidelity(
     check_model(model)
     n_samples = check_int("n_samples", n_samples)
     radius = _check_radius("radius", radius)
+    seed = check_seed(seed)
     ids = check_token_ids(token_ids).to(model_device(model))
     s = torch.as_tensor(scores).to(ids.device).float()
     if tuple(s.shape) != tuple(ids.shape):

@@ -48,7 +48,7 @@ from ..attribution import (
     resolve_targets,
     resolve_text_explainers,
 )
-from ..checks import check_batch_size, check_module, check_seed
+from ..checks import check_batch_size, check_bool, check_module, check_progress, check_seed
 from ..models.adapter import as_logits, check_model, eval_mode, model_device
 from ..models.surgery import RANDOMIZATION_MODES as MODES
 from ..models.surgery import has_own_parameters as _has_direct_params
@@ -334,6 +334,7 @@ def run_randomization(
         raise ValueError(f"mode: expected one of {list(MODES)}, got {mode!r}")
     seed = check_seed(seed)
     batch_size = check_batch_size(batch_size)
+    check_progress(progress)  # before the work, not after it
     text = is_token_ids(inputs)
     x = check_token_ids(inputs, "inputs") if text else check_inputs(model, inputs)
     x = x.detach().to(model_device(model))
@@ -427,6 +428,7 @@ def randomization_check(
     layer re-initialised at that step. Arguments as in :func:`run_randomization` (``pad_id``,
     ``embedding``, ``batch_size``, ``progress`` pass through ``kwargs``).
     """
+    aggregate = check_bool("aggregate", aggregate)
     result = run_randomization(model, inputs, explainers, mode=mode, layers=layers,
                                target=target, seed=seed, measures=measures, **kwargs)
     return result.to_dataframe(aggregate=aggregate)

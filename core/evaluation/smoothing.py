@@ -25,7 +25,8 @@ from ..attribution import (
     resolve_explainers,
     resolve_text_explainers,
 )
-from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..checks import check_bool, check_seed
+from ..models.adapter import as_logits, check_inputs, check_model, eval_mode, model_device
 from ..models.surgery import (
     AdaptiveLSEPool1d,
     AdaptiveLSEPool2d,
@@ -76,8 +77,17 @@ def smoothing_check(
     """
     if not isinstance(models, Mapping) or not models:
         raise TypeError("models: expected a non-empty dict {name: nn.Module}")
+    sensitivity = check_bool("sensitivity", sensitivity)
+    seed = check_seed(seed)
     text = is_token_ids(inputs)
-    x = check_token_ids(inputs, "inputs") if text else inputs
+    x = check_token_ids(inputs, "inputs") if text else check_inputs(
+        next(iter(models.values())), inputs)
+    if labels is not None:
+        labels = torch.as_tensor(labels)
+        if labels.dtype in (torch.bool,) or labels.is_floating_point() or \
+                tuple(labels.shape) != (x.shape[0],):
+            raise ValueError(f"labels: expected {x.shape[0]} integer class indices (one per "
+                             f"input), got dtype {labels.dtype} shape {tuple(labels.shape)}")
     fns = resolve_text_explainers(explainers, pad_id=pad_id, embedding=embedding) if text \
         else dict(resolve_explainers(explainers))
     rows = []
@@ -95,8 +105,13 @@ def smoothing_check(
         xm = x.to(model_device(model))
         if labels is not None:
             with eval_mode(model), torch.no_grad():
-                pred = as_logits(model(xm)).argmax(dim=1).cpu()
-            add(model_name, "", "accuracy", (pred == torch.as_tensor(labels)).float())
+                logits = as_logits(model(xm))
+            if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
+                raise ValueError(f"labels: expected class indices in [0, {logits.shape[1] - 1}] "
+                                 f"(models[{model_name!r}] has {logits.shape[1]} outputs), got "
+                                 f"[{int(labels.min())}, {int(labels.max())}]")
+            pred = logits.argmax(dim=1).cpu()
+            add(model_name, "", "accuracy", (pred == labels).float())
         for name, fn in fns.items():
             if text:
                 with eval_mode(model):

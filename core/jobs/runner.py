@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..cache import model_fingerprint
-from ..checks import check_int, check_optional_int, check_progress, check_seed
+from ..checks import check_int, check_optional_int, check_options, check_progress, check_seed
 from .engines import ENGINES, run_local, run_ray
 from .specs import DataSpec, ModelSpec
 from .store import FORMAT, Results, ResultsFolder, load_results, shard_ranges
@@ -60,10 +60,12 @@ def _options(spec: JobDef, job_options: Mapping[str, Any]) -> dict[str, Any]:
     for (job, key), allowed in _CHOICES.items():
         if job == spec.name and options[key] not in allowed:
             raise ValueError(f"{key}: expected one of {list(allowed)}, got {options[key]!r}")
-    for key in ("infidelity_kwargs", "max_sensitivity_kwargs"):
-        if key in options and not isinstance(options[key], Mapping):
-            raise TypeError(f"{key}: expected a dict of keyword arguments, got "
-                            f"{options[key]!r}")
+    if spec.name == "robustness":
+        from ..evaluation import infidelity, max_sensitivity
+
+        check_options("infidelity_kwargs", options["infidelity_kwargs"], infidelity)
+        check_options("max_sensitivity_kwargs", options["max_sensitivity_kwargs"],
+                      max_sensitivity)
     if "store_maps" in options and not isinstance(options["store_maps"], bool):
         raise TypeError(f"store_maps: expected a bool, got {options['store_maps']!r}")
     alts = options.get("alt_models")
@@ -104,6 +106,22 @@ def _explainers(spec: JobDef, explainers: Any) -> dict[str, list[Any]]:
             key, k = f"{name} ({k})", k + 1
         out[key] = [method, params]
     return _plain("explainers", out)
+
+
+def _check_alt_models(names: Sequence[str], model: str) -> None:
+    """COSE's model-change pairs are checkpoints of the job's own built-in model."""
+    if not names:
+        return
+    from ..models import available_models, model_info
+
+    if model not in available_models():
+        raise ValueError(f"alt_models: checkpoints exist for the built-in models only "
+                         f"({sorted(available_models())}), not for {model!r}")
+    known = list(model_info(model)["checkpoints"])
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"alt_models: {unknown} are not checkpoints of {model!r}; it has "
+                         f"{known}")
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -204,6 +222,7 @@ def run(
     loaded = data_spec.load()
     _check_labels(spec, loaded, data_spec)
     net, preprocess = model_spec.load()
+    _check_alt_models(options.get("alt_models") or [], model_spec.spec)
     identity = {
         "format": FORMAT, "visloupe_version": visloupe_version(), "job": spec.name,
         "options": {**options, "explainers": explainer_specs, "seed": seed,

@@ -29,6 +29,7 @@ import pandas as pd
 from torch import nn
 
 from ..cache import atomic_write
+from ..checks import check_int
 from .specs import DataSpec, LoadedData, ModelSpec, Preprocess
 from .worker import decode_table
 
@@ -43,6 +44,8 @@ IDENTITY = ("format", "visloupe_version", "job", "options", "data", "model")
 
 def shard_ranges(rows: int, shard_size: int) -> list[tuple[int, int]]:
     """``[start, stop)`` row ranges of ``shard_size`` rows: fixed by the row index alone."""
+    check_int("rows", rows, 0)
+    check_int("shard_size", shard_size)
     return [(s, min(rows, s + shard_size)) for s in range(0, rows, shard_size)]
 
 

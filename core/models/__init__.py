@@ -22,6 +22,7 @@
 from .adapter import (
     all_modules,
     as_logits,
+    check_inputs,
     check_model,
     config_value,
     eval_mode,
@@ -83,6 +84,7 @@ __all__ = [
     "TokenLayout",
     "all_modules",
     "as_logits",
+    "check_inputs",
     "check_model",
     "config_value",
     "eval_mode",

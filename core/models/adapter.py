@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +29,7 @@ from ..checks import check_batch_size, check_module
 __all__ = [
     "all_modules",
     "as_logits",
+    "check_inputs",
     "check_model",
     "config_value",
     "eval_mode",
@@ -242,11 +245,66 @@ def hooks(handles: list | None = None) -> Iterator[list]:
         handles.clear()
 
 
+_CHANNEL_HINTS = {1: "grayscale: repeat it, x.expand(-1, 3, -1, -1)",
+                  4: "RGBA: drop the alpha channel, x[:, :3]"}
+
+
+def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
+    """Validate images for ``model``: a float ``(N, C, H, W)`` tensor (numpy arrays accepted) with
+    the channel count the model expects and no NaN/inf. Returns it cast to the model's dtype.
+    ``model`` itself must be an ``nn.Module`` with real (not ``meta``) weights."""
+    check_model(model)
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"{name}: expected a float tensor (N, C, H, W), got "
+                        f"{type(inputs).__name__}")
+    if not inputs.is_floating_point():
+        raise TypeError(
+            f"{name}: expected a float tensor, got dtype {inputs.dtype}; integer images must be "
+            "preprocessed first (e.g. the model's preprocess, or x.float() / 255 and normalise)"
+        )
+    if inputs.dim() != 4:
+        hint = " (add the batch dimension: x.unsqueeze(0))" if inputs.dim() == 3 else ""
+        raise ValueError(
+            f"{name}: expected a batch of images (N, C, H, W), got shape "
+            f"{tuple(inputs.shape)}{hint}"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one image, got an empty batch")
+    channels = expected_in_channels(model)
+    if channels is not None and inputs.shape[1] != channels:
+        hint = _CHANNEL_HINTS.get(int(inputs.shape[1])) if channels == 3 else None
+        raise ValueError(
+            f"{name}: {type(model).__name__} expects {channels} input channel(s), got "
+            f"{inputs.shape[1]} (shape {tuple(inputs.shape)})" + (f"; {hint}" if hint else "")
+        )
+    # One reduction is cheaper than an element-wise mask; NaN/inf anywhere makes the sum
+    # non-finite (a finite sum proves there are none), and only then is the mask computed.
+    if not math.isfinite(inputs.sum().item()) and not torch.isfinite(inputs).all():
+        bad = int((~torch.isfinite(inputs)).sum())
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf entries")
+    return inputs.to(dtype=model_dtype(model))
+
+
 def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) -> Tensor:
     """Logits ``(N, K)`` of ``inputs`` in batches of ``batch_size`` (None: one batch), in eval
     mode and without gradients, on the model's device (floating inputs in the model's dtype,
     which the model needs to run); returned on the inputs' device."""
     check_model(model)
+    if isinstance(inputs, np.ndarray):
+        inputs = torch.from_numpy(inputs)
+    if not isinstance(inputs, Tensor):
+        raise TypeError(f"inputs: expected a tensor (N, ...), got {type(inputs).__name__}")
+    if inputs.dim() == 0 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs: expected a non-empty batch (N, ...), got shape "
+                         f"{tuple(inputs.shape)}")
+    image_like = inputs.dim() == 4 or (inputs.dim() == 3 and inputs.is_floating_point()
+                                       and expected_in_channels(model) is not None)
+    if image_like:  # images: the same checks (and messages) as every explainer's
+        inputs = check_inputs(model, inputs)
+    elif inputs.is_floating_point() and not torch.isfinite(inputs).all():
+        raise ValueError("inputs: expected finite values, got NaN/inf entries")
     bs = check_batch_size(batch_size, max(1, inputs.shape[0]))
     device = model_device(model)
     dtype = model_dtype(model) if inputs.is_floating_point() else None

@@ -104,9 +104,9 @@ def load_model(
     mismatched files raise ``ValueError`` naming the file.
     """
     path = _weights_path(path)
-    meta = read_metadata(path)
     if not path.is_file():
         raise ValueError(f"path: weights file {str(path)!r} does not exist")
+    meta = read_metadata(path)
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt headers

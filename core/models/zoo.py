@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..cache import cache_root
+from ..checks import check_bool
 from ..data import builtin_version
 from .architectures import build_model
 from .imagenet import IMAGENET_MODELS, imagenet_model, imagenet_model_info
@@ -273,6 +274,7 @@ def _ensure(
     progress: ProgressCallback | None,
 ) -> tuple[ModelSpec, Path, dict[str, Any]]:
     spec = _spec(name)
+    retrain = check_bool("retrain", retrain)
     if progress is not None and not callable(progress):
         raise TypeError(f"progress: expected a callable(epoch, total, metrics) or None, got "
                         f"{type(progress).__name__}")

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..checks import check_int
 from ._util import (
     POOLS,
     as_hw,
@@ -60,7 +61,15 @@ AUDIT_COLUMNS = (
 
 def conv_out(n: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
     """Output length of a convolution (floor mode): ``floor((n + 2p - d(k-1) - 1) / s) + 1``."""
+    _check_conv(n, k, s, d)
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _check_conv(n: int, k: int, s: int, d: int = 1) -> None:
+    """The convolution arithmetic's arguments: positive sizes (a stride of 0 divides by 0)."""
+    check_int("n", n, 0)
+    for name, value in (("k", k), ("s", s), ("d", d)):
+        check_int(name, value)
 
 
 def leftover(n: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
@@ -408,7 +417,8 @@ def suggest_input_size(model: nn.Module, near: int, max_distance: int | None = N
     check_model(model)
     if isinstance(near, bool) or not isinstance(near, int) or near < 1:
         raise ValueError(f"near: expected a positive int, got {near!r}")
-    limit = max(near // 2, 1) if max_distance is None else int(max_distance)
+    limit = max(near // 2, 1) if max_distance is None else check_int("max_distance",
+                                                                      max_distance, 0)
     channels = _channels(model, in_channels)
     for dist in range(0, limit + 1):
         for n in (near + dist, near - dist) if dist else (near,):

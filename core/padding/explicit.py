@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..checks import check_int
+
 __all__ = ["DYNAMIC_SAME", "PAD_MODULES", "LayerPad", "PadRecord", "PadRecorder",
            "layer_padding", "pad_module_info", "same_kind", "tf_same_padding"]
 
@@ -55,6 +57,9 @@ _LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 
 def tf_same_padding(n: int, k: int, s: int = 1, d: int = 1) -> tuple[int, int]:
     """TensorFlow SAME padding ``(before, after)``: output ``ceil(n/s)``, extra pad at the end."""
+    check_int("n", n, 0)
+    for name, value in (("k", k), ("s", s), ("d", d)):
+        check_int(name, value)
     out = -(-n // s)
     total = max((out - 1) * s + d * (k - 1) + 1 - n, 0)
     return total // 2, total - total // 2

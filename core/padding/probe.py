@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_int
+from ..checks import check_bool, check_int
 from ._util import check_model as check_padding_model
 from ._util import eval_mode, in_channels
 from .arithmetic import audit_padding, suggest_input_size, uneven_count
@@ -60,6 +60,7 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
     a stride giving at most ``max_positions`` positions per axis; ``target`` None: the class
     the model predicts for the stimulus at the centre. None when the stimulus exceeds ``n``."""
     n = check_int("input_size", input_size)
+    max_positions = check_int("max_positions", max_positions)
     stim, bg = default_probe(model, n, data, stimulus=stimulus, background=background)
     if stim.shape[-1] > n or stim.shape[-2] > n:
         return None
@@ -158,6 +159,7 @@ def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool =
     size to rebuild the model for. ``zero_padding``: the model pads with zeros (adds the border
     caveat)."""
     n = check_int("input_size", input_size)
+    zero_padding = check_bool("zero_padding", zero_padding)
     audit = audit_padding(model, n)
     bad = int(audit.uneven.sum())
     static = int((audit.uneven & audit.pad_source.str.startswith(_STATIC_SOURCES)).sum())

@@ -56,6 +56,11 @@ def _heat(arr: np.ndarray, cmap: str = "viridis", px: int = 192, lo: float | Non
     return render.to_png(render.fit_image(rgb, px))
 
 
+def _caption(html: str) -> str:
+    """A map's caption: small type, tight lines (wrapped captions stay compact)."""
+    return f"<div style='font-size:12px;line-height:1.35'>{html}</div>"
+
+
 def _blank(px: int = 192) -> bytes:
     return render.to_png(np.full((px, px, 3), 240, np.uint8))
 
@@ -250,30 +255,31 @@ class PaddingInspector(ExplorerBase, w.VBox):
         fov = result["foveation"]
         self.foveation.value = _heat(fov)
         asym = float(np.linalg.norm(fov - fov[::-1, ::-1]) / max(np.linalg.norm(fov), 1e-300))
-        self.captions[0].value = (f"<b>foveation map</b> (paths per pixel)<br>min/max "
-                                  f"{fov.min() / max(fov.max(), 1e-300):.3f}, flip asymmetry "
-                                  f"{asym:.3f}")
+        self.captions[0].value = _caption(
+            f"<b>foveation map</b> (paths per pixel)<br>min/max "
+            f"{fov.min() / max(fov.max(), 1e-300):.3f}, flip asymmetry {asym:.3f}")
         mean = result.get("mean")
         if mean is not None and layer in mean.maps:
             self.mean_map.value = _heat(mean.maps[layer].numpy(), "magma")
-            self.captions[1].value = (f"<b>mean feature map</b> {escape(layer)}<br>"
-                                      f"flip asymmetry {mean.asymmetry[layer]:.3f} "
-                                      f"({mean.n_samples} inputs)")
+            self.captions[1].value = _caption(
+                f"<b>mean feature map</b> {escape(layer)}<br>flip asymmetry "
+                f"{mean.asymmetry[layer]:.3f} ({mean.n_samples} inputs)")
         else:
             self.mean_map.value = _blank()
-            self.captions[1].value = ("<b>mean feature map</b><br><i>pass data= to see "
-                                      "it</i>")
+            self.captions[1].value = _caption("<b>mean feature map</b><br><i>pass data= to "
+                                              "see it</i>")
         blind = result.get("blind")
         if blind is not None:
             # from 0, so that a flat map stays flat instead of stretching noise
             self.blind_spots.value = _heat(blind.scores.numpy(), "inferno", lo=0.0)
             s = blind.summary()
-            self.captions[2].value = (f"<b>blind-spot map</b> (class {blind.target})<br>score "
-                                      f"{s['min']:.2f}–{s['max']:.2f}, blind "
-                                      f"{100 * s['blind_fraction']:.0f}%")
+            self.captions[2].value = _caption(
+                f"<b>blind-spot map</b> (class {blind.target})<br>score "
+                f"{s['min']:.2f}–{s['max']:.2f}, blind {100 * s['blind_fraction']:.0f}%")
         else:
             self.blind_spots.value = _blank()
-            self.captions[2].value = "<b>blind-spot map</b><br><i>stimulus too large</i>"
+            self.captions[2].value = _caption("<b>blind-spot map</b><br><i>stimulus too "
+                                              "large</i>")
 
     @staticmethod
     def _table_html(audit: Any, layer: Any) -> str:

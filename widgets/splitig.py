@@ -228,8 +228,10 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
                                    readout_format=".2f", style=wide)
         self.alpha = w.FloatSlider(value=0.6, min=0.0, max=1.0, step=0.05, description="alpha",
                                    continuous_update=True, style=wide)
-        self.cmap = w.Dropdown(options=["RdBu_r", "coolwarm", "bwr", "seismic", "inferno"],
-                               value="RdBu_r", description="colormap", style=wide)
+        # auto: diverging for signed values (zero is white), sequential for absolute ones
+        self.cmap = w.Dropdown(options=["auto", "RdBu_r", "coolwarm", "bwr", "seismic",
+                                        "inferno", "magma"],
+                               value="auto", description="colormap", style=wide)
         self.sign = w.ToggleButtons(options=["signed", "absolute"], value="signed",
                                     description="values", style=wide)
         self.errors = self.error_area
@@ -329,6 +331,10 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
 
     # ------------------------------------------------------------------ rendering
 
+    def _cmap_for(self, signed: bool) -> str:
+        name = self.cmap.value
+        return ("RdBu_r" if signed else "inferno") if name == "auto" else name
+
     def _render(self) -> None:
         result = self._current
         if result is None:
@@ -350,7 +356,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
                                     f"target {self._class(int(result.target[0]))}"]
         for part in PARTS:
             images.append(render.overlay(base, shown[part], alpha=float(self.alpha.value),
-                                         cmap=self.cmap.value, mode="blend", signed=signed,
+                                         cmap=self._cmap_for(signed), mode="blend",
+                                         signed=signed,
                                          vmax=vmax or None))
             captions.append(f"{PART_TITLES[part]}\nsum {sums[part]:+.4g}")
         self._grid = render.image_grid(images, captions, ncols=4, cell=self._cell)

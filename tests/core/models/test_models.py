@@ -109,9 +109,10 @@ def _copy_entry(zoo_cache, tmp_path, name):
 
 
 @pytest.fixture
-def no_shipped(monkeypatch, tmp_path_factory):
-    """Hide the shipped weights: a damaged cache entry then has nothing to fall back on."""
-    monkeypatch.setattr(zoo, "SHIPPED", tmp_path_factory.mktemp("no-shipped"))
+def hide_shipped(monkeypatch, tmp_path_factory):
+    """Call it to hide the shipped weights (after copying an entry from them): a damaged
+    cache entry then has nothing to fall back on."""
+    return lambda: monkeypatch.setattr(zoo, "SHIPPED", tmp_path_factory.mktemp("no-shipped"))
 
 
 def _corrupt_weights(folder):
@@ -128,10 +129,11 @@ def _stale_recipe(folder):
 
 @pytest.mark.parametrize("damage", [_corrupt_weights, _stale_recipe])
 def test_damaged_cache_entry_is_retrained_with_a_warning(damage, builtin, zoo_cache, tmp_path,
-                                                         caplog, no_shipped):
+                                                         caplog, hide_shipped):
     """text-cnn retrains in seconds; the retrained weights equal the originals (fixed seed)."""
     model, preprocess = builtin("text-cnn")
     folder = _copy_entry(zoo_cache, tmp_path, "text-cnn")
+    hide_shipped()
     damage(folder)
     calls = []
     with caplog.at_level(logging.WARNING, logger="visloupe.core.models.zoo"):

@@ -73,6 +73,7 @@ class ModelSpec:
     mode: str = "RGB"  # image mode, or "text"
     max_len: int = 32  # text only
     seed: int = 0
+    padding: str | None = None  # swap_padding applied before training (modes torch lacks)
 
     def recipe(self) -> dict[str, Any]:
         """Everything that determines the weights; a cached entry with another recipe is stale."""
@@ -83,6 +84,7 @@ class ModelSpec:
             "train": self.train.to_dict(), "train_options": self.train_options,
             "test_options": self.test_options, "mode": self.mode,
             "max_len": self.max_len if self.mode == "text" else None, "seed": self.seed,
+            **({"padding": self.padding} if self.padding else {}),
         }
 
 
@@ -110,6 +112,29 @@ _SPECS: dict[str, ModelSpec] = {
         config={"in_channels": 1, "num_classes": 10, "widths": [16, 32, 64]},
         train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=5e-4, max_shift=2),
         mode="L",
+    ),
+    # The "Mind the Pad" study (notebook 05): shapes-cnn's recipe at an even input size and
+    # with other padding modes, so the notebook compares trained models without training them.
+    "shapes-cnn-33": ModelSpec(
+        description="shapes-cnn's recipe on 33x33 shapes: no layer pads unevenly (Mind the Pad)",
+        dataset="shapes", architecture="SmallResNet",
+        config={"in_channels": 3, "num_classes": 5, "widths": [16, 32, 64]},
+        train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=5e-4),
+        train_options={"size": 33}, test_options={"size": 33},
+    ),
+    "shapes-cnn-symmetric": ModelSpec(
+        description="shapes-cnn's recipe with TensorFlow SYMMETRIC padding (Mind the Pad)",
+        dataset="shapes", architecture="SmallResNet",
+        config={"in_channels": 3, "num_classes": 5, "widths": [16, 32, 64]},
+        train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=5e-4),
+        padding="symmetric",
+    ),
+    "shapes-cnn-circular": ModelSpec(
+        description="shapes-cnn's recipe with circular padding (Mind the Pad)",
+        dataset="shapes", architecture="SmallResNet",
+        config={"in_channels": 3, "num_classes": 5, "widths": [16, 32, 64],
+                "padding_mode": "circular"},
+        train=TrainConfig(epochs=8, batch_size=32, lr=3e-3, weight_decay=5e-4),
     ),
     "text-cnn": ModelSpec(
         description="Kim-style TextCNN (widths 3/4/5, max-over-time) on the built-in sentiment "
@@ -209,7 +234,7 @@ def _train_entry(name: str, spec: ModelSpec, root: Path, progress: ProgressCallb
         ) from err
     try:
         config, extra_meta, class_names, (x_train, x_test, y_train, y_test) = _prepare(spec)
-        model = build_model(spec.architecture, config, seed=spec.seed)
+        model = _build(spec, config)
         epochs = spec.train.epochs
         logger.info("training built-in model %r (%d epochs, %d examples)", name, epochs,
                     len(x_train))
@@ -314,8 +339,24 @@ def train_builtin(name: str, out: str | os.PathLike, *,
     return Path(out) / name
 
 
+def _build(spec: ModelSpec, config: dict[str, Any]) -> nn.Module:
+    """The seeded network of ``spec`` (with its padding swap, if any)."""
+    model = build_model(spec.architecture, config, seed=spec.seed)
+    if spec.padding:
+        from .surgery import swap_padding
+
+        model = swap_padding(model, spec.padding)
+    return model
+
+
 def _load_checkpoint(folder: Path, key: str) -> nn.Module:
-    model, _ = load_model(folder / f"{key}.safetensors")
+    meta = read_metadata(folder / f"{key}.safetensors")
+    padding = (meta.get("recipe") or {}).get("padding")
+    if padding:  # rebuild the swapped network, then load its weights into it
+        spec = _SPECS[meta["name"]]
+        model, _ = load_model(folder / f"{key}.safetensors", _build(spec, meta["config"]))
+    else:
+        model, _ = load_model(folder / f"{key}.safetensors")
     return model.eval()
 
 

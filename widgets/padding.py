@@ -260,26 +260,25 @@ class PaddingInspector(ExplorerBase, w.VBox):
             f"{fov.min() / max(fov.max(), 1e-300):.3f}, flip asymmetry {asym:.3f}")
         mean = result.get("mean")
         if mean is not None and layer in mean.maps:
-            self.mean_map.value = _heat(mean.maps[layer].numpy(), "magma")
-            self.captions[1].value = _caption(
-                f"<b>mean feature map</b> {escape(layer)}<br>flip asymmetry "
-                f"{mean.asymmetry[layer]:.3f} ({mean.n_samples} inputs)")
+            self._show(1, _heat(mean.maps[layer].numpy(), "magma"),
+                       f"<b>mean feature map</b> {escape(layer)}<br>flip asymmetry "
+                       f"{mean.asymmetry[layer]:.3f} ({mean.n_samples} inputs)")
         else:
-            self.mean_map.value = _blank()
-            self.captions[1].value = _caption("<b>mean feature map</b><br><i>pass data= to "
-                                              "see it</i>")
+            self._show(1, _blank(), "<b>mean feature map</b><br><i>pass data= to see it</i>")
         blind = result.get("blind")
         if blind is not None:
-            # from 0, so that a flat map stays flat instead of stretching noise
-            self.blind_spots.value = _heat(blind.scores.numpy(), "inferno", lo=0.0)
             s = blind.summary()
-            self.captions[2].value = _caption(
-                f"<b>blind-spot map</b> (class {blind.target})<br>score "
-                f"{s['min']:.2f}–{s['max']:.2f}, blind {100 * s['blind_fraction']:.0f}%")
+            # from 0, so that a flat map stays flat instead of stretching noise
+            self._show(2, _heat(blind.scores.numpy(), "inferno", lo=0.0),
+                       f"<b>blind-spot map</b> (class {blind.target})<br>score "
+                       f"{s['min']:.2f}–{s['max']:.2f}, blind {100 * s['blind_fraction']:.0f}%")
         else:
-            self.blind_spots.value = _blank()
-            self.captions[2].value = _caption("<b>blind-spot map</b><br><i>stimulus too "
-                                              "large</i>")
+            self._show(2, _blank(), "<b>blind-spot map</b><br><i>stimulus too large</i>")
+
+    def _show(self, panel: int, png: bytes, caption: str) -> None:
+        """Panel ``panel`` (0 foveation, 1 mean feature, 2 blind spots): its map and caption."""
+        (self.foveation, self.mean_map, self.blind_spots)[panel].value = png
+        self.captions[panel].value = _caption(caption)
 
     @staticmethod
     def _table_html(audit: Any, layer: Any) -> str:

@@ -72,6 +72,13 @@ def _nullable_ints(values: Sequence[int | None]) -> pd.Series:
     return pd.array([None if v is None else int(v) for v in values], dtype="Int64")
 
 
+def _records_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per record, the ``label`` column as nullable ints (rows without a label)."""
+    df = pd.DataFrame(records)
+    df["label"] = _nullable_ints(df["label"].tolist())
+    return df
+
+
 # --------------------------------------------------------------------------- attribution
 
 
@@ -114,9 +121,7 @@ def _attribution(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame
                 if store:
                     rec["map"] = m.contiguous().numpy().tobytes()
                 records.append(rec)
-    df = pd.DataFrame(records)
-    df["label"] = _nullable_ints(df["label"].tolist())
-    return {"maps": df}
+    return {"maps": _records_table(records)}
 
 
 def _attribution_summary(tables: Mapping[str, pd.DataFrame],
@@ -211,9 +216,7 @@ def _robustness(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]
                     "prediction": int(ti), "correct": labels[k] is not None
                     and int(ti) == labels[k], "infidelity": float(inf[0]),
                     "max_sensitivity": float(sens[0])})
-    df = pd.DataFrame(records)
-    df["label"] = _nullable_ints(df["label"].tolist())
-    return {"scores": df}
+    return {"scores": _records_table(records)}
 
 
 def _robustness_summary(tables: Mapping[str, pd.DataFrame],

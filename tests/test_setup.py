@@ -88,3 +88,37 @@ def test_sdist_and_wheel_install_and_every_widget_works(repo_root: Path, tmp_pat
                    "PaddingInspector", "DatasetExplorer", "BoxExplorer"):
         assert f"{widget}: built and rendered" in out.stdout
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_binder_installs_what_the_notebooks_import(repo_root: Path) -> None:
+    """repo2docker runs ``pip install -r binder/requirements.txt`` then ``binder/postBuild``: the
+    extras named there must exist and cover every optional package a notebook imports, torch
+    must be the CPU build, and the runtime must satisfy ``requires-python``."""
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    lines = [line.strip() for line in (repo_root / "binder" / "requirements.txt").read_text()
+             .splitlines() if line.strip() and not line.startswith("#")]
+    editable = [line for line in lines if line.startswith("-e .")]
+    assert len(editable) == 1, lines
+    named = re.search(r"\[(.*)\]", editable[0]).group(1).split(",")
+    assert set(named) <= set(extras), (named, sorted(extras))
+    installed = " ".join(" ".join(extras[name]) for name in named)
+    assert any(line.startswith("torch==") and "+cpu" in line for line in lines), lines
+    needs = {r"import ray\b": "ray[data]",  # notebook 08's jobs on Ray
+             r"pretrained\(\\?\"efficientnet-lite": "efficientnet-lite-pytorch"}
+    for path in sorted((repo_root / "notebooks").glob("*.ipynb")):
+        text = path.read_text()
+        for pattern, requirement in needs.items():
+            if re.search(pattern, text):
+                assert requirement in installed, f"{path.name} needs {requirement}"
+    assert "jupyterlab" in installed  # the Binder link opens JupyterLab
+    runtime = (repo_root / "binder" / "runtime.txt").read_text().strip()
+    major, minor = (int(v) for v in runtime.removeprefix("python-").split("."))
+    low = tuple(int(v) for v in project["requires-python"].removeprefix(">=").split("."))
+    assert (major, minor) >= low, (runtime, project["requires-python"])
+    post = (repo_root / "binder" / "postBuild").read_text()
+    assert "smoke_install.py" in post and (repo_root / "scripts" / "smoke_install.py").is_file()

@@ -221,6 +221,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._order: list[int] = list(range(self._length()))
         self._grid: Image.Image | None = None
         self._suspend = 0
+        self._bar_retarget: Any = None  # the target before a top-k bar was clicked
         self._build_ui(auto_explain)
         self._refresh(compute=auto_explain)
 
@@ -338,7 +339,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         n = len(self._order)
         wide = {"description_width": "initial"}
         # navigation: the sample browser SplitIGExplorer shares
-        self.browser = SampleBrowser(n, on_change=self._on_expensive, report=self._report_error,
+        self.browser = SampleBrowser(n, on_change=self._on_sample, report=self._report_error,
                                      on_past_end=self._read_more, ids=self._ids)
         self.prev_button, self.next_button = self.browser.prev_button, self.browser.next_button
         self.position, self.seek = self.browser.position, self.browser.seek
@@ -661,9 +662,24 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
 
     def _make_retarget(self, model_name: str, slot: int) -> Callable[[Any], None]:
         def retarget(_button: Any) -> None:
+            previous = self.target.value
             self.target.value = self._topk_classes[model_name][slot]
+            if self._bar_retarget is None:
+                self._bar_retarget = previous  # what the next sample goes back to
 
         return retarget
+
+    def _on_sample(self, _change: Any = None) -> None:
+        """A new sample: a class picked from the previous sample's bars does not carry over
+        (it was that image's second guess, not a choice for every image)."""
+        if self._bar_retarget is not None:
+            restore, self._bar_retarget = self._bar_retarget, None
+            self._suspend += 1
+            try:
+                self.target.value = restore
+            finally:
+                self._suspend -= 1
+        self._on_expensive()
 
     # ------------------------------------------------------------------ expensive and cheap paths
 
@@ -763,7 +779,9 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             self._grid = render.image_grid([None], ["no sample passes the filters"],
                                            cell=self._cell)
             self.status.value = "<i>no sample passes the filters</i>"
+            self.topk_box.layout.display = "none"  # the bars of a sample no longer on view
         else:
+            self.topk_box.layout.display = None
             base = self._display_base(index)
             label = self._label(index)
             label_text = "—" if label is None else self._class_name(label)

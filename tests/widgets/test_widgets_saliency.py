@@ -149,6 +149,21 @@ def test_retarget_by_clicking_a_prediction_bar_recomputes(toy: CountingCNN) -> N
     assert toy.calls == calls
 
 
+def test_a_bar_retarget_applies_to_its_sample_only(toy: CountingCNN) -> None:
+    """Clicking a top-k bar explains that image's runner-up; the next image goes back to the
+    target chosen before (here: the predicted class), not to the same class index."""
+    ex = SaliencyExplorer(toy, _images(), methods=["saliency"], cell=CELL, top_k=3)
+    ex._topk_buttons["model"][1][0].click()
+    assert ex.target.value != "predicted"
+    ex.next_button.click()
+    assert ex.index == 1 and ex.target.value == "predicted"
+    (key,) = [k for k in ex._fresh if k[0] == 1]
+    assert key[4] == int(np.argmax(ex._probs[(1, "model")]))
+    ex.target.value = 2  # a class chosen in the dropdown stays for every sample
+    ex.next_button.click()
+    assert ex.target.value == 2
+
+
 def test_target_label_and_any_class(toy: CountingCNN) -> None:
     labels = [3, 2, 1, 0, 3, 2, 1, 0]
     ex = SaliencyExplorer(toy, (_images(), labels), methods=["saliency"], cell=CELL)
@@ -393,3 +408,17 @@ def test_builtin_shapes_cnn() -> None:
     assert render.from_png(ex.to_png()).size[0] > 3 * 160
     ex.close()
     assert _all_hooks(cnn) == 0
+
+
+def test_no_stale_bars_when_no_sample_passes_the_filters(toy: CountingCNN) -> None:
+    images = _images()
+    probe = SaliencyExplorer(toy, images, methods=["saliency"], cell=CELL)
+    labels = probe._predictions("model", range(len(images))).tolist()  # all correct
+    probe.close()
+    ex = SaliencyExplorer(toy, (images, labels), methods=["saliency"], cell=CELL)
+    assert ex.topk_box.layout.display != "none"
+    ex.prediction_filter.value = ("model", False)  # no image is wrong
+    assert ex.index is None and "no sample" in ex.status.value
+    assert ex.topk_box.layout.display == "none"
+    ex.prediction_filter.value = "all"
+    assert ex.index is not None and ex.topk_box.layout.display != "none"

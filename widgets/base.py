@@ -274,3 +274,15 @@ def image_view(value: bytes = b"", *, hidden: bool = False) -> w.Image:
     layout = w.Layout(width="auto", height="auto", max_width="100%", align_self="flex-start",
                       object_fit="contain", display="none" if hidden else None)
     return w.Image(value=value, format="png", layout=layout)
+
+
+def download_link(png: bytes, filename: str) -> str:
+    """HTML for a link that downloads ``png`` as ``filename`` in the browser (a ``data:`` URL:
+    no server, works in Lab, Notebook 7, VS Code and Colab)."""
+    name = str(filename).strip() or "visloupe.png"
+    if not name.lower().endswith(".png"):
+        name += ".png"
+    name = name.replace("/", "_").replace("\\", "_")
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<a download=\"{escape(name)}\" href=\"data:image/png;base64,{data}\" "
+            f"style='font-size:13px'>⬇ download {escape(name)} ({len(png) // 1024 + 1} KB)</a>")

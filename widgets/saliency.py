@@ -45,7 +45,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, escape, image_view
+from .base import ExplorerBase, download_link, escape, image_view
 from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
@@ -421,7 +421,10 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self.topk_box.children = rows
         self.save_path = w.Text(value="visloupe-saliency.png", description="file", style=wide,
                                 layout=w.Layout(width="260px"))
-        self.save_button = w.Button(description="Save PNG", icon="download")
+        self.save_button = w.Button(description="Export PNG", icon="download",
+                                    tooltip="a download link for the view, in this browser")
+        self.download = w.HTML()  # the link the export makes (data: URL, no server path)
+        self.download.add_class("visloupe-download")
         self.children = [
             self.browser,
             w.HBox([self.class_filter, self.prediction_filter]),
@@ -430,7 +433,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             self.params_box,
             w.HBox([self.alpha, self.cmap, self.clip]),
             w.HBox([self.sign, self.mode]),
-            w.HBox([self.progress_box, self.save_path, self.save_button]),
+            w.HBox([self.progress_box, self.save_path, self.save_button, self.download]),
             self.errors,
             w.HBox([self.view, self.topk_box]),
         ]
@@ -830,5 +833,6 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
 
     @guarded
     def _save_clicked(self) -> None:
-        path = self.save_png(self.save_path.value)
-        self.status.value = f"saved {escape(path)}"
+        """Offer the view as a download in the user's browser (``save_png`` writes a file
+        where the kernel runs, which on Colab or a remote server is not the user's machine)."""
+        self.download.value = download_link(self.to_png(), self.save_path.value)

@@ -339,11 +339,21 @@ def test_export_png_and_display() -> None:
     assert "visloupe-saliency-explorer" in ex._dom_classes
 
 
-def test_save_button_writes_the_view(tmp_path) -> None:
+def test_export_button_offers_the_view_as_a_browser_download(tmp_path) -> None:
+    """The button writes nothing where the kernel runs: it makes a download link holding the
+    view's PNG; ``save_png`` is the script's way to write a file."""
+    import base64
+    import re
+
     ex = SaliencyExplorer(CountingCNN(), _images(), methods=["saliency"], cell=CELL)
-    ex.save_path.value = str(tmp_path / "view.png")
+    ex.save_path.value = "my <view>"
     ex.save_button.click()
-    assert (tmp_path / "view.png").read_bytes() == ex.to_png()
+    link = ex.download.value
+    assert 'download="my &lt;view&gt;.png"' in link
+    data = re.search(r"base64,([A-Za-z0-9+/=]+)", link).group(1)
+    assert base64.b64decode(data) == ex.to_png()
+    assert not list(tmp_path.iterdir())
+    assert ex.save_png(tmp_path / "view.png").read_bytes() == ex.to_png()
 
 
 def test_streaming_source_is_paged_in() -> None:

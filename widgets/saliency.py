@@ -112,8 +112,21 @@ def _spec_of(explainer: Any) -> Any:
 
 
 def _param_widget(spec: Any) -> w.Widget:
+    """:func:`_param_control` with the parameter's description as its hover text."""
+    control = _param_control(spec)
+    text = getattr(spec, "description", "")
+    for trait in ("tooltip", "description_tooltip"):  # ipywidgets 8, ipywidgets 7
+        if text and control.has_trait(trait):
+            setattr(control, trait, text)
+            break
+    return control
+
+
+def _param_control(spec: Any) -> w.Widget:
     """A control for one ``ParamSpec``; sliders fire on release (``continuous_update=False``)."""
-    common = {"description": spec.name, "style": {"description_width": "initial"}}
+    # a readable label ("internal batch size", not "internal_batch_size")
+    common = {"description": spec.name.replace("_", " "),
+              "style": {"description_width": "initial"}}
     kind = spec.kind
     if kind == "bool":
         return w.Checkbox(value=bool(spec.default), indent=False, **common)

@@ -286,3 +286,26 @@ def download_link(png: bytes, filename: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f"<a download=\"{escape(name)}\" href=\"data:image/png;base64,{data}\" "
             f"style='font-size:13px'>⬇ download {escape(name)} ({len(png) // 1024 + 1} KB)</a>")
+
+
+def legend_html(scales: list[tuple[str, str, bool, float]], width: int = 120) -> str:
+    """Colour bars with their values, one per map: ``(label, cmap, signed, vmax)`` -> HTML.
+    A signed map runs from ``-vmax`` through 0 to ``+vmax``, an absolute one from 0 to ``vmax``
+    (values beyond ``vmax`` were clipped for display)."""
+    from .render import colorbar, to_png
+
+    rows = []
+    for label, cmap, signed, vmax in scales:
+        strip = base64.b64encode(to_png(colorbar(cmap, signed, width, 10))).decode("ascii")
+        low = f"{-vmax:.3g}" if signed else "0"
+        mid = "<span style='flex:1;text-align:center'>0</span>" if signed else \
+            "<span style='flex:1'></span>"
+        rows.append(
+            "<div style='display:flex;align-items:center;gap:8px;font-size:12px;margin:2px 0'>"
+            f"<span style='min-width:220px'>{escape(label)}</span>"
+            f"<span style='display:inline-flex;flex-direction:column;width:{width}px'>"
+            f"<img src='data:image/png;base64,{strip}' width='{width}' height='10' "
+            "style='image-rendering:pixelated'>"
+            f"<span style='display:flex;font-variant-numeric:tabular-nums'>"
+            f"<span>{low}</span>{mid}<span>{vmax:.3g}</span></span></span></div>")
+    return "".join(rows)

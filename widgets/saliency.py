@@ -45,7 +45,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, download_link, escape, image_view
+from .base import ExplorerBase, download_link, escape, image_view, legend_html
 from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
@@ -415,6 +415,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         # output (the error area and the progress bar come from ExplorerBase)
         self.errors = self.error_area
         self.view = image_view()
+        self.legend = w.HTML()  # a colour bar with its values for every map on view
+        self.legend.add_class("visloupe-legend")
         self.topk_box = w.VBox()
         self._topk_buttons: dict[str, list[tuple[w.Button, w.FloatProgress]]] = {}
         self._topk_classes: dict[str, list[int]] = {}
@@ -449,6 +451,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             w.HBox([self.progress_box, self.save_path, self.save_button, self.download]),
             self.errors,
             w.HBox([self.view, self.topk_box]),
+            self.legend,
         ]
         # wiring
         self.class_filter.observe(self._on_filter, names="value")
@@ -791,6 +794,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         """Compose the grid from the caches (never calls the model) and publish it."""
         index = self.index
         errors = list(self._errors)
+        scales: list[tuple[str, str, bool, float]] = []
         if index is None:
             self._grid = render.image_grid([None], ["no sample passes the filters"],
                                            cell=self._cell)
@@ -828,6 +832,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                         signed = signed_view and bool(getattr(self._specs[title], "signed",
                                                               True))
                         sal, vmax = self._postprocess(raw, signed)
+                        scales.append((f"{title} · {model_name}", self._cmap_for(signed),
+                                       signed, vmax or 0.0))
                         images.append(render.overlay(
                             base, sal, alpha=float(self.alpha.value),
                             cmap=self._cmap_for(signed), mode=self.mode.value, signed=signed,
@@ -839,6 +845,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             self._grid = render.image_grid(images, captions, ncols=1 + len(titles),
                                            cell=self._cell)
         self.view.value = render.to_png(self._grid)
+        self.legend.value = legend_html(scales)
         self.errors.value = error_html(errors)
 
     def _class_name(self, k: int) -> str:

@@ -432,3 +432,20 @@ def test_no_stale_bars_when_no_sample_passes_the_filters(toy: CountingCNN) -> No
     assert ex.topk_box.layout.display == "none"
     ex.prediction_filter.value = "all"
     assert ex.index is not None and ex.topk_box.layout.display != "none"
+
+
+def test_every_map_on_view_has_a_colour_bar_with_its_values(toy: CountingCNN) -> None:
+    """The legend states the scale the overlay was drawn with: the core display clipping
+    (``display_map``) of the cached map, -vmax..0..vmax for signed views, 0..vmax otherwise."""
+    from visloupe.widgets._common import display_map
+
+    ex = SaliencyExplorer(toy, _images(), methods=["saliency", "saliency_abs"], cell=CELL)
+    for view in ("signed", "absolute"):
+        ex.sign.value = view
+        legend = ex.legend.value
+        assert legend.count("<img") == 2 and "Saliency |gradient| · model" in legend
+        for (_model, title), raw in ex.maps().items():
+            signed = view == "signed" and title.startswith("Saliency (signed")
+            _, vmax = display_map(raw, float(ex.clip.value), signed)
+            assert f"{vmax:.3g}</span>" in legend
+            assert (f"<span>{-vmax:.3g}</span>" in legend) == signed

@@ -30,7 +30,7 @@ from ._common import (
     open_job,
     resolve_models,
 )
-from .base import ExplorerBase, escape
+from .base import ExplorerBase, escape, legend_html
 from .render import PALETTE, fit_image, image_grid, overlay, to_png
 
 __all__ = ["COSEExplorer"]
@@ -269,6 +269,8 @@ class COSEExplorer(ExplorerBase, w.VBox):
                    for t, tile in zip(titles, self.tiles, strict=True)]
         self.status = w.HTML()
         self.status.add_class("visloupe-cose-status")
+        self.legend = w.HTML()  # colour bars with the values of the three maps
+        self.legend.add_class("visloupe-legend")
         # summary controls
         self.summary_button = w.Button(description="Compute summary", button_style="primary",
                                        icon="calculator", layout=w.Layout(width="auto"))
@@ -296,7 +298,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         view = w.VBox([
             w.HBox([self.model_select, self.method_select, self.image_slider]),
             w.HBox([self.transform_select, self.magnitude_slider, self.magnitude_label]),
-            w.HBox(columns), self.status,
+            w.HBox(columns), self.legend, self.status,
         ])
         robustness = w.VBox([
             w.HBox([self.with_robustness, self.inf_normalize]),
@@ -369,6 +371,9 @@ class COSEExplorer(ExplorerBase, w.VBox):
         ]
         for tile, img in zip(self.tiles, tiles, strict=True):
             tile.value = to_png(fit_image(img, size))
+        self.legend.value = legend_html([
+            (name, "inferno", False, vmax or 0.0) for name, (_, vmax) in
+            zip(("map", "transformed image's map", "map back"), shown, strict=True)])
         label = pdata.labels[index].item() if pdata.labels is not None else None
         changed = view.prediction_changed
         colour = "#b00020" if changed else "#1b5e20"

@@ -33,7 +33,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, escape, image_view
+from .base import ExplorerBase, escape, image_view, legend_html
 from .browser import SampleBrowser
 from .render import PRIMARY, SECONDARY
 
@@ -237,6 +237,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         self.errors = self.error_area
         self.plot = image_view()
         self.view = image_view()
+        self.legend = w.HTML()  # the colour bar and values the three maps share
+        self.legend.add_class("visloupe-legend")
         self.summary = w.HTML(value="")
         self.children = [
             self.browser,
@@ -246,6 +248,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
             self.errors,
             w.HBox([self.plot, self.summary]),
             self.view,
+            self.legend,
         ]
         for control in (self.model_select, self.target, self.n_steps):
             control.observe(self._on_expensive, names="value")
@@ -362,6 +365,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
             captions.append(f"{PART_TITLES[part]}\nsum {sums[part]:+.4g}")
         self._grid = render.image_grid(images, captions, ncols=4, cell=self._cell)
         self.view.value = render.to_png(self._grid)
+        self.legend.value = legend_html([("left, right and full IG (one scale)",
+                                          self._cmap_for(signed), signed, vmax)])
         fx, fb = float(result.input_output[0]), float(result.baseline_output[0])
         change = fx - fb
         split = int(result.split_index[0])

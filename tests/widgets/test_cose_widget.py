@@ -91,3 +91,16 @@ def test_errors_are_shown_inside_the_widget() -> None:
     assert "explainer exploded" in widget.error_area.value
     widget.close()
     assert widget._views == {} and widget.tiles[0].comm is None
+
+
+def test_each_map_of_the_pair_has_a_colour_bar_with_its_values(explorer) -> None:
+    from visloupe.widgets._common import display_map
+
+    explorer.transform_select.value = "Rotate"
+    explorer.magnitude_slider.value = 10
+    view = explorer.last_view
+    legend = explorer.legend.value
+    assert legend.count("<img") == 3
+    for m in (view.map, view.transformed_map, view.map_back):
+        vmax = display_map(m.numpy(), 100.0, signed=False)[1] or 0.0
+        assert f"{vmax:.3g}</span>" in legend

@@ -131,3 +131,16 @@ def test_bad_arguments() -> None:
         SplitIGExplorer(Saturating(), _images(), n_steps=1)
     with pytest.raises(ValueError, match="ratio"):
         SplitIGExplorer(Saturating(), _images(), ratio=1.5)
+
+
+def test_the_three_maps_share_one_colour_bar_with_its_values() -> None:
+    from visloupe.widgets._common import display_map
+
+    model = Saturating()
+    ex = SplitIGExplorer(model, _images(), n_steps=16, cell=48)
+    res = ex.result
+    vmax = max(display_map(res.maps(p)[0].detach().float().numpy(), 99.5, True)[1] or 0.0
+               for p in ("left", "right", "ig"))
+    assert ex.legend.value.count("<img") == 1
+    assert f"<span>{-vmax:.3g}</span>" in ex.legend.value and f"{vmax:.3g}</span>" in \
+        ex.legend.value

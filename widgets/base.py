@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
+import numpy as np
 
 from ._common import LRU, close_tree, error_html, guarded
 
@@ -309,3 +310,41 @@ def legend_html(scales: list[tuple[str, str, bool, float]], width: int = 120) ->
             f"<span style='display:flex;font-variant-numeric:tabular-nums'>"
             f"<span>{low}</span>{mid}<span>{vmax:.3g}</span></span></span></div>")
     return "".join(rows)
+
+
+def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3) -> str:
+    """A table as HTML that reads as a product, not a dump: headers in words ("n consistency",
+    not "n_consistency"), numbers right-aligned in tabular figures with ``decimals`` decimals,
+    no mid-word wraps, text escaped, a scroll box instead of overflow, and a line saying how many
+    rows were left out."""
+    import math
+    import numbers
+
+    shown = df.head(max_rows)
+    cell = "padding:2px 8px;white-space:nowrap;border-bottom:1px solid #eee"
+
+    def fmt(value: Any) -> tuple[str, bool]:
+        if isinstance(value, (bool, np.bool_)):
+            return ("yes" if value else "no"), False
+        if isinstance(value, numbers.Integral):
+            return str(int(value)), True
+        if isinstance(value, numbers.Real):
+            v = float(value)
+            return ("–" if not math.isfinite(v) else f"{v:.{decimals}f}"), True
+        return escape(value), False
+
+    head = "".join(f"<th style='{cell};text-align:left'>{escape(str(c).replace('_', ' '))}</th>"
+                   for c in shown.columns)
+    rows = []
+    for rec in shown.itertuples(index=False):
+        tds = []
+        for value in rec:
+            text, numeric = fmt(value)
+            align = "right;font-variant-numeric:tabular-nums" if numeric else "left"
+            tds.append(f"<td style='{cell};text-align:{align}'>{text}</td>")
+        rows.append(f"<tr>{''.join(tds)}</tr>")
+    more = (f"<div style='font-size:12px;color:#555'>… {len(df) - max_rows} more rows</div>"
+            if len(df) > max_rows else "")
+    return (f"<div class='{escape(css)}' style='max-height:400px;max-width:100%;overflow:auto;"
+            f"font-size:12px'><table style='border-collapse:collapse'><thead><tr>{head}</tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table>{more}</div>")

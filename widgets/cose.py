@@ -30,7 +30,7 @@ from ._common import (
     open_job,
     resolve_models,
 )
-from .base import ExplorerBase, escape, legend_html
+from .base import ExplorerBase, escape, legend_html, table_html
 from .render import PALETTE, fit_image, image_grid, overlay, to_png
 
 __all__ = ["COSEExplorer"]
@@ -474,8 +474,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         cols = [c for c in ("method", "model", "consistency", "geometric_consistency",
                             "photometric_consistency", "sensitivity", "cose", "n_consistency",
                             "n_sensitivity", "infidelity", "max_sensitivity") if c in table]
-        self.table.value = table[cols].to_html(index=False, float_format=lambda v: f"{v:.3f}",
-                                               border=0)
+        self.table.value = table_html(table[cols], "visloupe-cose-table")
         return table
 
     # ------------------------------------------------------------------ export

@@ -41,7 +41,7 @@ from PIL import Image
 
 from . import render
 from ._common import guarded, logger, open_job
-from .base import ExplorerBase, escape, image_view
+from .base import ExplorerBase, escape, image_view, table_html
 from .render import PALETTE
 
 __all__ = ["DatasetExplorer"]
@@ -149,14 +149,6 @@ def _set_png(image: w.Image, png: bytes) -> None:
     ``<img>`` would draw a broken-image icon)."""
     image.value = png
     image.layout.display = "" if png else "none"
-
-
-def _table_html(df: pd.DataFrame, css: str, max_rows: int = 30) -> str:
-    shown = df.head(max_rows)
-    more = f"<div>… {len(df) - max_rows} more rows</div>" if len(df) > max_rows else ""
-    return (f'<div class="{css}" style="max-height:400px;overflow:auto;font-size:12px">'
-            f"{shown.to_html(index=False, float_format=lambda x: f'{x:.4g}', border=0)}{more}"
-            "</div>")
 
 
 class DatasetExplorer(ExplorerBase, w.VBox):
@@ -768,7 +760,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         space = "pixel" if self._model is None else "embedding"
         self.outlier_info.value = (f"<h4>Outliers</h4><div>mean distance to the k nearest "
                                    f"neighbours in {space} space, highest first</div>"
-                                   + _table_html(table, "visloupe-outlier-table", 20))
+                                   + table_html(table, "visloupe-outlier-table", max_rows=20,
+                                                decimals=4))
         captions = [f"#{i}\n{s:.3g}" for i, s in zip(idx, table["score"], strict=True)]
         grid = render.image_grid([self._source.rgb(i) for i in idx], captions, ncols=10, cell=64)
         _set_png(self.outlier_image, render.to_png(grid))
@@ -801,7 +794,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self.dup_info.value = (f"<h4>Near duplicates</h4><div>{len(table)} pairs with cosine "
                                f"distance ≤ {self.threshold.value:g} ({space}; "
                                "<code>profiling.near_duplicates</code>)</div>"
-                               + _table_html(table, "visloupe-duplicate-table", 20))
+                               + table_html(table, "visloupe-duplicate-table", max_rows=20,
+                                            decimals=4))
         images: list[Any] = []
         captions = []
         for i, j, d, exact in table.head(12).itertuples(index=False):
@@ -842,7 +836,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self.errors_info.value = (f"<h4>Confusion matrix</h4><div>accuracy {overall:.3f} on "
                                   f"{int(total)} images · rows: label, columns: prediction · "
                                   "click a cell to list its images</div>")
-        accuracy = w.HTML(_table_html(table, "visloupe-accuracy-table", 50),
+        accuracy = w.HTML(table_html(table, "visloupe-accuracy-table", max_rows=50),
                           layout=w.Layout(margin="0 0 0 24px"))
         self.matrix_box.children = [w.HBox([self._matrix_grid(matrix, names), accuracy])]
 

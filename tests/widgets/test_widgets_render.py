@@ -106,3 +106,19 @@ def test_image_grid_places_cells_and_captions() -> None:
     assert (caption_band < 128).any()  # some text was drawn
     with pytest.raises(ValueError, match="captions"):
         render.image_grid([red], ["a", "b"])
+
+
+def test_tables_read_as_a_product() -> None:
+    """Readable headers, right-aligned fixed-decimal numbers, escaped text, no wraps."""
+    import pandas as pd
+    from visloupe.widgets.base import table_html
+
+    df = pd.DataFrame({"n_consistency": [3, 12], "cose": [0.61234, float("nan")],
+                       "method": ["<b>grad_cam</b>", "ig"], "exact": [True, False]})
+    html = table_html(df, "t", decimals=2)
+    assert ">n consistency</th>" in html and "n_consistency" not in html
+    assert "text-align:right;font-variant-numeric:tabular-nums'>0.61</td>" in html
+    assert ">–</td>" in html and ">yes</td>" in html
+    assert "&lt;b&gt;grad_cam&lt;/b&gt;" in html and "<b>grad_cam" not in html
+    assert html.count("white-space:nowrap") == 2 * 4 + 4
+    assert "more rows" in table_html(pd.concat([df] * 20), max_rows=30)

@@ -813,6 +813,14 @@ def _as_image_source(data: Any, image_column: str | None, label_column: str | No
                      max_value: float | None) -> ImageSource:
     if not isinstance(buffer_size, int) or buffer_size < 0:
         raise ValueError(f"buffer_size: expected an int >= 0, got {buffer_size!r}")
+    if class_names is not None:
+        if isinstance(class_names, (str, bytes)):
+            raise TypeError(f"class_names: expected a sequence of names, got the string "
+                            f"{class_names!r}")
+        names = [str(c) for c in class_names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"class_names: expected distinct names, got repeats "
+                             f"{sorted({n for n in names if names.count(n) > 1})[:5]}")
     reader: Reader
     data = open_dataset(data, split)
     if isinstance(data, datasets.Dataset):
@@ -858,4 +866,22 @@ def _as_image_source(data: Any, image_column: str | None, label_column: str | No
                          "carries its own (use label_column=)")
     if labels is not None and reader.length is not None and len(labels) != reader.length:
         raise ValueError(f"labels: got {len(labels)} labels for {reader.length} images")
+    if labels is not None:
+        _check_labels(labels, class_names)
     return ImageSource(reader, class_names, max_value)
+
+
+def _check_labels(labels: Sequence[Any], class_names: Sequence[str] | None) -> None:
+    """Labels given with a list or an array: class indices ``>= 0`` (None: no label), below
+    ``len(class_names)`` when names are given. Anything else used to be dropped in silence."""
+    values = labels.tolist() if isinstance(labels, (np.ndarray, torch.Tensor)) else list(labels)
+    bad = [v for v in values if v is not None and (isinstance(v, (bool, np.bool_)) or not
+                                                   isinstance(v, (int, np.integer)) or v < 0)]
+    if bad:
+        raise TypeError(f"labels: expected class indices (ints >= 0, or None for no label), got "
+                        f"{bad[:3]!r}; map names to indices and pass the names as class_names=")
+    if class_names is not None:
+        high = [v for v in values if v is not None and v >= len(class_names)]
+        if high:
+            raise ValueError(f"labels: {sorted(set(high))[:5]} out of range for "
+                             f"{len(class_names)} class_names")

@@ -1,7 +1,7 @@
 """Bad input found by an audit of the public API (issue 14, "Bad input"): each of these gave a
 raw library error, blamed the wrong argument, or was accepted silently with a wrong result;
-each now raises an error that names the argument. 40 of the 43 cases failed on the code before
-this change (the other three already raised the right error by another path).
+each now raises an error that names the argument. 45 of the 49 cases failed on the code before
+the change that named them (the other four already raised the right error by another path).
 """
 
 from __future__ import annotations
@@ -93,6 +93,18 @@ def cases(model, pre, ds, x):
          "zero_padding"),
         (lambda: padding.blind_spot_probe(model, 32, max_positions=0), ValueError,
          "max_positions"),
+        # data: labels given with a list of images were dropped in silence
+        (lambda: data.as_image_source(list(ds["image"]), labels=list("abcd")), TypeError,
+         "labels: expected class indices"),
+        (lambda: data.as_image_source(list(ds["image"]), labels=[0.5] * 4), TypeError,
+         "labels"),
+        (lambda: data.as_image_source(list(ds["image"]), labels=[-3] * 4), TypeError,
+         "labels"),
+        (lambda: data.as_image_source(list(ds["image"]), labels=[9] * 4,
+                                      class_names=["a", "b"]), ValueError, "out of range"),
+        (lambda: data.as_image_source(ds, class_names="abcde"), TypeError, "class_names"),
+        (lambda: data.as_image_source(ds, class_names=["a", "a", "b", "c", "d"]), ValueError,
+         "distinct"),
         # jobs
         (lambda: jobs.shard_ranges(10, 0), ValueError, "shard_size"),
         # widgets

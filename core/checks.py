@@ -6,7 +6,8 @@ names the argument, says what was expected and shows what came (DESIGN.md §3, "
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -70,9 +71,6 @@ def check_bool(name: str, value: Any) -> bool:
 def check_options(name: str, options: Any, fn: Callable) -> dict[str, Any]:
     """``options`` (None: none) as a dict of ``fn``'s keyword-only options, the ones a caller
     may forward (``seed`` and ``batch_size`` are the caller's own): unknown keys are named."""
-    import inspect
-    from collections.abc import Mapping
-
     if options is None:
         return {}
     if not isinstance(options, Mapping):

@@ -220,6 +220,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._specs = {title: _spec_of(e) for title, e in self._methods.items()}
         self._ids = self._init_ids(data, ids)
         self._inputs: LRU = LRU(64)
+        self._probs: dict[tuple[int, str], np.ndarray] = {}
         self._class_names = self._init_class_names(class_names)
         self._top_k = min(top_k, max(1, len(self._class_names)))
         self._cell = cell
@@ -228,7 +229,6 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._maps: LRU = LRU(cache_size)
         self._fresh: dict[tuple, np.ndarray] = {}  # maps of the view on screen (any cache_size)
         self._cell_errors: dict[tuple, str] = {}
-        self._probs: dict[tuple[int, str], np.ndarray] = {}
         self._display: LRU = LRU(32)
         self._labels: np.ndarray | None = None
         self._order: list[int] = list(range(self._length()))
@@ -328,8 +328,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         return ids
 
     def _init_class_names(self, class_names: Sequence[str] | None) -> list[str]:
-        widths = {name: predict_proba(model, self._input(0, name)[None]).shape[1]
-                  for name, model in self._models.items()}
+        # the first sample's predictions, kept: the first view shows them anyway
+        widths = {name: len(self._proba(0, name)) for name in self._models}
         if len(set(widths.values())) > 1:
             raise ValueError(f"models: expected the same classes for every model, got output "
                              f"widths {widths}")

@@ -26,23 +26,6 @@ from torch import Tensor, nn
 
 from ..checks import check_batch_size, check_module
 
-__all__ = [
-    "all_modules",
-    "as_logits",
-    "check_inputs",
-    "check_model",
-    "config_value",
-    "eval_mode",
-    "expected_in_channels",
-    "find_module",
-    "first_tensor",
-    "hooks",
-    "logits",
-    "model_device",
-    "model_dtype",
-    "predict",
-]
-
 logger = logging.getLogger(__name__)
 
 

@@ -28,6 +28,7 @@ from .adapter import (
     config_value,
     eval_mode,
     expected_in_channels,
+    first_tensor,
     model_device,
     model_dtype,
 )
@@ -237,14 +238,6 @@ _TRACE_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[Any, dict[str, tuple]]] 
 )
 
 
-def _first_tensor(output: Any) -> Tensor | None:
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
-        return output[0]
-    return None
-
-
 def _normalise_input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
     if input_shape is None:
         hw = _image_size_hint(model) or (224, 224)
@@ -278,7 +271,7 @@ def trace_output_shapes(
 
     def make_hook(name: str):
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             calls = record.pop(name, ((), 0))[1] + 1
             record[name] = (tuple(tensor.shape) if tensor is not None else (), calls)
 

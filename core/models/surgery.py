@@ -38,22 +38,6 @@ from torch import Tensor, nn
 from ..checks import check_module
 from .architectures import GlobalLSEPool, TextCNN
 
-__all__ = [
-    "RANDOMIZATION_MODES",
-    "AdaptiveLSEPool1d",
-    "AdaptiveLSEPool2d",
-    "LSEPool1d",
-    "LSEPool2d",
-    "SoftplusReLU6",
-    "SmoothingReport",
-    "has_own_parameters",
-    "lse_pool2d",
-    "randomized_copies",
-    "reinitialize_layers",
-    "smooth_model",
-    "swap_padding",
-]
-
 logger = logging.getLogger(__name__)
 
 RANDOMIZATION_MODES = ("cascading", "independent")

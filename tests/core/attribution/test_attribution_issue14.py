@@ -22,21 +22,13 @@ from visloupe.core.attribution import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _cnn(seed: int = 0) -> nn.Module:
-    return tiny_cnn(8, seed)
-
-
-def _images(n: int = 2, seed: int = 1) -> torch.Tensor:
-    return random_images(n, 8, seed)
-
-
 # ----------------------------------------------------------------------------- SmoothGrad seeds
 
 
 @pytest.mark.parametrize("params", [{}, {"nt_type": "vargrad"},
                                     {"base": "integrated_gradients", "n_steps": 4}])
 def test_smoothgrad_map_does_not_depend_on_the_batch(params: dict) -> None:
-    model, x = _cnn(), _images(2)
+    model, x = tiny_cnn(8), random_images(2, 8)
     alone = explain(model, x[1:], 0, "smoothgrad", nt_samples=6, seed=3, **params)
     in_batch = explain(model, x, 0, "smoothgrad", nt_samples=6, seed=3, **params)
     torch.testing.assert_close(in_batch[1:], alone, atol=1e-6, rtol=1e-5)
@@ -52,7 +44,7 @@ def test_smoothgrad_map_does_not_depend_on_the_batch(params: dict) -> None:
 def test_every_stochastic_method_gets_content_seeds() -> None:
     stochastic = [m for m in available_methods() if method_spec(m).stochastic]
     assert stochastic  # smoothgrad at least
-    model, x = _cnn(), _images(2)
+    model, x = tiny_cnn(8), random_images(2, 8)
     for name in stochastic:
         spec = method_spec(name)
         seen: list[tuple[int, ...]] = []
@@ -72,7 +64,7 @@ def test_every_stochastic_method_gets_content_seeds() -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_baseline_is_refused(bad: float) -> None:
-    model, x = _cnn(), _images(2)
+    model, x = tiny_cnn(8), random_images(2, 8)
     for method in ("integrated_gradients", "deeplift", "occlusion"):
         with pytest.raises(ValueError, match="baseline"):
             explain(model, x, 0, method, baseline=bad)
@@ -83,11 +75,11 @@ def test_non_finite_baseline_is_refused(bad: float) -> None:
 
 
 def test_meta_model_and_wrong_channels_are_named() -> None:
-    x = _images(2)
-    meta = _cnn().to("meta")
+    x = random_images(2, 8)
+    meta = tiny_cnn(8).to("meta")
     with pytest.raises(ValueError, match="model.*meta"):
         explain(meta, x, 0, "saliency")
-    model = _cnn()
+    model = tiny_cnn(8)
     for channels, hint in ((1, "grayscale"), (4, "RGBA")):
         wrong = torch.rand(2, channels, 8, 8)
         with pytest.raises(ValueError, match=f"inputs: .*expects 3 input channel.*got "
@@ -126,8 +118,8 @@ def test_deeplift_warns_on_gelu_layernorm_and_is_really_incomplete_there() -> No
 
 
 def test_deeplift_on_a_relu_cnn_is_silent_and_complete() -> None:
-    model = _cnn()
-    x = _images(3)
+    model = tiny_cnn(8)
+    x = random_images(3, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         explain(model, x, 0, "deeplift")

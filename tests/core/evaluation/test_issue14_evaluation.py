@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from helpers.nets import random_images, tiny_cnn
-from torch import nn
 from visloupe.core.evaluation import (
     PixelData,
     abpc,
@@ -23,16 +22,8 @@ from visloupe.core.evaluation import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _cnn(seed: int = 0) -> nn.Module:
-    return tiny_cnn(16, seed)
-
-
-def _pixels(n: int = 3, seed: int = 1) -> torch.Tensor:
-    return random_images(n, 16, seed)
-
-
 def test_max_sensitivity_of_one_image_equals_its_row_in_a_batch() -> None:
-    model, x = _cnn(), _pixels(2)
+    model, x = tiny_cnn(16), random_images(2, 16)
     batch = max_sensitivity(model, x, "saliency", target=0, n_samples=4, seed=2)
     one = max_sensitivity(model, x[:1], "saliency", target=0, n_samples=4, seed=2)
     assert one.shape == (1,) and torch.isfinite(one).all() and (one > 0).all()
@@ -47,7 +38,7 @@ def test_max_sensitivity_of_one_image_equals_its_row_in_a_batch() -> None:
 
 
 def test_compare_methods_and_smoothing_check_with_one_image() -> None:
-    model, x = _cnn(), _pixels(3)
+    model, x = tiny_cnn(16), random_images(3, 16)
     with torch.no_grad():
         pred = model(x).argmax(1)
     labels = (pred + 1) % 3
@@ -71,7 +62,7 @@ def _labelled(channels: int) -> PixelData:
 
 @pytest.mark.parametrize("channels", [1, 4])
 def test_wrong_channel_count_is_named_by_every_entry_point(channels: int) -> None:
-    model = _cnn()
+    model = tiny_cnn(16)
     x = _labelled(channels).pixels
     calls = {
         "max_sensitivity": lambda: max_sensitivity(model, x, "saliency"),
@@ -89,8 +80,8 @@ def test_wrong_channel_count_is_named_by_every_entry_point(channels: int) -> Non
 
 
 def test_meta_device_model_is_named_by_every_entry_point() -> None:
-    meta = _cnn().to("meta")
-    x = _pixels(2)
+    meta = tiny_cnn(16).to("meta")
+    x = random_images(2, 16)
     calls = [
         lambda: max_sensitivity(meta, x, "saliency"),
         lambda: infidelity(meta, x, "saliency"),

@@ -8,11 +8,12 @@ cells list their samples). In the spirit of Know Your Data and FiftyOne, but inl
 notebook, on any data ``as_image_source`` reads, and composable with the saliency widgets:
 ``SaliencyExplorer(model, explorer.selection)`` explains what you selected.
 
-Plots are Bokeh documents (``bokeh.embed.json_item``) drawn by a small anywidget
-(``datasets.js``). BokehJS comes from the installed bokeh package (inline resources, never a CDN),
-sent once per page on the plot's request. A selection on the map fires a Bokeh ``CustomJS``
-callback that the anywidget relays into its synced ``selected`` trait, so it works in JupyterLab,
-Notebook 7, VS Code and Colab without ``jupyter_bokeh`` (and with ipywidgets 7 or 8).
+Plots are Bokeh documents drawn by a small anywidget (:mod:`visloupe.widgets.plots`,
+``datasets.js``), with BokehJS from the installed bokeh package (never a CDN), so they work in
+JupyterLab, Notebook 7, VS Code and Colab without ``jupyter_bokeh`` (ipywidgets 7 or 8). The map
+holds up to 100 000 points: coordinates travel as one binary buffer, WebGL draws them, and a
+point's thumbnail is made and sent only when the mouse is over it. A box or lasso selection
+reaches Python as :attr:`DatasetExplorer.selected_indices`.
 
 The expensive steps (profile, embeddings, projection, confusion matrix) run once, when their tab
 is first opened, with a progress bar; colour-by, thresholds and cell choices re-render from cache.
@@ -22,31 +23,24 @@ Errors tab says that it needs a model.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
-import uuid
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import anywidget
 import ipywidgets as w
 import numpy as np
 import pandas as pd
-import traitlets
-from PIL import Image
 
 from . import render
-from ._common import guarded, logger, open_job
+from ._common import guarded, open_job
 from .base import ExplorerBase, escape, image_view, table_html
+from .plots import BokehPlot, PointMap, bokeh_js, linear_colour_index
 from .render import PALETTE
 
 __all__ = ["DatasetExplorer"]
 
-_HERE = Path(__file__).resolve().parent
 TABS = ("Overview", "Classes", "Map", "Duplicates & outliers", "Errors")
 STATISTICS = ("width", "height", "aspect", "channels", "brightness", "contrast", "colourfulness",
               "sharpness", "file_size")
@@ -57,91 +51,20 @@ MEAN_PER_CLASS = 200
 """Class means average at most this many images per class (a seeded draw)."""
 PIXEL_SIZE = 16
 """Side of the downsampled RGB images embedded when no model is given."""
-
-_TOOLTIP = """
-<div class="visloupe-map-tip" style="padding:2px">
-  <img class="visloupe-map-thumb" src="@thumb" style="image-rendering:pixelated;
-       border:1px solid #888;max-width:96px;max-height:96px;min-width:48px"/>
-  <div style="font-size:11px">#@index · @class_name</div>
-  <div style="font-size:11px">@colour_name: @value</div>
-</div>
-"""
-
-_SELECT_JS = """
-window.dispatchEvent(new CustomEvent("visloupe-select",
-    {detail: {uid: uid, indices: Array.from(cb_obj.indices)}}));
-"""
-
-
-@lru_cache(maxsize=1)
-def _bokeh_js() -> tuple[str, ...]:
-    """BokehJS source from the installed package (inline resources: no CDN, works offline)."""
-    from bokeh.resources import Resources
-
-    return tuple(Resources(mode="inline", components=["bokeh"]).js_raw)
-
-
-def _bokeh_version() -> str:
-    import bokeh
-
-    return bokeh.__version__
-
-
-class _BokehPlot(anywidget.AnyWidget):
-    """One Bokeh document in the notebook; ``selected`` holds the rows selected on the map."""
-
-    _esm = _HERE / "datasets.js"
-    item = traitlets.Unicode("").tag(sync=True)
-    uid = traitlets.Unicode("").tag(sync=True)
-    selected = traitlets.List(traitlets.Int()).tag(sync=True)
-    status = traitlets.Unicode("").tag(sync=True)
-    bokeh_version = traitlets.Unicode("").tag(sync=True)
-    css_class = traitlets.Unicode("").tag(sync=True)
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("uid", uuid.uuid4().hex)
-        kwargs.setdefault("bokeh_version", _bokeh_version())
-        super().__init__(**kwargs)
-        self.figure: Any = None
-        self.on_msg(self._on_custom)
-
-    def _on_custom(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, dict) and content.get("type") == "need-bokeh":
-            self.send({"type": "bokeh-js", "code": list(_bokeh_js())})
-
-    def show(self, fig: Any) -> None:
-        """Draw ``fig`` (any Bokeh layout) in place of the current one."""
-        from bokeh.embed import json_item
-
-        self.figure = fig
-        self.item = json.dumps(json_item(fig))
-
+LEGEND_CLASSES = 30
+"""Classes listed in the map's legend (more: the hover tooltip names each point's class)."""
+EXPORT_THUMBS = 2000
+"""``to_html`` embeds hover thumbnails for maps of at most this many points."""
+NAN_COLOUR = "#bbbbbb"
 
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers (tested through the widget)
 
 
-def _png_data_uri(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False, compress_level=6)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+def _data_uri(png: bytes) -> str:
+    import base64
 
-
-def _stat_colours(values: np.ndarray) -> tuple[list[str], float, float]:
-    """Viridis colours of ``values`` (grey where NaN) and the range they span."""
-    from bokeh.palettes import Viridis256
-
-    v = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(v)
-    lo = float(v[finite].min()) if finite.any() else 0.0
-    hi = float(v[finite].max()) if finite.any() else 1.0
-    span = hi - lo if hi > lo else 1.0
-    idx = np.clip(((np.nan_to_num(v, nan=lo) - lo) / span * 255).round(), 0, 255).astype(int)
-    return [Viridis256[k] if ok else "#bbbbbb" for k, ok in zip(idx, finite, strict=True)], lo, hi
-
-
-def _hidden() -> w.Layout:
-    return w.Layout(max_width="100%", display="none")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _set_png(image: w.Image, png: bytes) -> None:
@@ -168,8 +91,10 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         layer: the module (name) whose pooled output is embedded; None: the penultimate
             layer (the input of the last ``nn.Linear``), as in core ``embed``.
         seed: for sampling, sample grids and stochastic projections.
-        max_points: at most this many points on the map (a seeded subset), since every point
-            carries its thumbnail to the browser.
+        max_points: at most this many points on the map (a seeded subset of the profiled
+            items). The coordinates travel as binary float32, WebGL draws them and thumbnails
+            are made on hover, so 100 000 points stay interactive; t-SNE at that size takes
+            minutes (PCA seconds).
         thumb_size: thumbnail side in pixels (hover and grids).
         profile: a ``profiling.profile_dataset`` table of ``data`` computed elsewhere (e.g. an
             ``embed`` job's, see :meth:`from_results`): shown as it is, not recomputed.
@@ -188,7 +113,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
     def __init__(self, data: Any, *, model: Any = None, preprocess: Callable | None = None,
                  class_names: Sequence[str] | None = None, sample: int | None = None,
                  projection: str = "pca", layer: Any = None, seed: int = 0,
-                 max_points: int = 1000, thumb_size: int = 48,
+                 max_points: int = 100_000, thumb_size: int = 48,
                  profile: pd.DataFrame | None = None,
                  embeddings: np.ndarray | None = None) -> None:
         from torch import nn
@@ -232,7 +157,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self._embeddings: np.ndarray | None = None
         self._coords: dict[str, np.ndarray] = {}
         self._map_rows = np.zeros(0, dtype=np.int64)  # map point -> row
-        self._thumbs: dict[int, str] = {}
+        self.map_points: pd.DataFrame | None = None
         self._confusion: Any = None
         if profile is not None:
             self._set_profile(profile)
@@ -334,12 +259,16 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
     def to_html(self) -> str:
         """A standalone HTML page of the plots built so far (BokehJS inline: works offline)."""
-        items = [p.item for p in self._plots() if p.item]
+        items = [p.item for p in (self.balance_plot, self.hist_plot) if p.item]
+        if self.map_plot.item:  # the live map's points travel apart: export them inline
+            from bokeh.embed import json_item
+
+            items.append(json.dumps(json_item(self._map_figure(inline=True))))
         if not items:
             raise ValueError("to_html: no plot has been built yet")
         parts = ['<!DOCTYPE html><html><head><meta charset="utf-8">',
                  "<title>visloupe DatasetExplorer</title>"]
-        parts += [f"<script>{code}</script>" for code in _bokeh_js()]
+        parts += [f"<script>{code}</script>" for code in bokeh_js()]
         parts.append("</head><body>")
         for k, item in enumerate(items):
             safe = item.replace("</", "<\\/")  # no "</script>" inside the script
@@ -370,15 +299,15 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
     # -- layout --------------------------------------------------------------------------------
 
-    def _plots(self) -> list[_BokehPlot]:
+    def _plots(self) -> list[BokehPlot]:
         return [self.balance_plot, self.hist_plot, self.map_plot]
 
     def _build_ui(self, projection: str) -> None:
         self.add_class("visloupe-dataset-explorer")
         # Overview
         self.summary = w.HTML()
-        self.balance_plot = _BokehPlot(css_class="visloupe-balance")
-        self.hist_plot = _BokehPlot(css_class="visloupe-histograms")
+        self.balance_plot = BokehPlot(css_class="visloupe-balance")
+        self.hist_plot = BokehPlot(css_class="visloupe-histograms")
         overview = w.VBox([self.summary, self.balance_plot, self.hist_plot])
         # Classes
         self.classes_box = w.VBox()
@@ -389,12 +318,16 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self.projection = w.Dropdown(options=list(PROJECTIONS), value=projection,
                                      description="projection")
         self.clear_button = w.Button(description="clear selection", icon="times")
-        self.map_plot = _BokehPlot(css_class="visloupe-map")
+        self.map_plot = PointMap(css_class="visloupe-map")
+        self.map_plot.hover = self._hover
+        self.map_legend = w.HTML()
+        self.map_legend.add_class("visloupe-map-legend")
         self.selection_info = w.HTML()
         self.selection_info.add_class("visloupe-selection-info")
         self.selection_image = image_view(hidden=True)
         map_tab = w.VBox([w.HBox([self.colour_by, self.projection, self.clear_button]),
-                          self.map_plot, self.selection_info, self.selection_image])
+                          w.HBox([self.map_plot, self.map_legend]), self.selection_info,
+                          self.selection_image])
         # Duplicates & outliers
         self.threshold = w.BoundedFloatText(value=0.05, min=0.0, max=2.0, step=0.01,
                                             description="threshold")
@@ -631,17 +564,24 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             self._coords[method] = xy
         return self._coords[method]
 
-    def _thumb(self, index: int) -> str:
-        if index not in self._thumbs:
-            from visloupe.core.profiling import thumbnail
+    def _thumb_png(self, index: int) -> bytes:
+        from visloupe.core.profiling import thumbnail
 
-            try:
-                self._thumbs[index] = _png_data_uri(thumbnail(self._source.rgb(index),
-                                                              self._thumb_size))
-            except Exception as error:  # noqa: BLE001 - the point stays, without a picture
-                logger.warning("thumbnail of item %s failed: %s", index, error)
-                self._thumbs[index] = ""
-        return self._thumbs[index]
+        return render.to_png(thumbnail(self._source.rgb(index), self._thumb_size))
+
+    def _hover(self, point: int) -> tuple[dict[str, str], bytes]:
+        """The tooltip of map point ``point``: its index, class and colour value, and its
+        thumbnail (made now: only hovered points get one)."""
+        row = self.map_points.iloc[point]
+        fields = {"title": f"#{int(row['index'])} · {row['class_name']}"}
+        if self.colour_by.value != CLASS:
+            fields[self.colour_by.value] = f"{row['value']:.4g}"
+        try:
+            png = self._thumb_png(int(row["index"]))
+        except Exception as error:  # noqa: BLE001 - the tooltip keeps its text
+            fields["thumbnail"] = f"failed: {error}"
+            png = b""
+        return fields, png
 
     def _build_map(self) -> None:
         self._ensure_profile()
@@ -658,58 +598,108 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self._ensure_coords(self.projection.value)
         self._draw_map()
 
-    def _draw_map(self) -> None:
-        from bokeh.models import (
-            ColorBar,
-            ColumnDataSource,
-            CustomJS,
-            HoverTool,
-            LinearColorMapper,
-        )
+    def _map_table(self) -> tuple[pd.DataFrame, Any, list[str]]:
+        """What the map shows, one row per point (dataset index, coordinates, class, colour
+        value, colour code and hex colour), the colour mapper and the class order."""
+        from bokeh.models import LinearColorMapper
         from bokeh.palettes import Viridis256
-        from bokeh.plotting import figure
 
         xy = self._ensure_coords(self.projection.value)
         rows = self._map_rows
         sub = self._ok.iloc[rows]
-        index = self._rows[rows]
-        names = [self._class_name(v) if pd.notna(v) else "(no label)" for v in sub["label"]]
+        labels = sub["label"].to_numpy(dtype=np.float64, na_value=np.nan)
+        keys = [int(v) if np.isfinite(v) else None for v in labels]
+        names = {k: self._class_name(k) for k in set(keys)}
+        class_names = [names[k] for k in keys]
+        order = list(dict.fromkeys(class_names))  # label order (points are sorted by label)
         colour = self.colour_by.value
         if colour == CLASS:
-            order = list(dict.fromkeys(names))  # label order (points are sorted by label)
-            colours = [PALETTE[order.index(c) % len(PALETTE)] for c in names]
-            values = names
+            code = np.array([order.index(c) for c in class_names], dtype=np.float64)
+            values = np.full(len(rows), np.nan)
+            palette = [PALETTE[k % len(PALETTE)] for k in range(len(order))]
+            mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(order) - 0.5)
+            hexes = [palette[int(k)] for k in code]
         else:
-            vals = pd.to_numeric(sub[colour], errors="coerce").to_numpy(dtype=np.float64)
-            colours, lo, hi = _stat_colours(vals)
-            values = [f"{v:.4g}" for v in vals]
-        data = {
-            "x": xy[:, 0], "y": xy[:, 1], "index": index.tolist(), "class_name": names,
-            "thumb": [self._thumb(int(i)) for i in index], "colour": colours,
-            "value": values, "colour_name": [colour] * len(rows),
-        }
-        src = ColumnDataSource(data, name="visloupe-points")
-        src.selected.indices = [int(p) for p in self.map_plot.selected if 0 <= p < len(rows)]
+            values = pd.to_numeric(sub[colour], errors="coerce").to_numpy(dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            lo = float(finite.min()) if len(finite) else 0.0
+            hi = float(finite.max()) if len(finite) else 1.0
+            hi = hi if hi > lo else lo + 1.0
+            code = values
+            mapper = LinearColorMapper(palette=Viridis256, low=lo, high=hi,
+                                       nan_color=NAN_COLOUR)
+            slot = linear_colour_index(values, lo, hi, len(Viridis256))
+            hexes = [Viridis256[k] if k >= 0 else NAN_COLOUR for k in slot]
+        table = pd.DataFrame({"index": self._rows[rows], "x": xy[:, 0], "y": xy[:, 1],
+                              "class_name": class_names, "value": values, "code": code,
+                              "colour": hexes})
+        return table, mapper, order
+
+    def _map_figure(self, inline: bool = False) -> Any:
+        """The map's Bokeh figure. Live, its point source is empty (the widget sends the
+        points as binary); ``inline=True`` puts them in the document for ``to_html``."""
+        from bokeh.models import ColorBar, ColumnDataSource, HoverTool
+        from bokeh.plotting import figure
+
+        table, mapper, _order = self._map_table()
         space = "pixels" if self._model is None else "embeddings"
         fig = figure(width=620, height=520, title=f"{self.projection.value} of {space}",
                      tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
-                     active_drag="box_select", toolbar_location="above")
-        kwargs = {"legend_field": "class_name"} if colour == CLASS and len(set(names)) <= 20 \
-            else {}
-        points = fig.scatter("x", "y", source=src, size=8, fill_color="colour", line_color=None,
+                     active_drag="box_select", toolbar_location="above",
+                     output_backend="webgl", x_axis_label=f"{self.projection.value} 1",
+                     y_axis_label=f"{self.projection.value} 2")
+        if inline:
+            data = {c: table[c].to_numpy() for c in ("x", "y", "index")}
+            data.update(c=table["code"].to_numpy(), class_name=table["class_name"].tolist())
+            tips = "<div>#@index · @class_name</div>"
+            if len(table) <= EXPORT_THUMBS:
+                data["thumb"] = [_data_uri(self._thumb_png(int(i))) for i in table["index"]]
+                tips = ('<img src="@thumb" style="image-rendering:pixelated;max-width:96px;'
+                        'max-height:96px"/>' + tips)
+            src = ColumnDataSource(data)
+        else:
+            src = self.map_plot.empty_source()
+            src.selected.indices = [int(p) for p in self.map_plot.selected
+                                    if 0 <= p < len(table)]
+        size = 8 if len(table) <= 2000 else 5 if len(table) <= 20000 else 3
+        points = fig.scatter("x", "y", source=src, size=size,
+                             fill_color={"field": "c", "transform": mapper}, line_color=None,
                              fill_alpha=0.85, selection_line_color="black",
-                             nonselection_fill_alpha=0.25, **kwargs)
-        fig.add_tools(HoverTool(renderers=[points], tooltips=_TOOLTIP))
-        if colour != CLASS:
-            mapper = LinearColorMapper(palette=Viridis256, low=lo, high=hi)
-            fig.add_layout(ColorBar(color_mapper=mapper, title=colour), "right")
-        elif kwargs:
-            fig.legend.label_text_font_size = "9pt"
-            fig.add_layout(fig.legend[0], "right")  # outside the frame, off the points
-        src.selected.js_on_change("indices", CustomJS(args={"uid": self.map_plot.uid},
-                                                      code=_SELECT_JS))
-        self.map_plot.show(fig)
+                             nonselection_fill_alpha=0.25)
+        if inline:
+            fig.add_tools(HoverTool(renderers=[points], tooltips=tips))
+        else:
+            fig.add_tools(HoverTool(renderers=[points], tooltips=None,
+                                    callback=self.map_plot.hover_js()))
+            src.selected.js_on_change("indices", self.map_plot.select_js())
+        if self.colour_by.value != CLASS:
+            fig.add_layout(ColorBar(color_mapper=mapper, title=self.colour_by.value), "right")
+        return fig
+
+    def _draw_map(self) -> None:
+        table, _mapper, order = self._map_table()
+        self.map_points = table
+        fig = self._map_figure()
+        self.map_plot.show_points(fig, {"x": table["x"].to_numpy(), "y": table["y"].to_numpy(),
+                                        "c": table["code"].to_numpy(),
+                                        "index": table["index"].to_numpy()})
+        self.map_legend.value = self._legend_html(table, order)
         self._show_selection()
+
+    def _legend_html(self, table: pd.DataFrame, order: list[str]) -> str:
+        if self.colour_by.value != CLASS:
+            return ""
+        counts = table["class_name"].value_counts()
+        items = [f'<div style="white-space:nowrap"><span style="display:inline-block;'
+                 f'width:10px;height:10px;background:{PALETTE[k % len(PALETTE)]};'
+                 f'margin-right:4px"></span>{escape(name)} '
+                 f'<span style="color:#666">{int(counts[name])}</span></div>'
+                 for k, name in enumerate(order[:LEGEND_CLASSES])]
+        more = len(order) - LEGEND_CLASSES
+        if more > 0:
+            items.append(f"<div>… {more} more classes (hover a point for its class)</div>")
+        return ('<div class="visloupe-legend" style="font-size:12px;margin:40px 0 0 8px">'
+                f"<b>class</b> <span style=\"color:#666\">points</span>{''.join(items)}</div>")
 
     def _redraw(self) -> None:
         if "Map" in self._built:

@@ -3,10 +3,11 @@ Chromium + Playwright.
 
 A generated notebook builds a DatasetExplorer on 40 small synthetic images (no model: the map
 embeds pixels), opens the Map tab and displays it. The test runs all cells, waits for BokehJS
-(sent inline by the kernel, no CDN) to draw the scatter, hovers a point and checks that its
-thumbnail appears in the tooltip, then drags a box selection with the mouse and checks that the
-indices of exactly the points inside the box come back from the kernel (Python re-renders them
-into the selection line), with no widget error.
+(sent inline by the kernel, no CDN) to draw the scatter from the binary point buffer, hovers a
+point and checks that the kernel's thumbnail of that point appears in the tooltip, then drags a
+box selection with the mouse and checks that the indices of exactly the points inside the box
+come back from the kernel (Python re-renders them into the selection line), with no widget error.
+It also checks the WebGL report: where the browser has no WebGL the map says it draws on a canvas.
 """
 
 from __future__ import annotations
@@ -40,31 +41,32 @@ POINTS_JS = """() => {
   const pv = el.__visloupeViews.roots[0];
   const r = pv.el.getBoundingClientRect();
   const fr = pv.frame;
-  const renderer = pv.model.renderers.find((x) => x.data_source && x.data_source.data.thumb);
+  const renderer = pv.model.renderers.find(
+    (x) => x.data_source && x.data_source.name === "visloupe-points");
   const d = renderer.data_source.data;
   const pts = [];
   for (let i = 0; i < d.x.length; i++) {
     pts.push({x: r.left + fr.x_scale.compute(d.x[i]), y: r.top + fr.y_scale.compute(d.y[i]),
-              index: d.index[i]});
+              index: Math.round(d.index[i])});
   }
   return {pts, frame: [r.left + fr.bbox.left, r.top + fr.bbox.top, fr.bbox.width,
                        fr.bbox.height]};
 }"""
 
-# The hover tooltip lives in Bokeh's shadow DOM: search every open shadow root.
+# The widget's own hover tooltip: the thumbnail the kernel sent for the hovered point.
 THUMB_JS = """() => {
-  const found = [];
-  const walk = (root) => {
-    for (const img of root.querySelectorAll('img.visloupe-map-thumb')) found.push(img);
-    for (const node of root.querySelectorAll('*')) if (node.shadowRoot) walk(node.shadowRoot);
-  };
-  walk(document);
+  const found = [...document.querySelectorAll('.visloupe-map-tip img.visloupe-map-thumb')];
   const shown = found.filter((img) => {
     const b = img.getBoundingClientRect();
     return b.width > 0 && b.height > 0 && img.complete && img.naturalWidth > 0;
   });
   return shown.map((img) => ({src: img.src.slice(0, 30), w: img.naturalWidth,
                               text: img.parentElement.innerText}));
+}"""
+
+WEBGL_JS = """() => {
+  const c = document.createElement('canvas');
+  return Boolean(c.getContext('webgl2') || c.getContext('webgl'));
 }"""
 
 
@@ -95,15 +97,22 @@ def test_dataset_explorer_map_hover_and_box_select(tmp_path: Path) -> None:
         assert len(pts) == 40
         assert sorted(p["index"] for p in pts) == list(range(40))
 
-        # hover: the tooltip shows the point's thumbnail (a PNG data URI) and index
+        note = page.locator(".visloupe-map .visloupe-bokeh-note").inner_text()
+        if page.evaluate(WEBGL_JS):
+            assert note == ""
+        else:  # the map says it fell back to a 2-D canvas
+            assert "no WebGL" in note and "40 points" in note
+
+        # hover: the tooltip shows the thumbnail the kernel made for that point, and its index
         target = _loneliest(pts)
         page.mouse.move(target["x"] - 30, target["y"] - 30)
         page.mouse.move(target["x"], target["y"], steps=5)
         page.wait_for_function(f"() => ({THUMB_JS})().length > 0", timeout=15_000)
         shown = page.evaluate(THUMB_JS)
-        assert shown[0]["src"].startswith("data:image/png;base64,")
+        assert shown[0]["src"].startswith("blob:")
         assert shown[0]["w"] == 48
-        assert f"#{target['index']} " in shown[0]["text"]
+        assert f"#{target['index']} · " in shown[0]["text"]
+        lab.screenshot("-hover")
 
         # box select by mouse drag over the left part of the frame (a gap between
         # points on both edges, so no point sits on the box border)

@@ -8,7 +8,6 @@ CNN (no training). Expected values are computed here independently of the widget
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 
@@ -21,8 +20,9 @@ from bokeh.palettes import Viridis256
 from PIL import Image
 from torch import nn
 from visloupe.core.data import as_image_source
-from visloupe.core.profiling import embed, knn_scores, project
-from visloupe.widgets.datasets import STATISTICS, TABS, DatasetExplorer, _BokehPlot
+from visloupe.core.profiling import embed, knn_scores, project, thumbnail
+from visloupe.widgets.datasets import STATISTICS, TABS, DatasetExplorer
+from visloupe.widgets.plots import COLUMNS, BokehPlot, bokeh_js, linear_colour_index
 
 N, K, SIDE = 40, 4, 16
 DUP = (3, 29)  # item 29 is an exact copy of item 3
@@ -97,6 +97,24 @@ def _source(fig, name: str = "visloupe-points"):
     return next(m for m in fig.references() if getattr(m, "name", None) == name)
 
 
+def _points(explorer: DatasetExplorer) -> dict[str, np.ndarray]:
+    """The map's points as the browser receives them: one float32 buffer of columns."""
+    plot = explorer.map_plot
+    flat = np.frombuffer(plot.points, dtype="<f4")
+    assert flat.size == len(COLUMNS) * plot.n_points
+    return dict(zip(COLUMNS, flat.reshape(len(COLUMNS), plot.n_points), strict=True))
+
+
+def _hover(explorer: DatasetExplorer, point: int, monkeypatch) -> tuple[dict, list]:
+    """What the kernel answers when the browser says the mouse is over ``point``."""
+    sent = []
+    monkeypatch.setattr(explorer.map_plot, "send",
+                        lambda content, buffers=None: sent.append((content, buffers)))
+    explorer.map_plot._on_custom(explorer.map_plot, {"type": "hover", "point": point}, [])
+    assert len(sent) == 1
+    return sent[0]
+
+
 def test_overview_counts_and_histograms(explorer: DatasetExplorer, data) -> None:
     assert explorer.error_area.value == ""
     rows = _sampled()
@@ -125,50 +143,79 @@ def test_classes_tab_one_row_per_class(explorer: DatasetExplorer) -> None:
         assert grid.shape[0] >= 64 and grid.shape[1] > 64 * 8
 
 
-def test_map_matches_core_projection(explorer: DatasetExplorer, data, model) -> None:
+def test_map_matches_core_projection(explorer: DatasetExplorer, data, model,
+                                     monkeypatch) -> None:
     rows = _sampled()
     emb = embed(model, data, preprocess=preprocess, indices=rows, cache=False)
     np.testing.assert_allclose(explorer.embeddings, emb, rtol=1e-5, atol=1e-6)
-    src = _source(explorer.map_plot.figure)
-    shown = src.data["index"]
+    pts = _points(explorer)
+    shown = pts["index"].astype(int).tolist()
     labels = [int(data[i]["label"]) for i in shown]
     assert sorted(shown) == rows and labels == sorted(labels)  # points grouped by class
     xy = project(emb[[rows.index(i) for i in shown]], "pca", seed=SEED)
-    np.testing.assert_allclose(np.c_[src.data["x"], src.data["y"]], xy, rtol=1e-4, atol=1e-5)
-    thumb = src.data["thumb"][0]
-    assert thumb.startswith("data:image/png;base64,")
-    img = Image.open(io.BytesIO(base64.b64decode(thumb.split(",", 1)[1])))
+    np.testing.assert_allclose(np.c_[pts["x"], pts["y"]], xy, rtol=1e-4, atol=1e-5)
+    table = explorer.map_points  # what the map shows, as Python sees it
+    assert table["index"].tolist() == shown
+    assert table["class_name"].tolist() == [NAMES[k] for k in labels]
+    np.testing.assert_array_equal(pts["c"], [sorted(set(labels)).index(k) for k in labels])
+    # the document carries no point (they travel as binary) and draws with WebGL
+    item = json.loads(explorer.map_plot.item)
+    assert explorer.map_plot.figure.output_backend == "webgl"
+    assert len(_source(explorer.map_plot.figure).data["x"]) == 0
+    assert "cdn.bokeh.org" not in explorer.map_plot.item and item["doc"]["roots"]
+    # hover: the kernel makes that point's thumbnail on request and names it
+    content, buffers = _hover(explorer, 3, monkeypatch)
+    assert content["type"] == "hover" and content["point"] == 3
+    assert content["fields"]["title"] == f"#{shown[3]} · {NAMES[labels[3]]}"
+    img = Image.open(io.BytesIO(buffers[0]))
     assert max(img.size) == 48
-    assert "cdn.bokeh.org" not in explorer.map_plot.item
-    page = explorer.to_html()  # standalone export: inline BokehJS, every plot built so far
-    assert "cdn.bokeh.org" not in page and "visloupe-points" in page and len(page) > 500_000
-    assert src.data["class_name"] == [NAMES[k] for k in labels]
+    assert np.array_equal(np.asarray(img), np.asarray(thumbnail(data[shown[3]]["image"], 48)))
+    for name in NAMES:
+        assert name in explorer.map_legend.value
+    page = explorer.to_html()  # standalone export: inline BokehJS, the points inline
+    thumbs = page.count("data:image/png;base64,") - "".join(bokeh_js()).count(
+        "data:image/png;base64,")
+    assert "cdn.bokeh.org" not in page and thumbs == SAMPLE  # one per point
+    assert len(page) > 500_000
 
 
-def test_colour_by_statistic_rerenders(explorer: DatasetExplorer) -> None:
+def test_colour_by_statistic_rerenders(explorer: DatasetExplorer, monkeypatch) -> None:
     before = explorer.map_plot.item
     explorer.colour_by.value = "brightness"
     try:
         assert explorer.map_plot.item != before
-        src = _source(explorer.map_plot.figure)
-        bright = explorer.profile.set_index("index").loc[src.data["index"], "brightness"]
+        table = explorer.map_points
+        bright = explorer.profile.set_index("index").loc[table["index"], "brightness"]
         bright = bright.to_numpy()
-        colours = np.asarray(src.data["colour"])
+        colours = table["colour"].to_numpy()
         assert colours[np.argmax(bright)] == Viridis256[-1]
         assert colours[np.argmin(bright)] == Viridis256[0]
+        # the browser colours the sent values with this mapper: the same slots
+        np.testing.assert_allclose(_points(explorer)["c"], bright, rtol=1e-6)
+        mapper = next(m for m in explorer.map_plot.figure.references()
+                      if type(m).__name__ == "LinearColorMapper")
+        assert (mapper.low, mapper.high) == (bright.min(), bright.max())
         assert any(type(m).__name__ == "ColorBar" for m in explorer.map_plot.figure.references())
+        content, _ = _hover(explorer, 0, monkeypatch)
+        assert content["fields"]["brightness"] == f"{bright[0]:.4g}"
+        assert explorer.map_legend.value == ""  # the colour bar is the legend
     finally:
         explorer.colour_by.value = "class"
-    src = _source(explorer.map_plot.figure)
-    assert len(set(src.data["colour"])) == K
+    assert len(set(explorer.map_points["colour"])) == K
+
+
+def test_linear_colour_index_follows_bokeh_binning() -> None:
+    # BokehJS LinearColorMapper: n equal bins over [low, high], high in the last, clipped
+    got = linear_colour_index(np.array([0.0, 0.24, 0.25, 0.5, 0.99, 1.0, -3.0, 7.0, np.nan]),
+                              0.0, 1.0, 4)
+    assert got.tolist() == [0, 0, 1, 2, 3, 3, 0, 3, -1]
 
 
 def test_simulated_selection_reaches_python(explorer: DatasetExplorer, data, model) -> None:
     from visloupe.widgets import SaliencyExplorer
 
     points = [2, 5, 11]
-    src = _source(explorer.map_plot.figure)
-    expected = [src.data["index"][p] for p in points]
+    expected = [int(explorer.map_points["index"][p]) for p in points]
     explorer.map_plot.selected = points  # what the browser sends after a box select
     try:
         assert explorer.selected_indices == expected
@@ -274,8 +321,8 @@ def test_unreadable_and_unlabelled_items_are_reported_not_fatal() -> None:
             ex.show_tab(name)
         assert ex.error_area.value == ""
         assert "1 unreadable" in ex.summary.value and "0 classes" in ex.summary.value
-        assert 4 not in _source(ex.map_plot.figure).data["index"]
-        assert len(_source(ex.map_plot.figure).data["index"]) == 11
+        assert 4 not in ex.map_points["index"].tolist()
+        assert len(ex.map_points) == ex.map_plot.n_points == 11
         assert "no labels" in ex.classes_box.children[0].value
         assert "needs a model" in ex.errors_info.value
     finally:
@@ -303,7 +350,7 @@ def test_errors_show_in_the_error_area(data, model) -> None:
 
 
 def test_bokehjs_is_sent_inline(monkeypatch) -> None:
-    plot = _BokehPlot()
+    plot = BokehPlot()
     sent = []
     monkeypatch.setattr(plot, "send", lambda content, buffers=None: sent.append(content))
     plot._on_custom(plot, {"type": "need-bokeh"}, [])
@@ -333,3 +380,30 @@ def test_close_releases_widgets_and_caches(data, model) -> None:
     assert ex.profile is None and ex.embeddings is None
     assert ex.map_plot.comm is None
     ex.close()  # idempotent
+
+
+def test_map_sends_points_as_binary_and_makes_thumbnails_only_on_hover(monkeypatch) -> None:
+    import visloupe.core.profiling as profiling
+
+    made = []
+    real = profiling.thumbnail
+    monkeypatch.setattr(profiling, "thumbnail", lambda *a, **k: made.append(1) or real(*a, **k))
+    rng = np.random.default_rng(3)
+    n, shown = 3000, 2500
+    images = rng.integers(0, 256, size=(n, 8, 8, 3), dtype=np.uint8)
+    ex = DatasetExplorer((images, [i % 7 for i in range(n)]), max_points=shown)
+    try:
+        ex.show_tab("Map")
+        assert ex.error_area.value == ""
+        assert ex.map_plot.n_points == len(ex.map_points) == shown
+        assert len(ex.map_plot.points) == 4 * len(COLUMNS) * shown  # float32 columns
+        assert len(ex.map_plot.item) < 40_000  # the document carries no point
+        assert made == []  # no thumbnail until a point is hovered
+        pts = _points(ex)
+        assert len(set(pts["index"].astype(int))) == shown
+        assert set(pts["index"].astype(int)) <= set(range(n))
+        content, buffers = _hover(ex, shown - 1, monkeypatch)
+        assert made == [1] and buffers and content["point"] == shown - 1
+        assert content["fields"]["title"].startswith(f"#{int(pts['index'][-1])} · ")
+    finally:
+        ex.close()

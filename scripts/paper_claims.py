@@ -275,7 +275,8 @@ def run_cose(model: Any, preprocess: Any, ds: Any, photos: Photos, random_model:
     idx = [int(i) for i in np.nonzero(photos.correct)[0]]
     if st.cose_images is not None:
         idx = idx[:st.cose_images]
-    pdat = pixel_data(ds, preprocess, indices=idx)
+    # accept=False: not the photos' accept sets (any accepted class would count as correct)
+    pdat = pixel_data(ds, preprocess, indices=idx, accept=False)
     # COSE keeps an image when its prediction is its label; a photo's label is the predicted
     # class when that class is acceptable (chelsea: "tiger cat" for a tabby), so ŷ_t must stay
     # that class for a consistency pair.

@@ -8,6 +8,12 @@ registers -- dropped; the grid inferred from T and the input size, see
 ``models.introspection.infer_token_layout``) and channels-last ``(N, h, w, C)`` maps permuted,
 then the same formula applies.
 
+Convention (Selvaraju et al., eqs. 1-2; pytorch-grad-cam): the ReLU acts on the map at layer
+resolution (``relu=True``; Captum's ``LayerGradCam`` defaults to ``relu_attributions=False``),
+then ``explain``/``attribute`` enlarge it to the input size *bilinearly* with
+``align_corners=False`` (``postprocess.upsample``), where Captum's
+``LayerAttribution.interpolate`` defaults to ``"nearest"``.
+
 Grad-CAM++ (Chattopadhyay et al., WACV 2018, eqs. 19-20 with the exponential-score
 simplification ``Y = exp(S)`` of §3.3): with ``g = ∂S/∂A^k_ij``
 

@@ -83,7 +83,9 @@ def integrated_gradients(forward: nn.Module, inputs: Tensor, target: Tensor, *,
                          internal_batch_size: int = 0) -> Tensor:
     """(x − x')⊙∫₀¹ ∂f(x' + α(x − x'))/∂x dα (Sundararajan et al., ICML 2017) with Captum's
     ``quadrature`` rule (Captum's ``method=``; renamed so it does not clash with ``explain``'s
-    ``method``); the attributions sum to f(x) − f(x') up to the quadrature error."""
+    ``method``); the attributions sum to f(x) − f(x') up to the quadrature error. Defaults are
+    Captum's ``IntegratedGradients.attribute``: ``n_steps=50``, Gauss-Legendre nodes on [0, 1],
+    the all-zeros baseline (``explain``'s ``baseline=None``)."""
     return IntegratedGradients(forward).attribute(
         inputs, baselines=baseline, target=target, n_steps=n_steps, method=quadrature,
         internal_batch_size=internal_batch_size or None,

@@ -14,6 +14,11 @@ right the steps ``k >= i*``; both are multiplied by the full ``x - b`` with no r
 Unlike the notebook, a path that never crosses the threshold puts every step on the left
 (``split_index = n_steps``, right = 0), so nothing is counted twice, and the normalised progress
 keeps the split meaningful when ``f(x) < f(b)``.
+
+Defaults are the authors' notebook settings (``ImageNetSplitIG-Basic``): the all-zeros baseline
+(zeros in the model's normalised input space), ``n_steps=200`` and the target logit, not a
+softmax; ``ratio=0.9`` is the notebook's single-image demo (its metrics loop uses 0.95). Their
+ABPC is :func:`visloupe.core.evaluation.abpc`.
 """
 
 from __future__ import annotations

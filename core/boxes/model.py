@@ -9,6 +9,13 @@ and :data:`TASKONOMY_WEIGHTS`): the summed squared overlap error, an inverse-vol
 boxes from collapsing, a centre-distance term pulling related boxes together, and a regulariser
 that makes boxes square. A free-box mode learns one box per item directly, to draw a given
 relation matrix without features.
+
+Conventions of the official code (``cvl-umass/task2box``): soft Gumbel boxes with volume
+temperature 0.1 and intersection temperature 1e-4 (:mod:`.geometry`); the overlap term is a
+*sum* of squared errors over the ordered training pairs (no negative sampling, targets floored
+at 1e-12); ``j`` is predicted a parent of ``i`` iff ``ov(i->j) > ov(j->i)`` and
+``ov(i->j) > t``, with ``t`` tuned on validation pairs over 0.1, ..., 0.9
+(:func:`~visloupe.core.boxes.hierarchy_f1`).
 """
 
 from __future__ import annotations

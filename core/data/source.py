@@ -620,6 +620,15 @@ class ImageSource:
                 out.append(None)
         return out
 
+    def column_values(self, name: str, indices: Sequence[int]) -> list[Any] | None:
+        """Values of the extra column ``name`` for ``indices`` (e.g. the built-in photos'
+        ``imagenet_accept``), or None when the data is not an HF ``Dataset`` with that column."""
+        reader = self._reader
+        if not isinstance(reader, HFReader) or name not in reader.ds.column_names:
+            return None
+        rows = [self._index(i) for i in indices]
+        return list(reader.ds.select_columns([name])[rows][name]) if rows else []
+
     def fingerprint(self, indices: Sequence[int]) -> str:
         """A cache key for the data behind ``indices``.
 

@@ -5,7 +5,9 @@ Classification", ICCV 2023 Workshops (arXiv:2309.10989); semantics of the offici
 (cvl-umass/COSE, commit 195757c):
 
 - each test image ``x`` is explained for its *predicted* class ``ŷ``; images the model gets
-  wrong (``ŷ != y``) are dropped;
+  wrong (``ŷ != y``) are dropped. Where the data names every correct class of an image
+  (``PixelData.accept``, e.g. the built-in photos' ``imagenet_accept``: tabby *and* Egyptian
+  cat), "correct" and "unchanged" below mean "in that set"; plain labels are the set ``{y}``;
 - every op of the augmentation space (``transforms.TRANSFORMS``) gives pairs: ``ŷ_t`` and the map
   ``S_t`` of ``t(x)`` for ``ŷ_t``, brought back by ``t⁻¹`` and compared with SSIM (masked for
   translations/rotations); signed ops at ``magnitudes_per_transform`` magnitudes per image drawn
@@ -33,6 +35,7 @@ predictions and the reference maps are computed once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -86,13 +89,37 @@ class PixelData:
     has none; None when no item has one), the dataset indices they came from, and ``normalize``
     mapping pixels to model inputs.
     ``eight_bit``: the pixels are 8-bit levels (``transforms.is_8bit``; None: not known, COSE
-    checks the pixels), so COSE quantises transformed pixels as the official code does."""
+    checks the pixels), so COSE quantises transformed pixels as the official code does.
+    ``accept``: per image, every class that counts as correct (the label is always one); None:
+    the label only."""
 
     pixels: Tensor
     labels: Tensor | None
     indices: tuple[int, ...]
     normalize: Callable[[Tensor], Tensor] = field(repr=False)
     eight_bit: bool | None = None
+    accept: tuple[tuple[int, ...], ...] | None = None
+
+    def accepted(self, predictions: Tensor) -> Tensor:
+        """Bool ``(N,)``: prediction ``i`` is a correct class of image ``i`` (its label, or any
+        class of ``accept[i]``); never for an unlabelled image (label -1, empty set)."""
+        return _accept_matrix(self).to(predictions.device).eq(predictions[:, None]).any(dim=1)
+
+
+#: the column of accepted classes that :func:`pixel_data` reads when the data has one
+ACCEPT_COLUMN = "imagenet_accept"
+
+
+def _accept_matrix(data: PixelData) -> Tensor:
+    """``(N, M)`` long: each image's correct classes, padded with -1 (never a prediction)."""
+    if data.labels is None:
+        raise ValueError("data: deciding which predictions are correct needs labels")
+    if data.accept is None:
+        return data.labels[:, None]
+    sets = [sorted({int(c) for c in a} | ({int(y)} if y >= 0 else set()))
+            for a, y in zip(data.accept, data.labels.tolist(), strict=True)]
+    width = max(1, max((len(a) for a in sets), default=0))
+    return torch.tensor([a + [-1] * (width - len(a)) for a in sets], dtype=torch.long)
 
 
 class _Normalize:
@@ -116,6 +143,7 @@ def pixel_data(
     normalize: Callable[[Tensor], Tensor] | None = None,
     indices: Sequence[int] | None = None,
     n_images: int | None = None,
+    accept: str | bool | Sequence[Sequence[int]] | None = None,
 ) -> PixelData:
     """Read ``data`` (anything ``data.as_image_source`` accepts) into pixel space.
 
@@ -126,6 +154,9 @@ def pixel_data(
     as stored, in [0, 1]. ``indices`` or the first ``n_images`` items select the images.
     Float pixels keep their dtype; ``eight_bit`` records whether they lie on the 1/255 grid
     (every 8-bit image read through PIL and resized there does).
+    ``accept``: the classes that count as correct per image (:attr:`PixelData.accept`): None
+    reads the :data:`ACCEPT_COLUMN` column when the data has one, a string names another
+    column, a sequence gives one set per selected image, False uses the labels only.
     """
     from ..data import as_image_source
     from ..models.preprocess import ImagePreprocess
@@ -182,7 +213,32 @@ def pixel_data(
     labels: Tensor | None = (None if all(v is None for v in values) else
                              torch.tensor([-1 if v is None else v for v in values]))
     pixels = pixels.clamp(0, 1)
-    return PixelData(pixels, labels, indices, normalize or _identity, is_8bit(pixels))
+    return PixelData(pixels, labels, indices, normalize or _identity, is_8bit(pixels),
+                     _read_accept(source, accept, indices))
+
+
+def _read_accept(source: Any, accept: Any, indices: tuple[int, ...]
+                 ) -> tuple[tuple[int, ...], ...] | None:
+    if accept is None or accept is False:
+        values = None if accept is False else source.column_values(ACCEPT_COLUMN, indices)
+    elif isinstance(accept, str):
+        values = source.column_values(accept, indices)
+        if values is None:
+            raise ValueError(f"accept: the data has no column {accept!r}")
+    elif accept is True or not isinstance(accept, Sequence):
+        raise TypeError(f"accept: expected None, False, a column name or one class set per "
+                        f"image, got {accept!r}")
+    else:
+        values = list(accept)
+        if len(values) != len(indices):
+            raise ValueError(f"accept: expected one class set per image ({len(indices)}), got "
+                             f"{len(values)}")
+    if values is None:
+        return None
+    try:
+        return tuple(tuple(int(c) for c in v) for v in values)
+    except (TypeError, ValueError) as err:
+        raise TypeError("accept: expected a collection of class ids per image") from err
 
 
 # --------------------------------------------------------------------------- report
@@ -203,7 +259,8 @@ class COSEReport:
     ``n_dropped`` misclassified ones were removed. ``pairs``: one row per pair with columns
     image (dataset index), op, kind ("geometric" | "photometric" | "model"), magnitude (NaN for
     unsigned ops and models), label, prediction (original), changed_prediction (after the
-    change), unchanged (prediction still the label), similarity (SSIM). ``postprocess``: how
+    change), unchanged (prediction still the label, or in ``PixelData.accept``), similarity
+    (SSIM). ``postprocess``: how
     the maps were scaled before SSIM ("minmax", "pair_grayscale", "none" or "callable");
     ``quantized``: transformed pixels were rounded to 8 bits as PIL does.
     """
@@ -385,7 +442,9 @@ def cose(
 
     Args:
         model: the classifier (analysed in eval mode; not modified).
-        data: anything ``data.as_image_source`` accepts, with labels, or a ``PixelData``.
+        data: anything ``data.as_image_source`` accepts, with labels, or a ``PixelData``
+            (an ``imagenet_accept`` column is read as the correct classes, see
+            :func:`pixel_data`'s ``accept``).
         explainer: a registry method name, ``(name, params)`` or a callable
             ``(model, inputs, target) -> (N, H, W)``.
         transforms: op names (default all of ``transforms.TRANSFORMS``), or "geometric" /
@@ -437,7 +496,8 @@ def cose(
 
     with eval_mode(model):
         pred = _predict(model, norm(pixels), bs)
-        keep = (pred == pd_.labels).nonzero().flatten()
+        correct = pd_.accepted(pred)
+        keep = correct.nonzero().flatten()
         n_dropped = int(pixels.shape[0] - keep.numel())
         if keep.numel() == 0:
             warnings.warn(f"COSE of {name!r}: the model misclassifies every original image; "
@@ -445,9 +505,13 @@ def cose(
             return _nan_report(name, n_dropped)
         x = pixels[keep]
         y = pd_.labels[keep]
+        y_hat = pred[keep].cpu()
+        kept = dataclasses.replace(pd_, labels=y, accept=None if pd_.accept is None else tuple(
+            pd_.accept[i] for i in keep.tolist()))
+        accept_k = _accept_matrix(kept)  # (n, M): the correct classes of each kept image
         image_ids = torch.tensor(pd_.indices)[keep]
         n, _, h, w = x.shape
-        s0, _ = _explain(explain_fn, name, model, norm(x), y, bs)
+        s0, _ = _explain(explain_fn, name, model, norm(x), y_hat, bs)
         frames: list[pd.DataFrame] = []
         for op in ops:
             spec = transform_spec(op)
@@ -470,8 +534,8 @@ def cose(
             frames.append(pd.DataFrame({
                 "image": image_ids[src].numpy(), "op": op, "kind": spec.kind,
                 "magnitude": mags.numpy(), "label": y[src].numpy(),
-                "prediction": y[src].numpy(), "changed_prediction": pt_all.numpy(),
-                "unchanged": (pt_all == y[src]).numpy(),
+                "prediction": y_hat[src].numpy(), "changed_prediction": pt_all.numpy(),
+                "unchanged": (accept_k[src] == pt_all.cpu()[:, None]).any(dim=1).numpy(),
                 "similarity": torch.cat(sims).numpy()}))
     xin = norm(x)
     for alt_name, alt in alts.items():
@@ -479,8 +543,9 @@ def cose(
             sa, pa = _explain(explain_fn, name, alt, xin, None, bs)
         frames.append(pd.DataFrame({
             "image": image_ids.numpy(), "op": alt_name, "kind": "model",
-            "magnitude": np.full(n, np.nan), "label": y.numpy(), "prediction": y.numpy(),
-            "changed_prediction": pa.numpy(), "unchanged": (pa == y).numpy(),
+            "magnitude": np.full(n, np.nan), "label": y.numpy(), "prediction": y_hat.numpy(),
+            "changed_prediction": pa.numpy(),
+            "unchanged": (accept_k == pa.cpu()[:, None]).any(dim=1).numpy(),
             "similarity": ssim(s0, sa, win_size).numpy()}))
     pairs = pd.concat(frames, ignore_index=True) if frames else _empty_pairs()
     bad = int((~np.isfinite(pairs.similarity.to_numpy(dtype=float))).sum())
@@ -650,7 +715,7 @@ def compare_methods(
                 xin = pdata.normalize(pdata.pixels)
                 with eval_mode(model):
                     pred = _predict(model, xin, check_batch_size(batch_size, 256))
-                correct = (pred == pdata.labels) if pdata.labels is not None else \
+                correct = pdata.accepted(pred) if pdata.labels is not None else \
                     torch.ones_like(pred, dtype=torch.bool)
                 xs, ts = xin[correct], pred[correct]
                 if "infidelity" in metrics:

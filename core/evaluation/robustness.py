@@ -15,6 +15,13 @@ What the wrappers take care of (Captum's own conventions, see ``captum/metrics/_
   on and answers in kind. The target of the perturbed inputs is the target of the clean input.
 - The model runs in eval mode through ``as_logits``; inputs are chunked by ``batch_size``.
 
+Conventions: infidelity is Yeh et al.'s eq. ``E_I[(I^T Φ - (f(x) - f(x - I)))²]`` with the
+perturbed input ``x - I``; ``normalize=True`` (our default, Captum's is False) scales ``Φ`` by
+``β = E[I^T Φ Δf] / E[(I^T Φ)²]``, as the authors' code ``chihkuanyeh/saliency_evaluation``
+does. Max-sensitivity is Captum's ``sensitivity_max``: ``δ`` uniform in the L-inf ball of
+radius 0.02 (Captum's default; the Split IG notebook uses 0.05), 10 draws, Frobenius norm, and
+divided by ``||Φ(x)||`` (1 where that is 0) -- Yeh et al.'s definition has no such division.
+
 For maps *multiplied by the input* (input x gradient, IG, DeepLIFT) :func:`multiplied_perturbation`
 gives Captum's ``multiply_by_inputs`` convention; :func:`text_infidelity` is infidelity for token
 scores, perturbing token embeddings towards the padding embedding (Kokhlikyan et al.,

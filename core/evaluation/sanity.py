@@ -10,6 +10,14 @@ keep the input's structure -- pixel intensities, token-embedding norms -- so the
 similar under absolute-value rank correlation whatever the weights, and that conclusions drawn
 for images do not transfer unchanged to text.
 
+Conventions (Adebayo et al. and their code ``adebayoj/sanity_checks_saliency``): the cascade
+starts at the logits layer and moves towards the input, one more layer per step; a layer is
+re-initialised by its own initialiser (here ``reset_parameters()``, torch's default init, seeded
+per layer), biases included. BatchNorm running statistics are reset too; their code resets
+trainable variables only and keeps the moving statistics. Each randomised model explains the
+same target as the trained one (its prediction by default). Similarity measures and their
+normalisation: :mod:`.similarity`.
+
 - :func:`randomization_check` -> a ``pandas.DataFrame`` (aggregated, or one row per input);
   :func:`run_randomization` -> :class:`RandomizationResult` with the maps of every step.
 - :func:`randomized_models` yields the re-initialised copies; :func:`randomizable_layers` lists

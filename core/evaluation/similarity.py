@@ -7,6 +7,13 @@ absolute values, SSIM and the Pearson correlation of HOG descriptors; Kokhlikyan
 (arXiv:2106.07475) apply the rank correlations to token attributions of text models, where SSIM
 and HOG have no meaning.
 
+Conventions, against Adebayo et al.'s notebooks (``adebayoj/sanity_checks_saliency``): the rank
+correlations match theirs up to their 99th-percentile clip (which only adds ties), on maps the
+explainer has already reduced over channels (their absolute variant sums ``|.|`` over channels,
+ours takes ``|.|`` of the reduced map). SSIM and HOG here see ``|map| / max|map|``, so a sign
+flip is the same map; the notebooks min-max scale the *signed* map (``normalize_image``) and
+compare HOG descriptors by Spearman rank correlation (we use Pearson, as the paper's text says).
+
 Every function here compares two batches of maps pair by pair and returns ``(values, reasons)``:
 a float64 array ``(N,)`` and a list of N strings, empty where the value is defined and a short
 reason where it is NaN (non-finite map, constant map, fewer than two positions, all padding).
@@ -149,7 +156,8 @@ def _check_images(a: Any, b: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def ssim_similarity(a: Any, b: Any, *, win_size: int = 5) -> Result:
     """SSIM of each pair of image maps ``(N, H, W)`` after scaling ``|map|`` to [0, 1] by its
-    maximum (Adebayo et al. compare normalised absolute maps), with data range 1; computed by
+    maximum (Adebayo et al.'s notebooks min-max scale the signed map instead; see the module
+    docstring), with data range 1; computed by
     :func:`visloupe.core.evaluation.ssim` (COSE's SSIM, Wang et al. 2004)."""
     from .ssim import ssim
 

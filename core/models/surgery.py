@@ -11,6 +11,9 @@
   (SmoothGrad-like) average of the ReLU unit's gradient (Dombrowski et al., Thm. 2). LSE pooling
   over a window W with temperature r is ``(1/r) log((1/|W|) sum exp(r x_i))``: it tends to the
   maximum as r -> inf and to the mean as r -> 0 (the ``1/|W|`` removes the ``log|W|/r`` bias).
+  The paper's β and r are not in the sources we could read (its full text was not); the defaults
+  ``softplus_beta=10`` (torch's ``Softplus(beta)``, ``(1/β) log(1 + e^{βz})``) and
+  ``lse_temperature=10`` are ours, applied post hoc to the trained weights.
 - Re-initialisation for the model-parameter randomisation test (Adebayo et al., "Sanity Checks
   for Saliency Maps", NeurIPS 2018): :func:`reinitialize_layers` and :func:`randomized_copies`
   (cascading / independent).

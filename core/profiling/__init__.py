@@ -15,6 +15,14 @@ lists, arrays):
 - :func:`confusion` -> :class:`ConfusionResult` (matrix, per-class accuracy, cell samples).
 - :func:`thumbnail` (display helper). Selected rows as data any widget accepts:
   ``visloupe.core.data.as_image_source(data).select(indices)`` (rows keep their original ids).
+
+Conventions: the survey these views come from (Alsallakh et al., "A Tour of Visualization
+Techniques for Computer Vision Datasets", arXiv:2204.08601, 2022) shows per-class mean images,
+distributions of image properties and 2-D maps of embeddings; it prescribes no formulas that we
+could find, so each statistic follows its own source (:func:`image_stats`): BT.601 luma on
+[0, 1], population standard deviation, Hasler & Süsstrunk's colourfulness on 0..255, variance
+of the 4-neighbour Laplacian. Class means average RGB images resized bilinearly;
+``project("pca")`` gives the unscaled principal-component scores of the centred embeddings.
 """
 
 from .confusion import ConfusionResult, confusion

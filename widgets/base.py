@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ._common import LRU, close_tree, error_html, guarded
 __all__ = ["ExplorerBase", "guarded"]
 
 _KEEP = frozenset({"_closed", "_explorer_attrs", "_errors"})
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def _unhook(widget: Any) -> None:
@@ -63,7 +64,8 @@ class ExplorerBase:
     their widgets, and implement ``_png()`` (the static view). They get ``self.error_area``,
     ``self.progress`` and ``self.progress_label`` (to place in their layout), ``_report_error``,
     ``_clear_errors``, ``_progress_start/_progress_step/_progress_done/_progress_callback``,
-    ``to_png``, ``save_png``, ``_repr_png_``, ``to_html`` and ``close``.
+    ``to_png``, ``save_png``, ``_repr_mimebundle_`` (the live widget, or a note and a static
+    picture where widgets do not render), ``to_html`` and ``close``.
     """
 
     _css_class = "visloupe-explorer"
@@ -174,10 +176,38 @@ class ExplorerBase:
         path.write_bytes(self.to_png())
         return path
 
-    def _repr_png_(self) -> bytes | None:
-        if getattr(self, "_closed", True):
-            return None
-        return self.to_png()
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The live widget for front ends that render Jupyter widgets, and for those that do
+        not (a static export, nbviewer, a front end without ipywidgets or anywidget) a plain
+        note that says so plus the current view as a picture (``text/html``), never a blank
+        cell. Widget-capable front ends rank the widget view above HTML."""
+        parent = getattr(super(), "_repr_mimebundle_", None)
+        bundle = dict(parent(**kwargs) or {}) if parent is not None else {}
+        if WIDGET_VIEW not in bundle and getattr(self, "_model_id", None):
+            bundle[WIDGET_VIEW] = {"version_major": 2, "version_minor": 0,
+                                   "model_id": self._model_id}
+        name = type(self).__name__
+        note = (f"visloupe {name}: this front end did not show the live widget; it needs "
+                "Jupyter widgets (ipywidgets and anywidget), as in JupyterLab, Notebook 7 or 6, "
+                "VS Code or Colab.")
+        bundle["text/plain"] = note
+        if not getattr(self, "_closed", True):
+            try:
+                png = base64.b64encode(self.to_png()).decode("ascii")
+                bundle["text/html"] = (
+                    f'<div class="visloupe-static"><p>{html.escape(note)} Below: a static '
+                    f"picture of its current view.</p>"
+                    f'<img alt="{html.escape(name)}" src="data:image/png;base64,{png}"/></div>')
+            except Exception as error:  # noqa: BLE001 - the note alone is still an answer
+                bundle["text/plain"] = f"{note} (no static picture: {error})"
+        return bundle
+
+    if hasattr(w.Widget, "_ipython_display_"):  # ipywidgets 7 displays through this hook
+
+        def _ipython_display_(self, **kwargs: Any) -> None:
+            from IPython.display import display
+
+            display(self._repr_mimebundle_(**kwargs), raw=True)
 
     def _html_body(self) -> str:
         """Extra static HTML after the PNG in ``to_html`` (already escaped)."""
@@ -289,26 +319,46 @@ def download_link(png: bytes, filename: str) -> str:
             f"style='font-size:13px'>⬇ download {escape(name)} ({len(png) // 1024 + 1} KB)</a>")
 
 
+def caption_row(captions: Sequence[str], cell: int, pad: int = 4) -> str:
+    """HTML captions for one row of ``render.image_grid`` tiles drawn without captions and shown
+    at their own pixel size: each caption as wide as its tile (``cell`` px, ``pad`` px apart,
+    as the grid lays them out), its first line bold. Text the browser draws (selectable,
+    sharp at any zoom), not pixels; every line escaped."""
+    cols = []
+    for caption in captions:
+        first, *rest = str(caption).split("\n")
+        lines = [f"<b>{escape(first)}</b>", *(escape(line) for line in rest)]
+        cols.append(f"<div style='width:{int(cell)}px;overflow-wrap:anywhere'>"
+                    f"{'<br>'.join(lines)}</div>")
+    return (f"<div class='visloupe-captions' style='display:flex;gap:{int(pad)}px;"
+            f"padding:0 {int(pad)}px;font-size:12px;line-height:1.3'>{''.join(cols)}</div>")
+
+
+def colour_bar_html(cmap: str, low: float, high: float, *, signed: bool = False,
+                    width: int = 120) -> str:
+    """One colour bar with its end values (and 0 in the middle of a ``signed`` one)."""
+    from .render import colorbar, to_png
+
+    strip = base64.b64encode(to_png(colorbar(cmap, signed, width, 10))).decode("ascii")
+    mid = "<span style='flex:1;text-align:center'>0</span>" if signed else \
+        "<span style='flex:1'></span>"
+    return (f"<span style='display:inline-flex;flex-direction:column;width:{width}px'>"
+            f"<img src='data:image/png;base64,{strip}' width='{width}' height='10' "
+            "style='image-rendering:pixelated'>"
+            "<span style='display:flex;font-size:12px;font-variant-numeric:tabular-nums'>"
+            f"<span>{low:.3g}</span>{mid}<span>{high:.3g}</span></span></span>")
+
+
 def legend_html(scales: list[tuple[str, str, bool, float]], width: int = 120) -> str:
     """Colour bars with their values, one per map: ``(label, cmap, signed, vmax)`` -> HTML.
     A signed map runs from ``-vmax`` through 0 to ``+vmax``, an absolute one from 0 to ``vmax``
     (values beyond ``vmax`` were clipped for display)."""
-    from .render import colorbar, to_png
-
     rows = []
     for label, cmap, signed, vmax in scales:
-        strip = base64.b64encode(to_png(colorbar(cmap, signed, width, 10))).decode("ascii")
-        low = f"{-vmax:.3g}" if signed else "0"
-        mid = "<span style='flex:1;text-align:center'>0</span>" if signed else \
-            "<span style='flex:1'></span>"
+        bar = colour_bar_html(cmap, -vmax if signed else 0.0, vmax, signed=signed, width=width)
         rows.append(
             "<div style='display:flex;align-items:center;gap:8px;font-size:12px;margin:2px 0'>"
-            f"<span style='min-width:220px'>{escape(label)}</span>"
-            f"<span style='display:inline-flex;flex-direction:column;width:{width}px'>"
-            f"<img src='data:image/png;base64,{strip}' width='{width}' height='10' "
-            "style='image-rendering:pixelated'>"
-            f"<span style='display:flex;font-variant-numeric:tabular-nums'>"
-            f"<span>{low}</span>{mid}<span>{vmax:.3g}</span></span></span></div>")
+            f"<span style='min-width:220px'>{escape(label)}</span>{bar}</div>")
     return "".join(rows)
 
 

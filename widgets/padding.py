@@ -24,7 +24,7 @@ import torch
 
 from . import render
 from ._common import LRU, check_int, guarded
-from .base import ExplorerBase, escape, image_view
+from .base import ExplorerBase, colour_bar_html, escape, image_view
 
 __all__ = ["PaddingInspector"]
 
@@ -45,15 +45,15 @@ def _pair_text(value: Any) -> str:
 
 
 def _heat(arr: np.ndarray, cmap: str = "viridis", px: int = 192, lo: float | None = None
-          ) -> bytes:
+          ) -> tuple[bytes, str]:
     """A float map as a colormapped PNG, scaled from ``lo`` (default: its minimum) to its
-    maximum and enlarged to ``px``."""
+    maximum and enlarged to ``px``, and the colour bar of that scale (HTML)."""
     a = np.nan_to_num(np.asarray(arr, dtype=np.float64))
     lo = float(a.min()) if lo is None else float(lo)
     hi = float(a.max())
     scaled = (a - lo) / (hi - lo) if hi > lo else np.full(a.shape, 0.5)
     rgb = render.colormap_lut(cmap)[(np.clip(scaled, 0, 1) * 255 + 0.5).astype(np.uint8)]
-    return render.to_png(render.fit_image(rgb, px))
+    return render.to_png(render.fit_image(rgb, px)), colour_bar_html(cmap, lo, hi, width=px)
 
 
 def _caption(html: str) -> str:
@@ -159,12 +159,13 @@ class PaddingInspector(ExplorerBase, w.VBox):
         # one fixed-width panel per map (the maps are 192 px): captions wrap above their map
         # instead of running into the next one
         self.captions = [w.HTML(layout=w.Layout(width="192px")) for _ in range(3)]
+        self.bars = [w.HTML() for _ in range(3)]  # each map's colour bar with its values
         self.status = w.HTML()
         self.errors = self.error_area
-        panels = [w.VBox([c, img], layout=w.Layout(width="200px", margin="0 16px 0 0"))
-                  for c, img in zip(self.captions,
-                                    (self.foveation, self.mean_map, self.blind_spots),
-                                    strict=True)]
+        panels = [w.VBox([c, img, bar], layout=w.Layout(width="200px", margin="0 16px 0 0"))
+                  for c, img, bar in zip(self.captions,
+                                         (self.foveation, self.mean_map, self.blind_spots),
+                                         self.bars, strict=True)]
         self.children = [
             w.HBox([self.size, self.mode, self.layer]), self.even_marks, self.recommendation,
             w.HBox(panels), self.table, self.status, self.errors,
@@ -253,31 +254,33 @@ class PaddingInspector(ExplorerBase, w.VBox):
         layer = self.layer.value
         self.table.value = self._table_html(result["audit"], layer)
         fov = result["foveation"]
-        self.foveation.value = _heat(fov)
+        self.foveation.value, self.bars[0].value = _heat(fov)
         asym = float(np.linalg.norm(fov - fov[::-1, ::-1]) / max(np.linalg.norm(fov), 1e-300))
         self.captions[0].value = _caption(
             f"<b>foveation map</b> (paths per pixel)<br>min/max "
             f"{fov.min() / max(fov.max(), 1e-300):.3f}, flip asymmetry {asym:.3f}")
         mean = result.get("mean")
         if mean is not None and layer in mean.maps:
-            self._show(1, _heat(mean.maps[layer].numpy(), "magma"),
+            self._show(1, *_heat(mean.maps[layer].numpy(), "magma"),
                        f"<b>mean feature map</b> {escape(layer)}<br>flip asymmetry "
                        f"{mean.asymmetry[layer]:.3f} ({mean.n_samples} inputs)")
         else:
-            self._show(1, _blank(), "<b>mean feature map</b><br><i>pass data= to see it</i>")
+            self._show(1, _blank(), "", "<b>mean feature map</b><br><i>pass data= to see it</i>")
         blind = result.get("blind")
         if blind is not None:
             s = blind.summary()
             # from 0, so that a flat map stays flat instead of stretching noise
-            self._show(2, _heat(blind.scores.numpy(), "inferno", lo=0.0),
+            self._show(2, *_heat(blind.scores.numpy(), "inferno", lo=0.0),
                        f"<b>blind-spot map</b> (class {blind.target})<br>score "
                        f"{s['min']:.2f}–{s['max']:.2f}, blind {100 * s['blind_fraction']:.0f}%")
         else:
-            self._show(2, _blank(), "<b>blind-spot map</b><br><i>stimulus too large</i>")
+            self._show(2, _blank(), "", "<b>blind-spot map</b><br><i>stimulus too large</i>")
 
-    def _show(self, panel: int, png: bytes, caption: str) -> None:
-        """Panel ``panel`` (0 foveation, 1 mean feature, 2 blind spots): its map and caption."""
+    def _show(self, panel: int, png: bytes, bar: str, caption: str) -> None:
+        """Panel ``panel`` (0 foveation, 1 mean feature, 2 blind spots): its map, colour bar
+        and caption."""
         (self.foveation, self.mean_map, self.blind_spots)[panel].value = png
+        self.bars[panel].value = bar
         self.captions[panel].value = _caption(caption)
 
     @staticmethod

@@ -29,11 +29,13 @@ from visloupe.core.attribution import is_token_ids as _is_token_ids
 from visloupe.core.evaluation import pixel_inputs
 
 from ._common import check_int, display_map, guarded
-from .base import ExplorerBase, escape, image_view
+from .base import ExplorerBase, caption_row, escape, image_view, legend_html
 from .render import PALETTE, fit_image, from_png, image_grid, overlay, to_png
 
 __all__ = ["SanityCheckExplorer"]
 
+MAP_CMAP = "inferno"
+"""Sequential colormap of the |map| tiles (absolute values: zero is dark, never mid-scale)."""
 
 
 def _display_rgb(x: torch.Tensor) -> np.ndarray:
@@ -221,6 +223,10 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.status = w.HTML()
         self.maps = image_view()
         self.maps.add_class("visloupe-sanity-maps")
+        self.maps_captions = w.HTML()  # under each map: what it is, as text
+        self.maps_legend = w.HTML()  # a colour bar with values per map
+        self.maps_legend.add_class("visloupe-legend")
+        self._maps_export: Any = None  # the captioned PNG of the maps, for to_png
         self.tokens = w.HTML()
         self.tokens.add_class("visloupe-sanity-tokens")
         self.curves = image_view()
@@ -236,7 +242,8 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.layer_slider.observe(self._on_view, names="value")
         self.input_slider.observe(self._on_view, names="value")
         self.metrics_button.on_click(self._on_metrics)
-        view = self.tokens if self._text else self.maps
+        view = self.tokens if self._text else w.VBox([self.maps, self.maps_captions,
+                                                      self.maps_legend])
         self.children = [
             w.HBox([self.variant, self.mode, self.progress_box]),
             w.HBox([self.layer_slider, self.layer_label]),
@@ -332,6 +339,7 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         else:
             image = _display_rgb(self._inputs[index])
         tiles, captions = [fit_image(image, self._cell)], ["input"]
+        scales: list[tuple[str, str, bool, float]] = []
         for name in result.explainers:
             m = result.maps[name][step, index].numpy()
             if not np.isfinite(m).all():
@@ -339,10 +347,14 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
                 captions.append(f"{name}\n(failed)")
                 continue
             shown, vmax = display_map(m, 100.0, signed=False)
-            tiles.append(fit_image(overlay(image, shown, alpha=1.0, mode="heatmap", vmax=vmax),
-                                   self._cell))
+            tiles.append(fit_image(overlay(image, shown, alpha=1.0, mode="heatmap",
+                                           cmap=MAP_CMAP, vmax=vmax), self._cell))
             captions.append(f"{name}\n|map|")
-        return to_png(image_grid(tiles, captions, ncols=len(tiles), cell=self._cell))
+            scales.append((f"{name} |map|", MAP_CMAP, False, vmax or 0.0))
+        self._maps_export = image_grid(tiles, captions, ncols=len(tiles), cell=self._cell)
+        self.maps_captions.value = caption_row(captions, self._cell)
+        self.maps_legend.value = legend_html(scales)
+        return to_png(image_grid(tiles, None, ncols=len(tiles), cell=self._cell))
 
     def _token_html(self, result: Any, step: int, index: int) -> str:
         from visloupe.core.attribution import tokens_to_html
@@ -396,8 +408,8 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
 
     def _png(self) -> bytes:
         """The maps of the current step (images) above the similarity curves."""
-        parts = [v for v in ((None if self._text else self.maps.value), self.curves.value)
-                 if v]
+        maps = None if self._text or self._maps_export is None else to_png(self._maps_export)
+        parts = [v for v in (maps, self.curves.value) if v]
         if not parts:
             return to_png(np.full((8, 8, 3), 255, np.uint8))
         if len(parts) == 1:

@@ -33,7 +33,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, escape, image_view, legend_html
+from .base import ExplorerBase, caption_row, escape, image_view, legend_html
 from .browser import SampleBrowser
 from .render import PRIMARY, SECONDARY
 
@@ -237,6 +237,8 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         self.errors = self.error_area
         self.plot = image_view()
         self.view = image_view()
+        self.captions = w.HTML()  # under each tile: what it is, as text
+        self.captions.add_class("visloupe-captions")
         self.legend = w.HTML()  # the colour bar and values the three maps share
         self.legend.add_class("visloupe-legend")
         self.summary = w.HTML(value="")
@@ -248,6 +250,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
             self.errors,
             w.HBox([self.plot, self.summary]),
             self.view,
+            self.captions,
             self.legend,
         ]
         for control in (self.model_select, self.target, self.n_steps):
@@ -363,8 +366,10 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
                                          signed=signed,
                                          vmax=vmax or None))
             captions.append(f"{PART_TITLES[part]}\nsum {sums[part]:+.4g}")
+        # the view: tiles, with their captions as HTML; the export (``_grid``): one captioned PNG
         self._grid = render.image_grid(images, captions, ncols=4, cell=self._cell)
-        self.view.value = render.to_png(self._grid)
+        self.view.value = render.to_png(render.image_grid(images, None, ncols=4, cell=self._cell))
+        self.captions.value = caption_row(captions, self._cell)
         self.legend.value = legend_html([("left, right and full IG (one scale)",
                                           self._cmap_for(signed), signed, vmax)])
         fx, fb = float(result.input_output[0]), float(result.baseline_output[0])

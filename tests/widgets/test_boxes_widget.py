@@ -44,7 +44,7 @@ def test_built_from_a_free_box_model_and_reference_relations() -> None:
     assert np.allclose(np.array(e.boxes), torch.cat([lo, hi], 1).numpy(), atol=1e-6)
     assert sorted(map(tuple, e.canvas.links)) == sorted(map(tuple, h.ancestors().nonzero()
                                                             .tolist()))
-    png = Image.open(io.BytesIO(e._repr_png_()))
+    png = Image.open(io.BytesIO(e.to_png()))
     assert png.size[0] > 100 and png.size[1] > 100
     page = e.to_html()
     assert page.count("<rect") == len(h) and "<table" in page

@@ -39,6 +39,10 @@ def test_size_slider_changes_table_and_maps() -> None:
         assert np.array_equal(img17, img17[::-1, ::-1])  # even: symmetric map
         assert "no layer leaves padded rows" in insp.recommendation.value
         assert "<b>17</b>" in insp.even_marks.value
+        # each map has a colour bar labelled with its own range (the foveation map's min, max)
+        fov = insp._result["foveation"]
+        assert f"<span>{fov.min():.3g}</span>" in insp.bars[0].value
+        assert f"<span>{fov.max():.3g}</span>" in insp.bars[0].value
         # layer selector: re-renders the mean map from the cache
         layers = list(insp.layer.options)
         assert len(layers) >= 3
@@ -51,7 +55,7 @@ def test_size_slider_changes_table_and_maps() -> None:
         assert len(insp._results) == 3
         assert insp.blind_spots.value[:4] == b"\x89PNG"
         assert "visloupe-padding-inspector" in insp.to_html()
-        assert insp._repr_png_()[:4] == b"\x89PNG"
+        assert insp.to_png()[:4] == b"\x89PNG"
     finally:
         insp.close()
     assert len(insp._results) == 0 and list(insp.children) == []

@@ -52,6 +52,13 @@ def test_layer_slider_walks_the_cascade() -> None:
         assert not np.array_equal(_tile(ex.maps.value, 1), _tile(png0, 1))
         np.testing.assert_array_equal(_tile(ex.maps.value, 0), _tile(png0, 0))  # same input
         assert "features.0" in ex.layer_label.value
+        # captions as HTML under the tiles; a colour bar per map, from 0 to the map's maximum
+        assert "<b>input</b>" in ex.maps_captions.value
+        assert "<b>saliency</b><br>|map|" in ex.maps_captions.value
+        vmax = float(ex.result().maps["saliency"][3, 0].abs().max())
+        assert "saliency |map|" in ex.maps_legend.value
+        assert f"<span>0</span><span style='flex:1'></span><span>{vmax:.3g}</span>" in \
+            ex.maps_legend.value
         ex.layer_slider.value = 0
         assert ex.maps.value == png0  # re-rendered from the cache, identical
         ex.input_slider.value = 2
@@ -69,7 +76,7 @@ def test_layer_slider_walks_the_cascade() -> None:
         assert set(table.model) == {"original", "smoothed"}
         assert "infidelity" in ex.metrics_table.value
         assert "<img" in ex.to_html()
-        assert Image.open(__import__("io").BytesIO(ex._repr_png_())).size[0] > 0
+        assert Image.open(__import__("io").BytesIO(ex.to_png())).size[0] > 0
     finally:
         ex.close()
     assert ex._results == {}

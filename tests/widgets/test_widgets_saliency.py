@@ -326,16 +326,24 @@ def test_close_releases_hooks_caches_and_widgets() -> None:
 
 
 def test_export_png_and_display() -> None:
+    import base64
+    import re
+
     ex = SaliencyExplorer(CountingCNN(), _images(), methods=["saliency"], cell=CELL)
     png = ex.to_png()
     assert np.array_equal(np.asarray(render.from_png(png)),
                           np.asarray(render.from_png(ex.view.value)))
-    assert ex._repr_png_() == png
     from IPython.core.formatters import DisplayFormatter
 
     bundle, _ = DisplayFormatter().format(ex)
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["image/png"]
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.model_id
+    # a front end without widgets shows the note and the current view, never a blank cell
+    assert "did not show the live widget" in bundle["text/plain"]
+    static = bundle["text/html"]
+    assert "did not show the live widget" in static
+    shown = re.search(r'src="data:image/png;base64,([^"]+)"', static).group(1)
+    assert base64.b64decode(shown) == png
+    assert "image/png" not in bundle  # the picture travels once, inside the HTML
     assert "visloupe-saliency-explorer" in ex._dom_classes
 
 

@@ -77,13 +77,21 @@ def test_summary_shows_sums_against_the_output_change() -> None:
 def test_maps_grid_shows_input_left_right_and_full() -> None:
     ex = SplitIGExplorer(Saturating(), _images(), n_steps=32, cell=48)
     grid = render.from_png(ex.view.value)
-    assert grid.size == render.image_grid([None] * 4, ["a\nb"] * 4, ncols=4, cell=48).size
+    assert grid.size == render.image_grid([None] * 4, None, ncols=4, cell=48).size
+    # the captions are HTML text under the tiles, escaped, one per tile; the export has them
+    captions = ex.captions.value
+    assert captions.count("width:48px") == 4
+    for part in ("<b>input #0</b>", "<b>left (unsaturated)</b>", "<b>right (saturated)</b>",
+                 "<b>full IG</b>"):
+        assert part in captions
+    assert render.from_png(ex.to_png()).size == render.image_grid(
+        [None] * 4, ["a\nb"] * 4, ncols=4, cell=48).size
     calls = ex._models["model"].calls
     before = ex.view.value
     ex.alpha.value = 0.1
     ex.sign.value = "absolute"
     assert ex.view.value != before and ex._models["model"].calls == calls
-    assert render.from_png(ex.to_png()).size == grid.size
+    assert render.from_png(ex.view.value).size == grid.size
 
 
 def test_expensive_controls_recompute_and_are_cached() -> None:

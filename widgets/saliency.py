@@ -45,7 +45,7 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, download_link, escape, image_view, legend_html
+from .base import ExplorerBase, caption_row, download_link, escape, image_view, legend_html
 from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
@@ -414,7 +414,10 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                                     description="show", style=wide)
         # output (the error area and the progress bar come from ExplorerBase)
         self.errors = self.error_area
-        self.view = image_view()
+        self.view = image_view()  # the first row of tiles (one row per model)
+        self.captions = w.HTML()  # its captions, as text under the tiles
+        self.captions.add_class("visloupe-captions")
+        self.more_rows = w.VBox()  # the rows of further models: (tiles, captions) each
         self.legend = w.HTML()  # a colour bar with its values for every map on view
         self.legend.add_class("visloupe-legend")
         self.topk_box = w.VBox()
@@ -450,7 +453,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             w.HBox([self.sign, self.mode]),
             w.HBox([self.progress_box, self.save_path, self.save_button, self.download]),
             self.errors,
-            w.HBox([self.view, self.topk_box]),
+            w.HBox([w.VBox([self.view, self.captions, self.more_rows]), self.topk_box]),
             self.legend,
         ]
         # wiring
@@ -795,9 +798,9 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         index = self.index
         errors = list(self._errors)
         scales: list[tuple[str, str, bool, float]] = []
+        ncols = 1
         if index is None:
-            self._grid = render.image_grid([None], ["no sample passes the filters"],
-                                           cell=self._cell)
+            images, captions = [None], ["no sample passes the filters"]
             self.status.value = "<i>no sample passes the filters</i>"
             self.topk_box.layout.display = "none"  # the bars of a sample no longer on view
         else:
@@ -842,11 +845,34 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                         captions.append(f"{title}\ntarget {self._class_name(key[4])}")
             if not images:
                 images, captions = [base], ["select a model and a method"]
-            self._grid = render.image_grid(images, captions, ncols=1 + len(titles),
-                                           cell=self._cell)
-        self.view.value = render.to_png(self._grid)
+            ncols = 1 + len(titles)
+        self._grid = render.image_grid(images, captions, ncols=ncols, cell=self._cell)
+        self._show_rows(images, captions, ncols)
         self.legend.value = legend_html(scales)
         self.errors.value = error_html(errors)
+
+    def _show_rows(self, images: list[Any], captions: list[str], ncols: int) -> None:
+        """Publish the tiles row by row (one row per model), each with its captions as HTML
+        text under it; the row widgets are reused, so a cheap re-render creates none."""
+        rows = [(images[k:k + ncols], captions[k:k + ncols])
+                for k in range(0, len(images), ncols)]
+        pngs = [render.to_png(render.image_grid(imgs, None, ncols=ncols, cell=self._cell))
+                for imgs, _ in rows]
+        self.view.value = pngs[0]
+        self.captions.value = caption_row(rows[0][1], self._cell)
+        extra = list(self.more_rows.children)
+        while len(extra) < len(rows) - 1:
+            caption = w.HTML()
+            caption.add_class("visloupe-captions")
+            extra.append(w.VBox([image_view(), caption]))
+        for k, box in enumerate(extra):
+            shown = k + 1 < len(rows)
+            box.layout.display = None if shown else "none"
+            if shown:
+                box.children[0].value = pngs[k + 1]
+                box.children[1].value = caption_row(rows[k + 1][1], self._cell)
+        if len(extra) != len(self.more_rows.children):
+            self.more_rows.children = extra
 
     def _class_name(self, k: int) -> str:
         return self._class_names[k] if 0 <= k < len(self._class_names) else str(k)

@@ -200,14 +200,21 @@ def test_models_and_methods_side_by_side() -> None:
     a, b = CountingCNN(seed=1), CountingCNN(seed=2)
     ex = SaliencyExplorer({"a": a, "b": b}, _images(), methods=["saliency", "input_x_gradient"],
                           cell=CELL)
-    grid = render.from_png(ex.view.value)
+    row = render.image_grid([None] * 3, None, ncols=3, cell=CELL).size
+    # one row of tiles per model, each with its captions as HTML text under it
+    assert render.from_png(ex.view.value).size == row
+    (second,) = ex.more_rows.children
+    assert second.layout.display is None and render.from_png(second.children[0].value).size == row
+    assert "<b>a</b>" in ex.captions.value and "<b>b</b>" in second.children[1].value
+    assert ex.captions.value.count("<b>") == 3 and "target" in ex.captions.value
+    # the PNG export is the whole grid with its captions drawn
     expected = render.image_grid([None] * 6, ["x\ny"] * 6, ncols=3, cell=CELL)
-    assert grid.size == expected.size
+    assert render.from_png(ex.to_png()).size == expected.size
     assert set(ex.maps()) == {(m, t) for m in "ab" for t in ("Saliency (signed gradient)",
                                                                "Input × Gradient")}
     ex.model_select.value = ("b",)
-    assert render.from_png(ex.view.value).size == render.image_grid(
-        [None] * 3, ["x\ny"] * 3, ncols=3, cell=CELL).size
+    assert render.from_png(ex.view.value).size == row
+    assert second.layout.display == "none" and "<b>b</b>" in ex.captions.value
 
 
 def test_explicit_explain_when_auto_is_off(toy: CountingCNN) -> None:
@@ -331,8 +338,10 @@ def test_export_png_and_display() -> None:
 
     ex = SaliencyExplorer(CountingCNN(), _images(), methods=["saliency"], cell=CELL)
     png = ex.to_png()
-    assert np.array_equal(np.asarray(render.from_png(png)),
-                          np.asarray(render.from_png(ex.view.value)))
+    view = np.asarray(render.from_png(ex.view.value))
+    exported = np.asarray(render.from_png(png))  # the same tiles, captions drawn below them
+    assert exported.shape[1] == view.shape[1] and exported.shape[0] > view.shape[0]
+    assert np.array_equal(exported[:view.shape[0] - PAD], view[:-PAD])
     from IPython.core.formatters import DisplayFormatter
 
     bundle, _ = DisplayFormatter().format(ex)

@@ -122,3 +122,4 @@ def test_binder_installs_what_the_notebooks_import(repo_root: Path) -> None:
     assert (major, minor) >= low, (runtime, project["requires-python"])
     post = (repo_root / "binder" / "postBuild").read_text()
     assert "smoke_install.py" in post and (repo_root / "scripts" / "smoke_install.py").is_file()
+

@@ -95,13 +95,24 @@ function render({ model, el: root }) {
       }, layer);
       r.style.cursor = "move";
       el("title", {}, r).textContent = names[i] || String(i);
-      if (boxes.length <= 40 || i === focus || rel.parents.has(i)) {
-        const t = el("text", {
-          x: x0 + 3 * u, y: -y1 + 12 * u, "font-size": 11 * u, fill: "#222",
-          "pointer-events": "none",
-        }, labels);
-        t.textContent = names[i] || String(i);
-      }
+    }
+    // Labels without pile-ups: the focus and its relations first, then big boxes before small
+    // ones; a label that would overlap one already placed is left out (hover names any box).
+    const placed = [];
+    const first = [focus, ...rel.parents, ...rel.children].filter((i) => i >= 0);
+    for (const i of [...new Set([...first, ...order])]) {
+      const [x0, , , y1] = boxes[i];
+      const name = names[i] || String(i);
+      const box = [x0 + 2 * u, -y1 + u, x0 + (4 + 6.5 * name.length) * u, -y1 + 14 * u];
+      const free = placed.every((q) => box[2] < q[0] || box[0] > q[2] || box[3] < q[1]
+                                      || box[1] > q[3]);
+      if (!free && !first.includes(i)) continue;
+      placed.push(box);
+      const t = el("text", {
+        x: x0 + 3 * u, y: -y1 + 12 * u, "font-size": 11 * u, fill: "#222",
+        "pointer-events": "none", class: "vl-label",
+      }, labels);
+      t.textContent = name;
     }
     if (selected >= 0 && selected < boxes.length) {
       const [x0, y0, x1, y1] = boxes[selected];
@@ -111,7 +122,10 @@ function render({ model, el: root }) {
       };
       const hs = 9 * u;
       for (const h of HANDLES) {
-        const [hx, hy] = pos[h];
+        // just outside the box, so the whole inside of even a tiny box moves it
+        const out = hs / 2 + u;
+        const hx = pos[h][0] + (h.includes("e") ? out : h.includes("w") ? -out : 0);
+        const hy = pos[h][1] + (h.includes("n") ? out : h.includes("s") ? -out : 0);
         const r = el("rect", {
           x: hx - hs / 2, y: -hy - hs / 2, width: hs, height: hs, fill: "white",
           stroke: "#333", "stroke-width": 1.2 * u, class: "vl-handle", "data-handle": h,

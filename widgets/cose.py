@@ -87,6 +87,14 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
              f'<text x="{size / 2}" y="{size - 6}" text-anchor="middle">sensitivity</text>',
              f'<text x="12" y="{size / 2}" transform="rotate(-90 12 {size / 2})" '
              'text-anchor="middle">consistency</text>']
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks and grid on both axes (both lie in [0, 1])
+        x, y = pad + v * inner, pad + (1 - v) * inner
+        parts.append(f'<line x1="{x:.1f}" y1="{pad + inner}" x2="{x:.1f}" y2="{pad + inner + 4}" '
+                     f'stroke="#666"/><text x="{x:.1f}" y="{pad + inner + 15}" '
+                     f'text-anchor="middle" fill="#444">{v:g}</text>'
+                     f'<line x1="{pad - 4}" y1="{y:.1f}" x2="{pad}" y2="{y:.1f}" stroke="#666"/>'
+                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{v:g}'
+                     "</text>")
     for level in (0.3, 0.5, 0.7):  # COSE = sqrt(c s) = level  ->  c = level² / s
         pts = []
         for s in np.linspace(level * level, 1.0, 40):
@@ -116,6 +124,14 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
         parts.append(f'<circle cx="{pad + 8}" cy="{legend_y + 13 * i}" r="4" '
                      f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{pad + 16}" '
                      f'y="{legend_y + 13 * i + 4}">{html.escape(str(m))}</text>')
+    if len(models) > 1:  # marker shape: circle for the first model, square for the second...
+        y0 = legend_y + 13 * len(methods) + 4
+        for i, m in enumerate(models):
+            y = y0 + 13 * i
+            marker = (f'<circle cx="{pad + 8}" cy="{y}" r="4"' if i % 2 == 0 else
+                      f'<rect x="{pad + 4}" y="{y - 4}" width="8" height="8"')
+            parts.append(f'{marker} fill="none" stroke="#333"/><text x="{pad + 16}" '
+                         f'y="{y + 4}">{html.escape(str(m))}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -240,6 +240,7 @@ function render({ model, el }) {
       await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
       el.__visloupeViews = views; // for tests: pixel positions of data points
       el.__visloupeDrawMs = performance.now() - start; // for benchmarks: embed to painted
+      el.__visloupePaintedAt = Date.now();
       report(`rendered ${mine}`);
     } catch (error) {
       host.replaceChildren();

@@ -416,11 +416,6 @@ def randomization_check(
     inputs: Tensor,
     explainers: Any,
     *,
-    mode: str = "cascading",
-    layers: Sequence[str] | None = None,
-    target: int | Sequence[int] | Tensor | None = None,
-    seed: int = 0,
-    measures: Sequence[str] | None = None,
     aggregate: bool = True,
     **kwargs: Any,
 ) -> pd.DataFrame:
@@ -433,12 +428,12 @@ def randomization_check(
     (non-finite map, constant map, all padding, explainer failed on the randomised model);
     with ``aggregate=False`` one row per input (``input``, ``similarity``, ``reason``).
     ``step`` 0 / ``layer`` ``"(original)"`` is the trained model (similarity 1); step k names the
-    layer re-initialised at that step. Arguments as in :func:`run_randomization` (``pad_id``,
-    ``embedding``, ``batch_size``, ``progress`` pass through ``kwargs``).
+    layer re-initialised at that step. The other keyword arguments are
+    :func:`run_randomization`'s (``mode``, ``layers``, ``target``, ``seed``, ``measures``,
+    ``pad_id``, ``embedding``, ``batch_size``, ``progress``), passed through.
     """
     aggregate = check_bool("aggregate", aggregate)
-    result = run_randomization(model, inputs, explainers, mode=mode, layers=layers,
-                               target=target, seed=seed, measures=measures, **kwargs)
+    result = run_randomization(model, inputs, explainers, **kwargs)
     return result.to_dataframe(aggregate=aggregate)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers.labserver import error_outputs
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
@@ -27,11 +28,5 @@ def test_notebook_executes(path: Path) -> None:
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": path.parent}}
     ).execute()
     print(f"{path.name} executed in {time.perf_counter() - start:.0f} s")  # goal: < 90 s
-    errors = [
-        output
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-        if output.get("output_type") == "error"
-    ]
+    errors = error_outputs(notebook)
     assert not errors

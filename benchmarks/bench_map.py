@@ -1,0 +1,272 @@
+"""DatasetExplorer's map at 10 000 and 100 000 points in a real browser (issue 17).
+
+One JupyterLab + headless Chromium run per size (Debian's /usr/bin/chromium, WebGL through
+SwiftShader), one notebook with two plots of the same points side by side:
+
+- **ours**: ``DatasetExplorer(..., max_points=n)`` on its Map tab: the figure as a small JSON
+  document, the points as one binary float32 buffer, WebGL, thumbnails fetched on hover;
+- **reference**: the same figure the standard Bokeh way: the points inside the JSON document
+  (``json_item``, numpy columns as base64) plus a class-name column for the tooltip, drawn on
+  Bokeh's default canvas, its selection relayed to Python by the same callback.
+
+Measured for each: **first render** (kernel clock at the start of the cell that shows the plot to
+the browser's clock when the points are painted; same machine, same wall clock; for ours this
+includes building the map: embeddings and PCA), **draw** (BokehJS embed + data + two animation
+frames, in the browser), **pan step** (median time to repaint after moving the x range, 20
+steps), **selection round trip** (BokehJS's own hit test of a box over the left half of the
+frame, as the box-select tool runs it on mouse-up, to the kernel's answer in the page: ours
+re-renders the selection line and a 48-image grid, the reference a count) and, for ours,
+**hover** (mouse on a point to its kernel-made thumbnail shown). The data are n synthetic 8x8
+images in 10 colour classes (no model: the map embeds pixels, as DatasetExplorer does without
+one).
+
+    .venv/bin/python benchmarks/bench_map.py                # 10 000 and 100 000 points
+    .venv/bin/python benchmarks/bench_map.py --sizes 10000  # one size
+
+Goal (issue 17): interactive at 100 000 points; the numbers are printed, nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers import labserver  # noqa: E402 - the real-browser tests' one scaffolding
+
+WEBGL_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run", "--use-angle=swiftshader",
+              "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
+
+CELLS = [
+    textwrap.dedent("""
+    import json, time
+    import numpy as np
+    from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper
+    from bokeh.plotting import figure
+    import ipywidgets as w
+    from visloupe.widgets import DatasetExplorer
+    from visloupe.widgets.plots import BokehPlot
+    from visloupe.widgets.render import PALETTE
+
+    N = {n}
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, N)
+    base = rng.integers(30, 226, size=(10, 3))
+    noise = rng.normal(0, 25, size=(N, 8, 8, 3))
+    images = np.clip(base[labels][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+    t = time.time()
+    explorer = DatasetExplorer((images, labels.tolist()), max_points=N)
+    timings = {{"profile_s": time.time() - t}}
+    """),
+    textwrap.dedent("""
+    t0 = time.time()
+    explorer.show_tab("Map")
+    timings.update(ours_cell_start=t0 * 1000, ours_build_s=time.time() - t0,
+                   item_bytes=len(explorer.map_plot.item),
+                   points_bytes=len(explorer.map_plot.points))
+    explorer
+    """),
+    textwrap.dedent("""
+    t1 = time.time()
+    table = explorer.map_points
+    mapper = LinearColorMapper(palette=list(PALETTE[:10]), low=-0.5, high=9.5)
+    src = ColumnDataSource({{"x": table["x"].to_numpy(), "y": table["y"].to_numpy(),
+                             "c": table["code"].to_numpy(), "index": table["index"].to_numpy(),
+                             "class_name": table["class_name"].tolist()}})
+    fig = figure(width=620, height=520, title="reference", tools="pan,box_select,reset",
+                 active_drag="box_select")
+    fig.scatter("x", "y", source=src, size=3, fill_color={{"field": "c", "transform": mapper}},
+                line_color=None)
+    fig.add_tools(HoverTool(tooltips="#@index @class_name"))
+    ref = BokehPlot(css_class="visloupe-ref")
+    src.selected.js_on_change("indices", ref.select_js())
+    ref.show(fig)
+    info = w.HTML('<div class="visloupe-ref-info" data-count=""></div>')
+    ref.observe(lambda c: setattr(info, "value", f'<div class="visloupe-ref-info" '
+                                  f'data-count="{{len(c["new"])}}">{{len(c["new"])}}</div>'),
+                "selected")
+    timings.update(ref_cell_start=t1 * 1000, ref_item_bytes=len(ref.item))
+    json.dump(timings, open("timings.json", "w"))
+    w.VBox([ref, info])
+    """),
+]
+
+VIEWS_JS = """(sel) => { const e = document.querySelector(sel);
+  return Boolean(e && e.__visloupeViews && e.__visloupePaintedAt); }"""
+
+FRAME_JS = """(sel) => {
+  const pv = document.querySelector(sel).__visloupeViews.roots[0];
+  const r = pv.el.getBoundingClientRect(), b = pv.frame.bbox;
+  return [r.left + b.left, r.top + b.top, b.width, b.height];
+}"""
+
+PAN_JS = """async (sel) => {
+  const pv = document.querySelector(sel).__visloupeViews.roots[0];
+  const range = pv.model.x_range, times = [];
+  const frame = () => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok)));
+  await frame();
+  for (let k = 0; k < 20; k++) {
+    const t = performance.now(), step = (range.end - range.start) * 0.02 * (k % 2 ? -1 : 1);
+    range.setv({start: range.start + step, end: range.end + step});
+    await frame();
+    times.push(performance.now() - t);
+  }
+  return times;
+}"""
+
+IDLE_JS = """async () => {  // until 10 animation frames in a row come within 50 ms each
+  let calm = 0, last = performance.now();
+  while (calm < 10) {
+    await new Promise((ok) => requestAnimationFrame(ok));
+    const now = performance.now();
+    calm = now - last < 50 ? calm + 1 : 0;
+    last = now;
+  }
+}"""
+
+WATCH_JS = """([sel, attr]) => {
+  window.__benchUp = null; window.__benchAnswer = null;
+  document.addEventListener('pointerup', () => { window.__benchUp = Date.now(); },
+                            {once: true, capture: true});
+  const watch = () => {
+    const e = document.querySelector(sel);
+    if (e && e.getAttribute(attr)) { window.__benchAnswer = Date.now(); return; }
+    requestAnimationFrame(watch);
+  };
+  watch();
+}"""
+
+
+SELECT_JS = """(sel) => {  // a box over the left half of the frame, as the box-select tool does
+  const pv = document.querySelector(sel).__visloupeViews.roots[0];
+  const rv = [...pv.renderer_views.values()].find((v) => v.model.data_source);
+  const b = pv.frame.bbox;
+  window.__benchUp = Date.now();
+  const hit = rv.hit_test({type: "rect", sx0: b.left, sx1: b.left + b.width / 2,
+                           sy0: b.top, sy1: b.bottom});
+  rv.model.data_source.selected.indices = Array.from(hit.indices);
+  return hit.indices.length;
+}"""
+
+
+def box_select(page, plot_sel: str, answer_sel: str, attr: str) -> tuple[float, int]:
+    """Select the points in a box over the left half of the plot's frame with BokehJS's own
+    hit test (what the box-select tool calls on mouse-up); ms from then to the kernel's answer
+    in the page, and how many points the box holds. (Synthetic mouse drags are read as taps
+    now and then on a loaded headless browser, so the gesture itself is left out.)"""
+    page.evaluate(IDLE_JS)
+    page.evaluate(WATCH_JS, [answer_sel, attr])
+    count = page.evaluate(SELECT_JS, plot_sel)
+    page.wait_for_function("() => window.__benchAnswer !== null", timeout=300_000)
+    return page.evaluate("() => window.__benchAnswer - window.__benchUp"), count
+
+
+POINT_JS = """(k) => {
+  const pv = document.querySelector('.visloupe-map').__visloupeViews.roots[0];
+  const r = pv.el.getBoundingClientRect(), fr = pv.frame;
+  const d = pv.model.renderers.find((x) => x.data_source.name === 'visloupe-points')
+    .data_source.data;
+  return [r.left + fr.x_scale.compute(d.x[k]), r.top + fr.y_scale.compute(d.y[k])];
+}"""
+
+TIP_JS = """() => { const i = document.querySelector('.visloupe-map-tip img');
+  return Boolean(i && i.style.display !== 'none' && i.complete && i.naturalWidth > 0
+                 && i.closest('.visloupe-map-tip').style.display === 'block'); }"""
+
+
+def hover_ms(page, n: int) -> float:
+    """Mouse onto a point of our map; ms until the kernel's thumbnail shows in the tooltip
+    (tries a few points; NaN if no tooltip came)."""
+    for k in (0, n // 3, 2 * n // 3, n - 1):
+        page.evaluate(IDLE_JS)
+        x, y = page.evaluate(POINT_JS, k)
+        page.mouse.move(x - 40, y - 40)
+        page.wait_for_timeout(200)
+        start = page.evaluate("() => Date.now()")
+        page.mouse.move(x, y, steps=5)
+        try:
+            page.wait_for_function(TIP_JS, timeout=20_000)
+        except Exception:  # noqa: BLE001 - the next point
+            continue
+        return page.evaluate("() => Date.now()") - start
+    return float("nan")
+
+
+def run(n: int) -> dict:
+    labserver.CHROMIUM_ARGS = WEBGL_ARGS  # the benchmark measures the WebGL path
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        code = [c.format(n=n).strip() for c in CELLS]
+        with labserver.lab_notebook(tmp_path, code, ".visloupe-ref", name="map.ipynb",
+                                    viewport=(1400, 3600), ready_timeout=900) as lab:
+            page = lab.page
+            for sel in (".visloupe-map", ".visloupe-ref"):
+                page.wait_for_function(VIEWS_JS, arg=sel, timeout=600_000)
+            times = json.loads((tmp_path / "root" / "timings.json").read_text())
+            out = {"n": n, **times}
+            out["webgl"] = page.evaluate(
+                "() => { const c = document.createElement('canvas');"
+                " return Boolean(c.getContext('webgl2') || c.getContext('webgl')); }")
+            for key, sel, start in (("ours", ".visloupe-map", "ours_cell_start"),
+                                    ("ref", ".visloupe-ref", "ref_cell_start")):
+                painted = page.evaluate(f"() => document.querySelector('{sel}')"
+                                        ".__visloupePaintedAt")
+                out[f"{key}_first_render_ms"] = painted - times[start]
+                out[f"{key}_draw_ms"] = page.evaluate(
+                    f"() => document.querySelector('{sel}').__visloupeDrawMs")
+                out[f"{key}_pan_ms"] = statistics.median(page.evaluate(PAN_JS, sel))
+            # the reference first: our answer (a grid of the selected images) lengthens the page
+            out["ref_select_ms"], out["selected"] = box_select(
+                page, ".visloupe-ref", ".visloupe-ref-info", "data-count")
+            out["ours_select_ms"], ours_count = box_select(
+                page, ".visloupe-map", ".visloupe-dataset-explorer .visloupe-selected",
+                "data-indices")
+            answered = page.get_attribute(".visloupe-dataset-explorer .visloupe-selected",
+                                          "data-indices")
+            assert len(answered.split(",")) == ours_count == out["selected"]
+            out["ours_hover_ms"] = hover_ms(page, n)
+            errors = lab.widget_errors()
+            if errors:
+                out["errors"] = errors[:5]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    args = parser.parse_args()
+    print(f"# bench_map: {platform.platform()}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.2f}")
+    rows = []
+    for n in args.sizes:
+        t = time.time()
+        rows.append(run(n))
+        print(json.dumps(rows[-1]), f"({time.time() - t:.0f} s)", flush=True)
+    print("\n| points | WebGL | ours: build (kernel) | ours: first render | ref: first render "
+          "| ours: draw | ref: draw | ours: pan step | ref: pan step | ours: select | "
+          "ref: select | ours: hover | doc+points bytes ours / ref |")
+    print("|" + "---|" * 13)
+    for r in rows:
+        print(f"| {r['n']:,} | {r['webgl']} | {r['ours_build_s']:.2f} s | "
+              f"{r['ours_first_render_ms']:.0f} ms | {r['ref_first_render_ms']:.0f} ms | "
+              f"{r['ours_draw_ms']:.0f} ms | {r['ref_draw_ms']:.0f} ms | "
+              f"{r['ours_pan_ms']:.1f} ms | {r['ref_pan_ms']:.1f} ms | "
+              f"{r['ours_select_ms']:.0f} ms | {r['ref_select_ms']:.0f} ms | "
+              f"{r['ours_hover_ms']:.0f} ms | "
+              f"{(r['item_bytes'] + r['points_bytes']) / 1e6:.2f} / "
+              f"{r['ref_item_bytes'] / 1e6:.2f} MB |")
+
+
+if __name__ == "__main__":
+    main()

@@ -263,7 +263,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         if self.map_plot.item:  # the live map's points travel apart: export them inline
             from bokeh.embed import json_item
 
-            items.append(json.dumps(json_item(self._map_figure(inline=True))))
+            table, mapper, _order = self._map_table()
+            items.append(json.dumps(json_item(self._map_figure(table, mapper, inline=True))))
         if not items:
             raise ValueError("to_html: no plot has been built yet")
         parts = ['<!DOCTYPE html><html><head><meta charset="utf-8">',
@@ -614,7 +615,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         order = list(dict.fromkeys(class_names))  # label order (points are sorted by label)
         colour = self.colour_by.value
         if colour == CLASS:
-            code = np.array([order.index(c) for c in class_names], dtype=np.float64)
+            position = {c: k for k, c in enumerate(order)}
+            code = np.array([position[c] for c in class_names], dtype=np.float64)
             values = np.full(len(rows), np.nan)
             palette = [PALETTE[k % len(PALETTE)] for k in range(len(order))]
             mapper = LinearColorMapper(palette=palette, low=-0.5, high=len(order) - 0.5)
@@ -635,13 +637,12 @@ class DatasetExplorer(ExplorerBase, w.VBox):
                               "colour": hexes})
         return table, mapper, order
 
-    def _map_figure(self, inline: bool = False) -> Any:
+    def _map_figure(self, table: pd.DataFrame, mapper: Any, inline: bool = False) -> Any:
         """The map's Bokeh figure. Live, its point source is empty (the widget sends the
         points as binary); ``inline=True`` puts them in the document for ``to_html``."""
         from bokeh.models import ColorBar, ColumnDataSource, HoverTool
         from bokeh.plotting import figure
 
-        table, mapper, _order = self._map_table()
         space = "pixels" if self._model is None else "embeddings"
         fig = figure(width=620, height=520, title=f"{self.projection.value} of {space}",
                      tools="pan,wheel_zoom,box_select,lasso_select,reset,save",
@@ -677,9 +678,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         return fig
 
     def _draw_map(self) -> None:
-        table, _mapper, order = self._map_table()
+        table, mapper, order = self._map_table()
         self.map_points = table
-        fig = self._map_figure()
+        fig = self._map_figure(table, mapper)
         self.map_plot.show_points(fig, {"x": table["x"].to_numpy(), "y": table["y"].to_numpy(),
                                         "c": table["code"].to_numpy(),
                                         "index": table["index"].to_numpy()})

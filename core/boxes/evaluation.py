@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .model import _check_mask, check_features, check_overlap
+from .model import _check_mask, adam, check_features, check_overlap
 
 __all__ = [
     "HierarchyScore",
@@ -282,7 +282,7 @@ class PairClassifier:
         self._norm = (mu, sd)
         xs = (x - mu) / sd
         self.net = self._build(x.shape[1], seed)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        opt = adam(self.net.parameters(), self.lr)
         g = torch.Generator().manual_seed(seed)
         lossf = nn.BCEWithLogitsLoss() if self.loss == "bce" else None
         self.net.train()

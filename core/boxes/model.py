@@ -135,6 +135,16 @@ def check_overlap(overlap: Any, n: int | None = None, name: str = "overlap",
     return overlap
 
 
+def adam(params: Any, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where this torch has it: several times faster on CPU for the
+    small tensors of Task2Box and its pair classifiers; the same update rule."""
+    params = list(params)  # a generator would be spent by a failed first attempt
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 def _check_mask(mask: Any, n: int, name: str = "train_mask") -> Tensor:
     mask = torch.as_tensor(mask)
     if mask.dtype != torch.bool:
@@ -395,10 +405,7 @@ class Task2Box:
         net = self._build(n if self.free else x.shape[1], seed)
         self.net, self.n_items = net, n
         self.in_dim = None if self.free else x.shape[1]
-        try:  # the fused kernel is several times faster on CPU for these small tensors
-            optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, fused=True)
-        except (RuntimeError, TypeError, ValueError):
-            optimiser = torch.optim.Adam(net.parameters(), lr=self.lr)
+        optimiser = adam(net.parameters(), self.lr)
         net.train()
         self.history = []
         plan = _LossPlan(target, mask)

@@ -396,5 +396,5 @@ def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3)
     more = (f"<div style='font-size:12px;color:#555'>… {len(df) - max_rows} more rows</div>"
             if len(df) > max_rows else "")
     return (f"<div class='{escape(css)}' style='max-height:400px;max-width:100%;overflow:auto;"
-            f"font-size:12px'><table style='border-collapse:collapse'><thead><tr>{head}</tr>"
-            f"</thead><tbody>{''.join(rows)}</tbody></table>{more}</div>")
+            f"font-size:12px;line-height:1.4'><table style='border-collapse:collapse'><thead>"
+            f"<tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</div>")

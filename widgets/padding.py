@@ -307,8 +307,8 @@ class PaddingInspector(ExplorerBase, w.VBox):
             tds = "".join(f"<td style='padding:1px 6px'>{escape(cells[k])}</td>"
                           for k, _ in _TABLE_COLUMNS)
             rows.append(f"<tr class='{cls}' style='{style}'>{tds}</tr>")
-        return ("<div style='max-height:260px;overflow:auto'><table style='border-collapse:"
-                "collapse;font-size:11px;font-family:monospace'>"
+        return ("<div style='max-height:260px;overflow:auto;line-height:1.4'><table "
+                "style='border-collapse:collapse;font-size:11px;font-family:monospace'>"
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
     # ------------------------------------------------------------------ export, lifecycle

@@ -26,3 +26,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+NOTEBOOK_TIMES: list[tuple[str, float]] = []
+NOTEBOOK_GOAL_S = 90
+
+
+@pytest.fixture
+def record_notebook_time():
+    """Call with (label, seconds) once a notebook has run; the times are printed at the end."""
+    return lambda label, seconds: NOTEBOOK_TIMES.append((label, seconds))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The tutorials' execution times beside their goal (issue 17: < 90 s each on 2 cores)."""
+    if not NOTEBOOK_TIMES:
+        return
+    terminalreporter.section(f"notebook execution times (goal < {NOTEBOOK_GOAL_S} s each)")
+    for label, seconds in NOTEBOOK_TIMES:
+        flag = "" if seconds < NOTEBOOK_GOAL_S else "  OVER GOAL"
+        terminalreporter.write_line(f"{seconds:6.0f} s  {label}{flag}")

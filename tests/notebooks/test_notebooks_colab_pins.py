@@ -40,7 +40,8 @@ def kernel_env(env_dir: Path, tmp_path: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes_with_colab_pins(path: Path, pinned_env: Path, tmp_path: Path) -> None:
+def test_notebook_executes_with_colab_pins(path: Path, pinned_env: Path, tmp_path: Path,
+                                           record_notebook_time) -> None:
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(WHICH_KERNEL))
     specs = KernelSpecManager(kernel_dirs=[str(pinned_env / "share" / "jupyter" / "kernels")],
@@ -50,7 +51,7 @@ def test_notebook_executes_with_colab_pins(path: Path, pinned_env: Path, tmp_pat
     NotebookClient(notebook, km=km, timeout=600,
                    resources={"metadata": {"path": path.parent}}).execute(
         env=kernel_env(pinned_env, tmp_path))
-    print(f"{path.name} executed with Colab's pins in {time.perf_counter() - start:.0f} s")
+    record_notebook_time(f"{path.name} (Colab's pins)", time.perf_counter() - start)
     errors = error_outputs(notebook)
     assert not errors, [f"{e.get('ename')}: {e.get('evalue')}" for e in errors]
     shown = "".join(o.get("text", "") for o in notebook.cells[-1].get("outputs", []))

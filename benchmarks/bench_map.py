@@ -57,7 +57,7 @@ CELLS = [
     import ipywidgets as w
     from visloupe.widgets import DatasetExplorer
     from visloupe.widgets.plots import BokehPlot
-    from visloupe.widgets.render import PALETTE
+    from visloupe.widgets.style import PALETTE
 
     N = {n}
     rng = np.random.default_rng(0)

@@ -20,6 +20,7 @@ from visloupe.core.checks import (  # noqa: F401 - the shared checks, used by th
 )
 
 from . import render
+from .style import BAD, TEXT_S
 
 logger = logging.getLogger("visloupe.widgets")
 
@@ -139,8 +140,8 @@ def error_html(messages: list[str]) -> str:
         return ""
     lines = "".join(f"<div>{html.escape(m)}</div>" for m in messages)
     return (
-        '<div class="visloupe-error" style="color:#b00020;white-space:pre-wrap;'
-        f'font-family:monospace;font-size:12px">{lines}</div>'
+        f'<div class="visloupe-error" style="color:{BAD};white-space:pre-wrap;'
+        f'font-family:monospace;font-size:{TEXT_S}px">{lines}</div>'
     )
 
 

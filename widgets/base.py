@@ -22,6 +22,7 @@ import ipywidgets as w
 import numpy as np
 
 from ._common import LRU, close_tree, error_html, guarded
+from .style import MUTED, RULE, SPACE_M, SPACE_S, SPACE_XS, TEXT_M, TEXT_S, TEXT_XS
 
 __all__ = ["ExplorerBase", "guarded"]
 
@@ -307,6 +308,23 @@ def image_view(value: bytes = b"", *, hidden: bool = False) -> w.Image:
     return w.Image(value=value, format="png", layout=layout)
 
 
+def toggle_buttons(options: Sequence[str], value: str) -> w.ToggleButtons:
+    """A row of toggle buttons wide enough for its longest option, without a label of its own:
+    show it with ``labelled`` (a ToggleButtons' own label wraps above the buttons once a flex
+    row squeezes it)."""
+    longest = max(len(str(o)) for o in options)
+    return w.ToggleButtons(options=list(options), value=value,
+                           style={"button_width": f"{max(80, 8 * longest + 32)}px"},
+                           layout=w.Layout(width="auto", flex="0 0 auto"))
+
+
+def labelled(label: str, control: w.Widget) -> w.HBox:
+    """``control`` with its label to its left, on one line that never wraps."""
+    text = w.HTML(f"<span style='white-space:nowrap'>{escape(label)}</span>",
+                  layout=w.Layout(flex="0 0 auto"))
+    return w.HBox([text, control], layout=w.Layout(flex="0 0 auto", align_items="center"))
+
+
 def download_link(png: bytes, filename: str) -> str:
     """HTML for a link that downloads ``png`` as ``filename`` in the browser (a ``data:`` URL:
     no server, works in Lab, Notebook 7, VS Code and Colab)."""
@@ -316,22 +334,45 @@ def download_link(png: bytes, filename: str) -> str:
     name = name.replace("/", "_").replace("\\", "_")
     data = base64.b64encode(png).decode("ascii")
     return (f"<a download=\"{escape(name)}\" href=\"data:image/png;base64,{data}\" "
-            f"style='font-size:13px'>⬇ download {escape(name)} ({len(png) // 1024 + 1} KB)</a>")
+            f"style='font-size:{TEXT_M}px'>⬇ download {escape(name)} "
+            f"({len(png) // 1024 + 1} KB)</a>")
 
 
-def caption_row(captions: Sequence[str], cell: int, pad: int = 4) -> str:
+#: A colour bar under a tile: ``(cmap, signed, vmax)``; a signed map runs from ``-vmax``
+#: through 0 to ``+vmax``, an absolute one from 0 to ``vmax`` (values beyond were clipped).
+Scale = tuple[str, bool, float]
+
+
+def tile_caption(caption: str, width: int, scale: Scale | None = None) -> str:
+    """The HTML under one tile, ``width`` px wide: the colour bar of its map with its values
+    first (so the bars of a row line up under the tiles), then the caption, its first line
+    bold and the others muted, every line escaped."""
+    first, *rest = str(caption).split("\n")
+    lines = [f"<b>{escape(first)}</b>",
+             *(f"<span style='color:{MUTED}'>{escape(line)}</span>" for line in rest)]
+    bar = ""
+    if scale is not None:
+        cmap, signed, vmax = scale
+        low = -vmax if signed else 0.0
+        bar = (f"<div style='margin-bottom:{SPACE_S}px'>"
+               f"{colour_bar_html(cmap, low, vmax, signed=signed, width=width)}</div>")
+    return (f"<div style='width:{int(width)}px;overflow-wrap:break-word;hyphens:auto'>"
+            f"{bar}{'<br>'.join(lines)}</div>")
+
+
+def caption_row(captions: Sequence[str], cell: int, pad: int = SPACE_S,
+                scales: Sequence[Scale | None] | None = None) -> str:
     """HTML captions for one row of ``render.image_grid`` tiles drawn without captions and shown
     at their own pixel size: each caption as wide as its tile (``cell`` px, ``pad`` px apart,
-    as the grid lays them out), its first line bold. Text the browser draws (selectable,
-    sharp at any zoom), not pixels; every line escaped."""
-    cols = []
-    for caption in captions:
-        first, *rest = str(caption).split("\n")
-        lines = [f"<b>{escape(first)}</b>", *(escape(line) for line in rest)]
-        cols.append(f"<div style='width:{int(cell)}px;overflow-wrap:anywhere'>"
-                    f"{'<br>'.join(lines)}</div>")
+    as the grid lays them out), with the colour bar of the tile's map under it (``scales``,
+    one per caption, ``None`` for a tile that is not a map). Text the browser draws
+    (selectable, sharp at any zoom), not pixels."""
+    scales = list(scales) if scales is not None else [None] * len(captions)
+    if len(scales) != len(captions):
+        raise ValueError(f"scales: expected one per caption ({len(captions)}), got {len(scales)}")
+    cols = "".join(tile_caption(c, cell, s) for c, s in zip(captions, scales, strict=True))
     return (f"<div class='visloupe-captions' style='display:flex;gap:{int(pad)}px;"
-            f"padding:0 {int(pad)}px;font-size:12px;line-height:1.3'>{''.join(cols)}</div>")
+            f"padding:0 {int(pad)}px;font-size:{TEXT_S}px;line-height:1.3'>{cols}</div>")
 
 
 def colour_bar_html(cmap: str, low: float, high: float, *, signed: bool = False,
@@ -342,24 +383,13 @@ def colour_bar_html(cmap: str, low: float, high: float, *, signed: bool = False,
     strip = base64.b64encode(to_png(colorbar(cmap, signed, width, 10))).decode("ascii")
     mid = "<span style='flex:1;text-align:center'>0</span>" if signed else \
         "<span style='flex:1'></span>"
-    return (f"<span style='display:inline-flex;flex-direction:column;width:{width}px'>"
+    return (f"<span class='visloupe-colour-bar' style='display:inline-flex;"
+            f"flex-direction:column;width:{width}px'>"
             f"<img src='data:image/png;base64,{strip}' width='{width}' height='10' "
             "style='image-rendering:pixelated'>"
-            "<span style='display:flex;font-size:12px;font-variant-numeric:tabular-nums'>"
+            f"<span style='display:flex;font-size:{TEXT_XS}px;line-height:1.3;"
+            "font-variant-numeric:tabular-nums;white-space:nowrap'>"
             f"<span>{low:.3g}</span>{mid}<span>{high:.3g}</span></span></span>")
-
-
-def legend_html(scales: list[tuple[str, str, bool, float]], width: int = 120) -> str:
-    """Colour bars with their values, one per map: ``(label, cmap, signed, vmax)`` -> HTML.
-    A signed map runs from ``-vmax`` through 0 to ``+vmax``, an absolute one from 0 to ``vmax``
-    (values beyond ``vmax`` were clipped for display)."""
-    rows = []
-    for label, cmap, signed, vmax in scales:
-        bar = colour_bar_html(cmap, -vmax if signed else 0.0, vmax, signed=signed, width=width)
-        rows.append(
-            "<div style='display:flex;align-items:center;gap:8px;font-size:12px;margin:2px 0'>"
-            f"<span style='min-width:220px'>{escape(label)}</span>{bar}</div>")
-    return "".join(rows)
 
 
 def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3) -> str:
@@ -371,7 +401,7 @@ def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3)
     import numbers
 
     shown = df.head(max_rows)
-    cell = "padding:2px 8px;white-space:nowrap;border-bottom:1px solid #eee"
+    cell = f"padding:{SPACE_XS}px {SPACE_M}px;white-space:nowrap;border-bottom:1px solid {RULE}"
 
     def fmt(value: Any) -> tuple[str, bool]:
         if isinstance(value, (bool, np.bool_)):
@@ -393,8 +423,8 @@ def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3)
             align = "right;font-variant-numeric:tabular-nums" if numeric else "left"
             tds.append(f"<td style='{cell};text-align:{align}'>{text}</td>")
         rows.append(f"<tr>{''.join(tds)}</tr>")
-    more = (f"<div style='font-size:12px;color:#555'>… {len(df) - max_rows} more rows</div>"
-            if len(df) > max_rows else "")
+    more = (f"<div style='font-size:{TEXT_S}px;color:{MUTED}'>… {len(df) - max_rows} more "
+            "rows</div>" if len(df) > max_rows else "")
     return (f"<div class='{escape(css)}' style='max-height:400px;max-width:100%;overflow:auto;"
-            f"font-size:12px;line-height:1.4'><table style='border-collapse:collapse'><thead>"
+            f"font-size:{TEXT_S}px;line-height:1.4'><table style='border-collapse:collapse'><thead>"
             f"<tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}</div>")

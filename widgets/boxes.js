@@ -109,7 +109,7 @@ function render({ model, el: root }) {
       if (!free && !first.includes(i)) continue;
       placed.push(box);
       const t = el("text", {
-        x: x0 + 3 * u, y: -y1 + 12 * u, "font-size": 11 * u, fill: "#222",
+        x: x0 + 3 * u, y: -y1 + 12 * u, "font-size": 11 * u, fill: "#333333",
         "pointer-events": "none", class: "vl-label",
       }, labels);
       t.textContent = name;
@@ -128,7 +128,7 @@ function render({ model, el: root }) {
         const hy = pos[h][1] + (h.includes("n") ? out : h.includes("s") ? -out : 0);
         const r = el("rect", {
           x: hx - hs / 2, y: -hy - hs / 2, width: hs, height: hs, fill: "white",
-          stroke: "#333", "stroke-width": 1.2 * u, class: "vl-handle", "data-handle": h,
+          stroke: "#333333", "stroke-width": 1.2 * u, class: "vl-handle", "data-handle": h,
         }, handleLayer);
         r.style.cursor = (h === "n" || h === "s") ? "ns-resize"
           : (h === "e" || h === "w") ? "ew-resize"

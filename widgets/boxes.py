@@ -24,7 +24,7 @@ from visloupe.core.boxes import Relations, Task2Box, hard_pairwise_overlap, pare
 
 from ._common import guarded
 from .base import ExplorerBase
-from .render import PALETTE
+from .style import MUTED, PALETTE, RULE, SPACE_S, SPACE_XS, TEXT_S, TEXT_XS
 
 __all__ = ["BoxExplorer"]
 
@@ -142,7 +142,7 @@ class BoxExplorer(ExplorerBase, widgets.HBox):
             legend = " ".join(
                 f'<span style="color:{c}">&#9632;</span> {html.escape(g)}'
                 for g, c in self._group_colors.items())
-        self.legend = widgets.HTML(f'<div style="font:12px sans-serif">{legend}</div>')
+        self.legend = widgets.HTML(f'<div style="font:{TEXT_S}px sans-serif">{legend}</div>')
         side = widgets.VBox([self.reset_button, self.selection, self.table, self.errors],
                             layout=widgets.Layout(max_height=f"{int(height) + 60}px",
                                                   overflow="auto", min_width="320px"))
@@ -207,7 +207,7 @@ class BoxExplorer(ExplorerBase, widgets.HBox):
                     f'<td style="background:rgba(31,119,180,{0.6 * float(ov[i, j]):.2f})">'
                     f"{float(ov[i, j]):.2f}</td>" for j in range(n))
                 rows.append(f"<tr><th>{esc(self._names[i])}</th>{cells}</tr>")
-            return ('<div style="font:12px sans-serif"><b>ov(row &rarr; column)</b> = '
+            return (f'<div style="font:{TEXT_S}px sans-serif"><b>ov(row &rarr; column)</b> = '
                     "fraction of the row box inside the column box</div>"
                     f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>")
         pairs = [(i, j) for i, j in (ov > 0.01).nonzero().tolist() if i != j]
@@ -216,20 +216,21 @@ class BoxExplorer(ExplorerBase, widgets.HBox):
             f"<tr><td>{esc(self._names[i])}</td><td>{esc(self._names[j])}</td>"
             f"<td>{float(ov[i, j]):.2f}</td><td>{float(ov[j, i]):.2f}</td></tr>"
             for i, j in pairs[: self._max_rows])
-        return ('<div style="font:12px sans-serif"><b>Largest containments</b> '
+        return (f'<div style="font:{TEXT_S}px sans-serif"><b>Largest containments</b> '
                 f"({len(pairs)} overlapping pairs)</div><table><tr><th>box i</th><th>box j</th>"
                 f"<th>ov(i&rarr;j)</th><th>ov(j&rarr;i)</th></tr>{body}</table>")
 
     def _selection_html(self) -> str:
         i = self.canvas.selected
         if not 0 <= i < len(self._names):
-            return '<div style="font:12px sans-serif;color:#666">Click a box to select it.</div>'
+            return (f'<div style="font:{TEXT_S}px sans-serif;color:{MUTED}">Click a box to '
+                    'select it.</div>')
         esc, ov = html.escape, self.overlap
         parents = self.predicted[i].nonzero().flatten().tolist()
         children = self.predicted[:, i].nonzero().flatten().tolist()
         par = ", ".join(f"{esc(self._names[p])} ({float(ov[i, p]):.2f})" for p in parents)
         chi = ", ".join(f"{esc(self._names[c])} ({float(ov[c, i]):.2f})" for c in children)
-        return (f'<div style="font:12px sans-serif"><b>{esc(self._names[i])}</b><br>'
+        return (f'<div style="font:{TEXT_S}px sans-serif"><b>{esc(self._names[i])}</b><br>'
                 f"parents: {par or '&mdash;'}<br>children: {chi or '&mdash;'}</div>")
 
     # -- export ---------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ class BoxExplorer(ExplorerBase, widgets.HBox):
                          f'fill="{c}" fill-opacity="0.18" stroke="{c}" stroke-width="1.5">'
                          f"<title>{name}</title></rect>")
             if len(a) <= 40:
-                parts.append(f'<text x="{x + 3:.1f}" y="{y + 12:.1f}" font-size="11" '
+                parts.append(f'<text x="{x + 3:.1f}" y="{y + 12:.1f}" font-size="{TEXT_XS}" '
                              f'font-family="sans-serif">{name}</text>')
         parts.append("</svg>")
         return "".join(parts)
@@ -262,8 +263,8 @@ class BoxExplorer(ExplorerBase, widgets.HBox):
     def to_html(self) -> str:
         """A standalone HTML page: the SVG drawing and the containment table."""
         return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>BoxExplorer</title>"
-                "<style>table{border-collapse:collapse;font:12px sans-serif}td,th{border:1px "
-                "solid #ddd;padding:2px 5px}</style></head><body>"
+                f"<style>table{{border-collapse:collapse;font:{TEXT_S}px sans-serif}}td,th{{"
+                f"border:1px solid {RULE};padding:{SPACE_XS}px {SPACE_S}px}}</style></head><body>"
                 f"{self.to_svg()}{self.table.value}</body></html>")
 
     def to_png(self, dpi: int = 100) -> bytes:

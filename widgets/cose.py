@@ -30,11 +30,30 @@ from ._common import (
     open_job,
     resolve_models,
 )
-from .base import ExplorerBase, escape, legend_html, table_html
-from .render import PALETTE, fit_image, image_grid, overlay, to_png
+from .base import ExplorerBase, table_html, tile_caption
+from .render import fit_image, image_grid, overlay, to_png
+from .style import (
+    BAD,
+    FAINT,
+    GOOD,
+    INK,
+    MUTED,
+    PALETTE,
+    RULE,
+    SPACE_M,
+    SPACE_XS,
+    TEXT_M,
+    TEXT_S,
+    TEXT_XS,
+)
 
 __all__ = ["COSEExplorer"]
 
+
+
+#: What each of the four tiles shows (first line bold under the tile, the rest muted).
+TILE_CAPTIONS = ("original\n+ its map", "transformed\n+ its map",
+                 "map back\nin the original frame", "validity mask\nwhite: compared")
 
 
 def _rgb(pixels: torch.Tensor) -> np.ndarray:
@@ -46,13 +65,13 @@ def _rgb(pixels: torch.Tensor) -> np.ndarray:
 
 def _svg_bars(table: pd.DataFrame, width: int = 420) -> str:
     """Grouped bars (consistency, sensitivity, COSE) per method/model row."""
-    metrics = [("consistency", "#4c78a8"), ("sensitivity", "#f58518"), ("cose", "#54a24b")]
+    metrics = [("consistency", PALETTE[0]), ("sensitivity", PALETTE[1]), ("cose", PALETTE[2])]
     rows = list(table.itertuples(index=False))
     bar, gap, left = 12, 10, 150
     height = len(rows) * (3 * bar + gap) + 30
     scale = width - left - 40
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             'font-family="sans-serif" font-size="11">']
+             f'font-family="sans-serif" font-size="{TEXT_XS}">']
     y = 20
     for row in rows:
         label = html.escape(f"{row.method} / {row.model}")
@@ -81,28 +100,28 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
     pad = 36
     inner = size - 2 * pad
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
-             'font-family="sans-serif" font-size="11" class="visloupe-cose-scatter">',
+             f'font-family="sans-serif" font-size="{TEXT_XS}" class="visloupe-cose-scatter">',
              f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" '
-             'stroke="#999"/>',
+             f'stroke="{FAINT}"/>',
              f'<text x="{size / 2}" y="{size - 6}" text-anchor="middle">sensitivity</text>',
              f'<text x="12" y="{size / 2}" transform="rotate(-90 12 {size / 2})" '
              'text-anchor="middle">consistency</text>']
     for v in (0.0, 0.25, 0.5, 0.75, 1.0):  # ticks and grid on both axes (both lie in [0, 1])
         x, y = pad + v * inner, pad + (1 - v) * inner
         parts.append(f'<line x1="{x:.1f}" y1="{pad + inner}" x2="{x:.1f}" y2="{pad + inner + 4}" '
-                     f'stroke="#666"/><text x="{x:.1f}" y="{pad + inner + 15}" '
-                     f'text-anchor="middle" fill="#444">{v:g}</text>'
-                     f'<line x1="{pad - 4}" y1="{y:.1f}" x2="{pad}" y2="{y:.1f}" stroke="#666"/>'
-                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{v:g}'
+                     f'stroke="{MUTED}"/><text x="{x:.1f}" y="{pad + inner + 15}" '
+                     f'text-anchor="middle" fill="{MUTED}">{v:g}</text>'
+                     f'<line x1="{pad - 4}" y1="{y:.1f}" x2="{pad}" y2="{y:.1f}" stroke="{MUTED}"/>'
+                     f'<text x="{pad - 6}" y="{y + 4:.1f}" text-anchor="end" fill="{MUTED}">{v:g}'
                      "</text>")
     for level in (0.3, 0.5, 0.7):  # COSE = sqrt(c s) = level  ->  c = level² / s
         pts = []
         for s in np.linspace(level * level, 1.0, 40):
             c = level * level / s
             pts.append(f"{pad + s * inner:.1f},{pad + (1 - c) * inner:.1f}")
-        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#ddd"/>'
+        parts.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="{RULE}"/>'
                      f'<text x="{pad + inner - 2}" y="{pad + (1 - level * level) * inner - 3:.1f}"'
-                     f' text-anchor="end" fill="#aaa">COSE {level}</text>')
+                     f' text-anchor="end" fill="{FAINT}">COSE {level}</text>')
     methods = list(dict.fromkeys(table.method))
     models = list(dict.fromkeys(table.model))
     for row in table.itertuples(index=False):
@@ -116,7 +135,7 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
         shape = models.index(row.model) % 2
         marker = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="6"' if shape == 0 else
                   f'<rect x="{x - 5:.1f}" y="{y - 5:.1f}" width="10" height="10"')
-        parts.append(f'{marker} fill="{colour}" fill-opacity="0.8" stroke="#333" '
+        parts.append(f'{marker} fill="{colour}" fill-opacity="0.8" stroke="{INK}" '
                      f'class="visloupe-cose-point"><title>{name}</title>'
                      f'{"</circle>" if shape == 0 else "</rect>"}')
     legend_y = pad + 12
@@ -130,7 +149,7 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
             y = y0 + 13 * i
             marker = (f'<circle cx="{pad + 8}" cy="{y}" r="4"' if i % 2 == 0 else
                       f'<rect x="{pad + 4}" y="{y - 4}" width="8" height="8"')
-            parts.append(f'{marker} fill="none" stroke="#333"/><text x="{pad + 16}" '
+            parts.append(f'{marker} fill="none" stroke="{INK}"/><text x="{pad + 16}" '
                          f'y="{y + 4}">{html.escape(str(m))}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -269,24 +288,22 @@ class COSEExplorer(ExplorerBase, w.VBox):
         self.magnitude_slider.add_class("visloupe-cose-magnitude")
         self.magnitude_label = w.HTML()
         side = f"{self._cell}px"
-        self.tiles = [w.Image(format="png", layout=w.Layout(margin="2px", width=side, height=side))
+        self.tiles = [w.Image(format="png", layout=w.Layout(width=side, height=side))
                       for _ in range(4)]
-        titles = ["original + map", "transformed + its map", "map back in original frame",
-                  "validity mask"]
+        self.tiles[3].layout.outline = f"1px solid {RULE}"  # white (compared) on white
         for tile, cls in zip(self.tiles, ("original", "transformed", "back", "mask"),
                              strict=True):
             tile.add_class(f"visloupe-cose-{cls}")
-        # one fixed-width column per tile: its title wraps above it instead of pushing the
-        # tiles apart (headers ran together and the tiles sat at uneven offsets)
-        columns = [w.VBox([w.HTML(f"<div style='width:{self._cell}px;font-size:12px;"
-                                  "font-weight:600;line-height:1.25;white-space:normal'>"
-                                  f"{escape(t)}</div>"), tile],
-                          layout=w.Layout(width=f"{self._cell + 8}px", margin="0 12px 0 0"))
-                   for t, tile in zip(titles, self.tiles, strict=True)]
+        # under each tile, as in every widget: its map's colour bar, then what it is
+        self.tile_captions = [w.HTML() for _ in self.tiles]
+        for caption in self.tile_captions:
+            caption.add_class("visloupe-captions")
+        # each column: the tile and its caption, plus the 2-px margin ipywidgets gives each
+        width, margin = f"{self._cell + 2 * SPACE_XS}px", f"0 {SPACE_M}px 0 0"
+        columns = [w.VBox([tile, caption], layout=w.Layout(width=width, margin=margin))
+                   for tile, caption in zip(self.tiles, self.tile_captions, strict=True)]
         self.status = w.HTML()
         self.status.add_class("visloupe-cose-status")
-        self.legend = w.HTML()  # colour bars with the values of the three maps
-        self.legend.add_class("visloupe-legend")
         # summary controls
         self.summary_button = w.Button(description="Compute summary", button_style="primary",
                                        icon="calculator", layout=w.Layout(width="auto"))
@@ -314,14 +331,15 @@ class COSEExplorer(ExplorerBase, w.VBox):
         view = w.VBox([
             w.HBox([self.model_select, self.method_select, self.image_slider]),
             w.HBox([self.transform_select, self.magnitude_slider, self.magnitude_label]),
-            w.HBox(columns), self.legend, self.status,
+            w.HBox(columns), self.status,
         ])
         robustness = w.VBox([
             w.HBox([self.with_robustness, self.inf_normalize]),
             w.HBox([self.inf_radius, self.inf_samples]),
             w.HBox([self.sens_radius, self.sens_samples]),
         ])
-        summary = w.VBox([w.HTML("<h4 style='margin:6px 0'>Summary per method and model</h4>"),
+        summary = w.VBox([w.HTML(f"<h4 style='margin:{SPACE_M}px 0'>Summary per method and "
+                                 "model</h4>"),
                           robustness, w.HBox([self.summary_button, self.progress_box]),
                           w.HBox([self.bars, self.scatter]), self.table])
         self.children = [view, summary, self.error_area]
@@ -387,18 +405,20 @@ class COSEExplorer(ExplorerBase, w.VBox):
         ]
         for tile, img in zip(self.tiles, tiles, strict=True):
             tile.value = to_png(fit_image(img, size))
-        self.legend.value = legend_html([
-            (name, "inferno", False, vmax or 0.0) for name, (_, vmax) in
-            zip(("map", "transformed image's map", "map back"), shown, strict=True)])
+        for caption, text, scale in zip(self.tile_captions, TILE_CAPTIONS,
+                                        [("inferno", False, vmax or 0.0) for _, vmax in shown]
+                                        + [None], strict=True):
+            caption.value = (f"<div style='font-size:{TEXT_S}px;line-height:1.3'>"
+                             f"{tile_caption(text, self._cell, scale)}</div>")
         label = pdata.labels[index].item() if pdata.labels is not None else None
         changed = view.prediction_changed
-        colour = "#b00020" if changed else "#1b5e20"
+        colour = BAD if changed else GOOD
         verdict = ("prediction changed: a <b>sensitivity</b> pair" if changed
                    else "prediction unchanged: a <b>consistency</b> pair")
         wrong = "" if label is None or label == view.prediction else \
             " <i>(original misclassified: COSE drops this image)</i>"
         self.status.value = (
-            f"<span style='font-size:13px'>SSIM <b>{view.similarity:.3f}</b>"
+            f"<span style='font-size:{TEXT_M}px'>SSIM <b>{view.similarity:.3f}</b>"
             f"{' (masked)' if spec.masked else ''} · "
             f"label {html.escape(self._class(label) if label is not None else '?')} · "
             f"prediction {html.escape(self._class(view.prediction))} → "
@@ -419,7 +439,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         parts = [f"{name} <b>{float(rec[name]):.3f}</b>" for name in
                  ("consistency", "sensitivity", "cose") if math.isfinite(float(rec[name]))]
         scores = " · ".join(parts) or "no scores (the image was dropped)"
-        return (f"<div class='visloupe-cose-stored' style='font-size:12px;color:#555'>"
+        return (f"<div class='visloupe-cose-stored' style='font-size:{TEXT_S}px;color:{MUTED}'>"
                 f"row {row} in the job's results: {scores}</div>")
 
     # ------------------------------------------------------------------ summary
@@ -500,8 +520,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         from .render import from_png
 
         tiles = [from_png(t.value) if t.value else None for t in self.tiles]
-        captions = ["original + map", "transformed + map", "map back", "valid mask"]
-        return to_png(image_grid(tiles, captions, ncols=4, cell=self._cell or 144))
+        return to_png(image_grid(tiles, list(TILE_CAPTIONS), ncols=4, cell=self._cell or 144))
 
     def _html_body(self) -> str:
         return (f"<div>{self.status.value}</div>{self.bars.value}{self.scatter.value}"

@@ -84,7 +84,7 @@ function makeTip(el) {
   tip.className = "visloupe-map-tip";
   Object.assign(tip.style, {
     position: "absolute", display: "none", pointerEvents: "none", zIndex: 10,
-    background: "white", border: "1px solid #888", borderRadius: "3px", padding: "4px",
+    background: "white", border: "1px solid #999999", borderRadius: "2px", padding: "4px",
     boxShadow: "0 1px 4px rgba(0,0,0,0.3)", fontSize: "11px", lineHeight: "1.35",
   });
   const img = document.createElement("img");

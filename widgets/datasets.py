@@ -37,7 +37,7 @@ from . import render
 from ._common import guarded, open_job
 from .base import ExplorerBase, escape, image_view, table_html
 from .plots import BokehPlot, PointMap, bokeh_js, linear_colour_index
-from .render import PALETTE
+from .style import FAINT, MISSING, MUTED, PALETTE, SPACE_L, SPACE_M, SPACE_S, SPACE_XS, TEXT_S
 
 __all__ = ["DatasetExplorer"]
 
@@ -55,7 +55,6 @@ LEGEND_CLASSES = 30
 """Classes listed in the map's legend (more: the hover tooltip names each point's class)."""
 EXPORT_THUMBS = 2000
 """``to_html`` embeds hover thumbnails for maps of at most this many points."""
-NAN_COLOUR = "#bbbbbb"
 
 # ---------------------------------------------------------------------------------------------
 # Small pure helpers (tested through the widget)
@@ -494,7 +493,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
                        color=PALETTE[2], line_color="white")
             else:  # e.g. file sizes of in-memory arrays: say so instead of an empty frame
                 h.text(x=[0], y=[0], text=["no values"], text_align="center",
-                       text_color="#888888")
+                       text_color=FAINT)
             hists.append(h)
         self.hist_plot.show(gridplot(hists, ncols=3))
 
@@ -629,9 +628,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             hi = hi if hi > lo else lo + 1.0
             code = values
             mapper = LinearColorMapper(palette=Viridis256, low=lo, high=hi,
-                                       nan_color=NAN_COLOUR)
+                                       nan_color=MISSING)
             slot = linear_colour_index(values, lo, hi, len(Viridis256))
-            hexes = [Viridis256[k] if k >= 0 else NAN_COLOUR for k in slot]
+            hexes = [Viridis256[k] if k >= 0 else MISSING for k in slot]
         table = pd.DataFrame({"index": self._rows[rows], "x": xy[:, 0], "y": xy[:, 1],
                               "class_name": class_names, "value": values, "code": code,
                               "colour": hexes})
@@ -693,14 +692,15 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         counts = table["class_name"].value_counts()
         items = [f'<div style="white-space:nowrap"><span style="display:inline-block;'
                  f'width:10px;height:10px;background:{PALETTE[k % len(PALETTE)]};'
-                 f'margin-right:4px"></span>{escape(name)} '
-                 f'<span style="color:#666">{int(counts[name])}</span></div>'
+                 f'margin-right:{SPACE_S}px"></span>{escape(name)} '
+                 f'<span style="color:{MUTED}">{int(counts[name])}</span></div>'
                  for k, name in enumerate(order[:LEGEND_CLASSES])]
         more = len(order) - LEGEND_CLASSES
         if more > 0:
             items.append(f"<div>… {more} more classes (hover a point for its class)</div>")
-        return ('<div class="visloupe-legend" style="font-size:12px;margin:40px 0 0 8px">'
-                f"<b>class</b> <span style=\"color:#666\">points</span>{''.join(items)}</div>")
+        return (f'<div class="visloupe-legend" style="font-size:{TEXT_S}px;'
+                f'margin:{SPACE_L}px 0 0 {SPACE_M}px">'
+                f"<b>class</b> <span style=\"color:{MUTED}\">points</span>{''.join(items)}</div>")
 
     def _redraw(self) -> None:
         if "Map" in self._built:
@@ -828,7 +828,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
                                   f"{int(total)} images · rows: label, columns: prediction · "
                                   "click a cell to list its images</div>")
         accuracy = w.HTML(table_html(table, "visloupe-accuracy-table", max_rows=50),
-                          layout=w.Layout(margin="0 0 0 24px"))
+                          layout=w.Layout(margin=f"0 0 0 {SPACE_L}px"))
         self.matrix_box.children = [w.HBox([self._matrix_grid(matrix, names), accuracy])]
 
     def _matrix_grid(self, matrix: np.ndarray, names: list[str]) -> w.Widget:
@@ -854,7 +854,8 @@ class DatasetExplorer(ExplorerBase, w.VBox):
                 b.on_click(self._make_cell_handler(t, p))
                 cells.append(b)
         grid = w.GridBox(cells, layout=w.Layout(
-            grid_template_columns=f"110px repeat({k}, minmax(44px, 70px))", grid_gap="2px"))
+            grid_template_columns=f"110px repeat({k}, minmax(44px, 70px))",
+            grid_gap=f"{SPACE_XS}px"))
         grid.add_class("visloupe-confusion")
         return grid
 

@@ -25,6 +25,7 @@ import torch
 from . import render
 from ._common import LRU, check_int, guarded
 from .base import ExplorerBase, colour_bar_html, escape, image_view
+from .style import BAD, FLAGGED, GOOD, RULE, SPACE_L, SPACE_M, SPACE_XS, TEXT_S, TEXT_XS
 
 __all__ = ["PaddingInspector"]
 
@@ -58,7 +59,7 @@ def _heat(arr: np.ndarray, cmap: str = "viridis", px: int = 192, lo: float | Non
 
 def _caption(html: str) -> str:
     """A map's caption: small type, tight lines (wrapped captions stay compact)."""
-    return f"<div style='font-size:12px;line-height:1.35'>{html}</div>"
+    return f"<div style='font-size:{TEXT_S}px;line-height:1.3;margin-top:{SPACE_XS}px'>{html}</div>"
 
 
 def _blank(px: int = 192) -> bytes:
@@ -156,13 +157,14 @@ class PaddingInspector(ExplorerBase, w.VBox):
         self.foveation.add_class("visloupe-padding-foveation")
         self.mean_map = image_view(_blank())
         self.blind_spots = image_view(_blank())
-        # one fixed-width panel per map (the maps are 192 px): captions wrap above their map
-        # instead of running into the next one
+        # one fixed-width panel per map (the maps are 192 px, plus the 2-px margin ipywidgets
+        # gives each child), as in every widget: the map, its colour bar, then what it is
         self.captions = [w.HTML(layout=w.Layout(width="192px")) for _ in range(3)]
         self.bars = [w.HTML() for _ in range(3)]  # each map's colour bar with its values
         self.status = w.HTML()
         self.errors = self.error_area
-        panels = [w.VBox([c, img, bar], layout=w.Layout(width="200px", margin="0 16px 0 0"))
+        panels = [w.VBox([img, bar, c], layout=w.Layout(width=f"{192 + 2 * SPACE_XS}px",
+                                                        margin=f"0 {SPACE_L}px 0 0"))
                   for c, img, bar in zip(self.captions,
                                          (self.foveation, self.mean_map, self.blind_spots),
                                          self.bars, strict=True)]
@@ -233,10 +235,10 @@ class PaddingInspector(ExplorerBase, w.VBox):
 
     def _render_marks(self, n: int) -> None:
         marks = " · ".join(f"<b>{s}</b>" if s == n else str(s) for s in self._even) or "none"
-        state = ("<span style='color:#0a7a28'>✓ even padding at every layer</span>"
+        state = (f"<span style='color:{GOOD}'>✓ even padding at every layer</span>"
                  if n in self._even else
-                 "<span style='color:#b00020'>✗ uneven padding</span>")
-        self.even_marks.value = (f"<div style='font-size:12px'>{state} &nbsp; even sizes in "
+                 f"<span style='color:{BAD}'>✗ uneven padding</span>")
+        self.even_marks.value = (f"<div style='font-size:{TEXT_S}px'>{state} &nbsp; even sizes in "
                                  f"[{self.size.min}, {self.size.max}]: {marks}</div>")
 
     def _render_recommendation(self, n: int, mode: str, result: dict[str, Any]) -> None:
@@ -285,7 +287,8 @@ class PaddingInspector(ExplorerBase, w.VBox):
 
     @staticmethod
     def _table_html(audit: Any, layer: Any) -> str:
-        head = "".join(f"<th style='padding:2px 6px'>{escape(t)}</th>"
+        head = "".join(f"<th style='padding:{SPACE_XS}px {SPACE_M}px;text-align:left;"
+                       f"white-space:nowrap;border-bottom:1px solid {RULE}'>{escape(t)}</th>"
                        for _, t in _TABLE_COLUMNS)
         rows = []
         for r in audit.itertuples(index=False):
@@ -300,15 +303,16 @@ class PaddingInspector(ExplorerBase, w.VBox):
                 # explicit pad modules, static/dynamic TF-SAME pads; a limitation when unreadable
                 "source": r.pad_source + (f" ⚠ {r.limitation}" if r.limitation else ""),
             }
-            style = "background:#ffd6d6;" if r.uneven else ""
+            style = f"background:{FLAGGED};" if r.uneven else ""
             if r.name == layer:
                 style += "font-weight:bold;"
             cls = "visloupe-uneven" if r.uneven else "visloupe-even"
-            tds = "".join(f"<td style='padding:1px 6px'>{escape(cells[k])}</td>"
+            tds = "".join(f"<td style='padding:{SPACE_XS}px {SPACE_M}px;white-space:nowrap'>"
+                          f"{escape(cells[k])}</td>"
                           for k, _ in _TABLE_COLUMNS)
             rows.append(f"<tr class='{cls}' style='{style}'>{tds}</tr>")
         return ("<div style='max-height:260px;overflow:auto;line-height:1.4'><table "
-                "style='border-collapse:collapse;font-size:11px;font-family:monospace'>"
+                f"style='border-collapse:collapse;font-size:{TEXT_XS}px;font-family:monospace'>"
                 f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
     # ------------------------------------------------------------------ export, lifecycle

@@ -15,15 +15,6 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-#: The one categorical palette of every widget (classes, methods, box groups, curves): 20
-#: colours, Tableau 10 then the darker and lighter hues that follow it in d3's category20b/c.
-PALETTE: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-    "#e6550d", "#31a354", "#756bb1", "#636363")
-#: Two-series plots (a quantity and its companion on a twin axis).
-PRIMARY, SECONDARY = "#1f4e9c", "#c0392b"
-
 MODES = ("blend", "heatmap", "masked")
 """Overlay modes: colormap blended over the image, colormap only, or the image dimmed by the map."""
 

@@ -45,7 +45,16 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, caption_row, download_link, escape, image_view, legend_html
+from .base import (
+    ExplorerBase,
+    Scale,
+    caption_row,
+    download_link,
+    escape,
+    image_view,
+    labelled,
+    toggle_buttons,
+)
 from .browser import SampleBrowser
 
 __all__ = ["SaliencyExplorer"]
@@ -408,18 +417,14 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             value=99.0, min=90.0, max=100.0, step=0.1, description="clip percentile",
             continuous_update=True, style=wide,
         )
-        self.sign = w.ToggleButtons(options=["absolute", "signed"], value="absolute",
-                                    description="values", style=wide)
-        self.mode = w.ToggleButtons(options=list(render.MODES), value="blend",
-                                    description="show", style=wide)
+        self.sign = toggle_buttons(["absolute", "signed"], "absolute")
+        self.mode = toggle_buttons(render.MODES, "blend")
         # output (the error area and the progress bar come from ExplorerBase)
         self.errors = self.error_area
         self.view = image_view()  # the first row of tiles (one row per model)
         self.captions = w.HTML()  # its captions, as text under the tiles
         self.captions.add_class("visloupe-captions")
         self.more_rows = w.VBox()  # the rows of further models: (tiles, captions) each
-        self.legend = w.HTML()  # a colour bar with its values for every map on view
-        self.legend.add_class("visloupe-legend")
         self.topk_box = w.VBox()
         self._topk_buttons: dict[str, list[tuple[w.Button, w.FloatProgress]]] = {}
         self._topk_classes: dict[str, list[int]] = {}
@@ -450,11 +455,10 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                     w.VBox([self.target, w.HBox([self.explain_button, self.auto_explain])])]),
             self.params_box,
             w.HBox([self.alpha, self.cmap, self.clip]),
-            w.HBox([self.sign, self.mode]),
+            w.HBox([labelled("values", self.sign), labelled("show", self.mode)]),
             w.HBox([self.progress_box, self.save_path, self.save_button, self.download]),
             self.errors,
             w.HBox([w.VBox([self.view, self.captions, self.more_rows]), self.topk_box]),
-            self.legend,
         ]
         # wiring
         self.class_filter.observe(self._on_filter, names="value")
@@ -797,7 +801,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         """Compose the grid from the caches (never calls the model) and publish it."""
         index = self.index
         errors = list(self._errors)
-        scales: list[tuple[str, str, bool, float]] = []
+        scales: list[Scale | None] = [None]  # one per tile: the colour bar of a map
         ncols = 1
         if index is None:
             images, captions = [None], ["no sample passes the filters"]
@@ -811,11 +815,13 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             self.browser.show_status(f" &nbsp;·&nbsp; label <b>{escape(label_text)}</b>")
             images: list[Any] = []
             captions: list[str] = []
+            scales = []
             signed_view = self.sign.value == "signed"
             titles = list(self.method_select.value)
             for model_name in self.model_select.value:
                 probs = self._probs.get((index, model_name))
                 images.append(base)
+                scales.append(None)
                 if probs is None:
                     captions.append(f"{model_name}\n(not predicted)")
                 else:
@@ -827,16 +833,17 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                     if key is not None and key in self._cell_errors:
                         errors.append(self._cell_errors[key])
                         images.append(None)
+                        scales.append(None)
                         captions.append(f"{title}\nerror (see above)")
                     elif raw is None:
                         images.append(None)
+                        scales.append(None)
                         captions.append(f"{title}\npress Explain")
                     else:
                         signed = signed_view and bool(getattr(self._specs[title], "signed",
                                                               True))
                         sal, vmax = self._postprocess(raw, signed)
-                        scales.append((f"{title} · {model_name}", self._cmap_for(signed),
-                                       signed, vmax or 0.0))
+                        scales.append((self._cmap_for(signed), signed, vmax or 0.0))
                         images.append(render.overlay(
                             base, sal, alpha=float(self.alpha.value),
                             cmap=self._cmap_for(signed), mode=self.mode.value, signed=signed,
@@ -844,22 +851,23 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
                         ))
                         captions.append(f"{title}\ntarget {self._class_name(key[4])}")
             if not images:
-                images, captions = [base], ["select a model and a method"]
+                images, captions, scales = [base], ["select a model and a method"], [None]
             ncols = 1 + len(titles)
         self._grid = render.image_grid(images, captions, ncols=ncols, cell=self._cell)
-        self._show_rows(images, captions, ncols)
-        self.legend.value = legend_html(scales)
+        self._show_rows(images, captions, scales, ncols)
         self.errors.value = error_html(errors)
 
-    def _show_rows(self, images: list[Any], captions: list[str], ncols: int) -> None:
-        """Publish the tiles row by row (one row per model), each with its captions as HTML
-        text under it; the row widgets are reused, so a cheap re-render creates none."""
-        rows = [(images[k:k + ncols], captions[k:k + ncols])
+    def _show_rows(self, images: list[Any], captions: list[str], scales: list[Scale | None],
+                   ncols: int) -> None:
+        """Publish the tiles row by row (one row per model), each with its captions and the
+        colour bars of its maps as HTML under it; the row widgets are reused, so a cheap
+        re-render creates none."""
+        rows = [(images[k:k + ncols], captions[k:k + ncols], scales[k:k + ncols])
                 for k in range(0, len(images), ncols)]
         pngs = [render.to_png(render.image_grid(imgs, None, ncols=ncols, cell=self._cell))
-                for imgs, _ in rows]
+                for imgs, _, _ in rows]
         self.view.value = pngs[0]
-        self.captions.value = caption_row(rows[0][1], self._cell)
+        self.captions.value = caption_row(rows[0][1], self._cell, scales=rows[0][2])
         extra = list(self.more_rows.children)
         while len(extra) < len(rows) - 1:
             caption = w.HTML()
@@ -870,7 +878,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
             box.layout.display = None if shown else "none"
             if shown:
                 box.children[0].value = pngs[k + 1]
-                box.children[1].value = caption_row(rows[k + 1][1], self._cell)
+                box.children[1].value = caption_row(rows[k + 1][1], self._cell,
+                                                    scales=rows[k + 1][2])
         if len(extra) != len(self.more_rows.children):
             self.more_rows.children = extra
 

@@ -26,11 +26,12 @@ import pandas as pd
 import torch
 from torch import nn
 from visloupe.core.attribution import is_token_ids as _is_token_ids
-from visloupe.core.evaluation import pixel_inputs
+from visloupe.core.evaluation import MEASURE_TITLES, pixel_inputs
 
 from ._common import check_int, display_map, guarded
-from .base import ExplorerBase, caption_row, escape, image_view, legend_html
-from .render import PALETTE, fit_image, from_png, image_grid, overlay, to_png
+from .base import ExplorerBase, Scale, caption_row, escape, image_view, labelled, toggle_buttons
+from .render import fit_image, from_png, image_grid, overlay, to_png
+from .style import MUTED, PALETTE, TEXT_S
 
 __all__ = ["SanityCheckExplorer"]
 
@@ -47,6 +48,21 @@ def _display_rgb(x: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[:, :, :3]
 
 
+def _short_layer_names(steps: Sequence[str]) -> tuple[list[str], str]:
+    """Tick labels for the randomisation steps: the dotted prefix every layer name shares
+    (``features.``) is said once on the axis, not cut off mid-name on every tick."""
+    layers = [s.split(".") for s in steps if "." in s]
+    shared: list[str] = []
+    if len(layers) > 1:
+        for parts in zip(*[p[:-1] for p in layers], strict=False):
+            if len(set(parts)) != 1:
+                break
+            shared.append(parts[0])
+    prefix = ".".join(shared) + "." if shared else ""
+    ticks = [s[len(prefix):] if prefix and s.startswith(prefix) else s for s in steps]
+    return [t if len(t) <= 18 else t[:8] + "…" + t[-9:] for t in ticks], prefix
+
+
 def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
     """Similarity against randomised depth, one panel per measure, one line per explainer
     (mean ± std band). Matplotlib's object API, no pyplot; drawn once per cascade."""
@@ -58,6 +74,7 @@ def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
     fig = Figure(figsize=(3.1 * len(measures), 2.9), dpi=80)
     FigureCanvasAgg(fig)
     x = np.arange(len(steps))
+    ticks, prefix = _short_layer_names(steps)
     for k, measure in enumerate(measures):
         ax = fig.add_subplot(1, len(measures), k + 1)
         for i, name in enumerate(explainers):
@@ -68,12 +85,13 @@ def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
             colour = PALETTE[i % len(PALETTE)]
             ax.plot(part.step, mean, marker="o", ms=3, color=colour, label=name)
             ax.fill_between(part.step, mean - std, mean + std, color=colour, alpha=0.12)
-        ax.axhline(0, color="#bbb", lw=0.8)
+        ax.axhline(0, color=MUTED, lw=0.6)
         ax.set_ylim(-0.5, 1.05)
-        ax.set_title(measure, fontsize=9)
+        ax.set_title(MEASURE_TITLES.get(measure, measure), fontsize=9)
         ax.set_xticks(x)
-        ax.set_xticklabels([s if len(s) < 14 else "…" + s[-12:] for s in steps], rotation=60,
-                           ha="right", fontsize=6)
+        ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=6)
+        ax.set_xlabel(f"re-initialised down to ({prefix}…)" if prefix else "re-initialised down to",
+                      fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         if k == 0:
             ax.set_ylabel("similarity to step 0", fontsize=8)
@@ -205,8 +223,7 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
 
     def _build_ui(self) -> None:
         wide = {"description_width": "initial"}
-        self.variant = w.ToggleButtons(options=["original", "smoothed"], value="original",
-                                       description="model", style=wide)
+        self.variant = toggle_buttons(["original", "smoothed"], "original")
         self.variant.add_class("visloupe-sanity-variant")
         self.mode = w.Dropdown(options=["cascading", "independent"], value="cascading",
                                description="randomisation", style=wide,
@@ -224,8 +241,6 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.maps = image_view()
         self.maps.add_class("visloupe-sanity-maps")
         self.maps_captions = w.HTML()  # under each map: what it is, as text
-        self.maps_legend = w.HTML()  # a colour bar with values per map
-        self.maps_legend.add_class("visloupe-legend")
         self._maps_export: Any = None  # the captioned PNG of the maps, for to_png
         self.tokens = w.HTML()
         self.tokens.add_class("visloupe-sanity-tokens")
@@ -242,10 +257,9 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.layer_slider.observe(self._on_view, names="value")
         self.input_slider.observe(self._on_view, names="value")
         self.metrics_button.on_click(self._on_metrics)
-        view = self.tokens if self._text else w.VBox([self.maps, self.maps_captions,
-                                                      self.maps_legend])
+        view = self.tokens if self._text else w.VBox([self.maps, self.maps_captions])
         self.children = [
-            w.HBox([self.variant, self.mode, self.progress_box]),
+            w.HBox([labelled("model", self.variant), self.mode, self.progress_box]),
             w.HBox([self.layer_slider, self.layer_label]),
             self.input_slider, self.status, view, self.curves,
             w.HTML("<b>Original vs smoothed</b> (infidelity, max-sensitivity; lower is better)"),
@@ -316,10 +330,11 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         parts = []
         for name in result.explainers:
             rows = here[here.explainer == name]
-            scores = ", ".join(f"{r.measure} {r.similarity:.2f}" for r in rows.itertuples())
+            scores = ", ".join(f"{MEASURE_TITLES.get(r.measure, r.measure)} {r.similarity:.2f}"
+                               for r in rows.itertuples())
             parts.append(f"<b>{escape(name)}</b>: {escape(scores)}")
-        self.status.value = "<div style='font-size:12px'>" + " &nbsp;|&nbsp; ".join(parts) + \
-            "</div>"
+        joined = " &nbsp;|&nbsp; ".join(parts)
+        self.status.value = f"<div style='font-size:{TEXT_S}px'>{joined}</div>"
         if self._text:
             self.tokens.value = self._token_html(result, step, index)
         else:
@@ -339,21 +354,21 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         else:
             image = _display_rgb(self._inputs[index])
         tiles, captions = [fit_image(image, self._cell)], ["input"]
-        scales: list[tuple[str, str, bool, float]] = []
+        scales: list[Scale | None] = [None]
         for name in result.explainers:
             m = result.maps[name][step, index].numpy()
             if not np.isfinite(m).all():
                 tiles.append(None)
                 captions.append(f"{name}\n(failed)")
+                scales.append(None)
                 continue
             shown, vmax = display_map(m, 100.0, signed=False)
             tiles.append(fit_image(overlay(image, shown, alpha=1.0, mode="heatmap",
                                            cmap=MAP_CMAP, vmax=vmax), self._cell))
             captions.append(f"{name}\n|map|")
-            scales.append((f"{name} |map|", MAP_CMAP, False, vmax or 0.0))
+            scales.append((MAP_CMAP, False, vmax or 0.0))
         self._maps_export = image_grid(tiles, captions, ncols=len(tiles), cell=self._cell)
-        self.maps_captions.value = caption_row(captions, self._cell)
-        self.maps_legend.value = legend_html(scales)
+        self.maps_captions.value = caption_row(captions, self._cell, scales=scales)
         return to_png(image_grid(tiles, None, ncols=len(tiles), cell=self._cell))
 
     def _token_html(self, result: Any, step: int, index: int) -> str:

@@ -33,9 +33,9 @@ from ._common import (
     resolve_models,
     resolve_preprocess,
 )
-from .base import ExplorerBase, caption_row, escape, image_view, legend_html
+from .base import ExplorerBase, caption_row, escape, image_view, labelled, toggle_buttons
 from .browser import SampleBrowser
-from .render import PRIMARY, SECONDARY
+from .style import PRIMARY, SECONDARY, SPACE_M, SPACE_XS, TERTIARY, TEXT_M, rgb
 
 __all__ = ["PathPlot", "SplitIGExplorer", "path_plot"]
 
@@ -50,8 +50,8 @@ class PathPlot:
     the split ``alpha*`` (dashed, left part shaded) and the threshold ``f(b) + ratio (f(x) - f(b))``
     (dotted) are then stamped on with numpy, so moving the ratio slider costs milliseconds."""
 
-    SPLIT = (46, 139, 87)
-    CURVE = (31, 78, 156)
+    SPLIT = rgb(TERTIARY)
+    CURVE = rgb(PRIMARY)
 
     def __init__(self, result: Any, row: int = 0, width: int = 420, height: int = 210) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -82,7 +82,7 @@ class PathPlot:
         handles = [
             Line2D([], [], color=PRIMARY, lw=1.6), Line2D([], [], color=SECONDARY, lw=1.0),
             Line2D([], [], color=PRIMARY, lw=1.0, ls=":"),
-            Line2D([], [], color="#2e8b57", lw=1.4, ls="--"),
+            Line2D([], [], color=TERTIARY, lw=1.4, ls="--"),
         ]
         ax.legend(handles, ["F(α)", "‖∇F(α)‖", "threshold", "split α*"], fontsize=7,
                   loc="lower right", frameon=False)
@@ -232,26 +232,23 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         self.cmap = w.Dropdown(options=["auto", "RdBu_r", "coolwarm", "bwr", "seismic",
                                         "inferno", "magma"],
                                value="auto", description="colormap", style=wide)
-        self.sign = w.ToggleButtons(options=["signed", "absolute"], value="signed",
-                                    description="values", style=wide)
+        self.sign = toggle_buttons(["signed", "absolute"], "signed")
         self.errors = self.error_area
         self.plot = image_view()
         self.view = image_view()
         self.captions = w.HTML()  # under each tile: what it is, as text
         self.captions.add_class("visloupe-captions")
-        self.legend = w.HTML()  # the colour bar and values the three maps share
-        self.legend.add_class("visloupe-legend")
         self.summary = w.HTML(value="")
         self.children = [
             self.browser,
             w.HBox([self.model_select, self.target, self.n_steps]),
-            w.HBox([self.ratio, self.alpha, self.cmap, self.sign]),
+            w.HBox([self.ratio, self.alpha]),
+            w.HBox([self.cmap, labelled("values", self.sign)]),
             self.progress_box,
             self.errors,
             w.HBox([self.plot, self.summary]),
             self.view,
             self.captions,
-            self.legend,
         ]
         for control in (self.model_select, self.target, self.n_steps):
             control.observe(self._on_expensive, names="value")
@@ -369,9 +366,9 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         # the view: tiles, with their captions as HTML; the export (``_grid``): one captioned PNG
         self._grid = render.image_grid(images, captions, ncols=4, cell=self._cell)
         self.view.value = render.to_png(render.image_grid(images, None, ncols=4, cell=self._cell))
-        self.captions.value = caption_row(captions, self._cell)
-        self.legend.value = legend_html([("left, right and full IG (one scale)",
-                                          self._cmap_for(signed), signed, vmax)])
+        # the three maps share one scale: the same colour bar under each
+        scale = (self._cmap_for(signed), signed, vmax)
+        self.captions.value = caption_row(captions, self._cell, scales=[None] + [scale] * 3)
         fx, fb = float(result.input_output[0]), float(result.baseline_output[0])
         change = fx - fb
         split = int(result.split_index[0])
@@ -384,10 +381,12 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
             ("split", f"step {split} of {result.n_steps}, α* = {float(result.alpha_star[0]):.3f}"),
         ]
         body = "".join(
-            f"<tr><td>{escape(k)}</td><td style='text-align:right'><code>{escape(v)}"
+            f"<tr><td style='padding:{SPACE_XS}px {SPACE_M}px'>{escape(k)}</td>"
+            f"<td style='text-align:right;padding:{SPACE_XS}px {SPACE_M}px'><code>{escape(v)}"
             "</code></td></tr>" for k, v in rows
         )
-        self.summary.value = f"<table class='visloupe-splitig-summary'>{body}</table>"
+        self.summary.value = (f"<table class='visloupe-splitig-summary' style='font-size:"
+                              f"{TEXT_M}px;line-height:1.4;border-collapse:collapse'>{body}</table>")
 
     def _class(self, k: int) -> str:
         if self._class_names and 0 <= k < len(self._class_names):

@@ -47,7 +47,7 @@ from .sanity import (
     randomized_models,
     run_randomization,
 )
-from .similarity import compare_maps, hog_similarity, spearman, ssim_similarity
+from .similarity import MEASURE_TITLES, compare_maps, hog_similarity, spearman, ssim_similarity
 from .smoothing import LSEPool2d, SmoothingReport, smooth_model, smoothing_check
 from .ssim import ssim, ssim_map
 from .transforms import (
@@ -95,6 +95,7 @@ __all__ = [
     "energy_in_mask",
     "explain_pair",
     "hog_similarity",
+    "MEASURE_TITLES",
     "infidelity",
     "input_multiplier_summary",
     "invert_map",

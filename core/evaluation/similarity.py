@@ -33,6 +33,7 @@ __all__ = [
     "MEASURES",
     "TEXT_MEASURES",
     "average_ranks",
+    "MEASURE_TITLES",
     "compare_maps",
     "hog_similarity",
     "spearman",
@@ -42,6 +43,9 @@ __all__ = [
 MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
 IMAGE_MEASURES = MEASURES
 TEXT_MEASURES = ("spearman_abs", "spearman")
+#: Each measure in words, for tables and plot titles (Adebayo et al. 2018, §4).
+MEASURE_TITLES = {"spearman_abs": "Spearman rank, |map|", "spearman": "Spearman rank, signed",
+                  "ssim": "SSIM", "hog": "HOG similarity"}
 
 Result = tuple[np.ndarray, list[str]]
 

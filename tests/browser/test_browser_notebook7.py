@@ -1,7 +1,8 @@
 """Every widget in Notebook 7 (issue 17): the seven explorers render in one notebook with no
 widget or console error, each root is visible with a non-empty size, and the kernel round trip
 works there too (SaliencyExplorer's next button brings a new image, BoxExplorer's anywidget
-draws its boxes). A screenshot of each widget is saved (``$VISLOUPE_SCREENSHOTS``)."""
+draws its boxes, DatasetExplorer's Map and Classes tabs open). A screenshot of each widget is
+saved (``$VISLOUPE_SCREENSHOTS``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def test_every_widget_renders_and_reacts_in_notebook_7(tmp_path: Path) -> None:
             root.scroll_into_view_if_needed()
             root.screenshot(path=str(lab.shots / f"nb7{selector.replace('.visloupe-', '_')}.png"))
         assert page.locator(".visloupe-box-explorer rect.vl-box").count() == 3
+
+        # DatasetExplorer's other tabs: the map (embedded by the model on opening) and classes
+        explorer = page.locator(".visloupe-dataset-explorer").first
+        for tab, ready in (("Map", ".visloupe-legend"), ("Classes", "img")):
+            explorer.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text=tab).first.click()
+            panel = explorer.locator(".widget-tab-contents > :not(.lm-mod-hidden)").first
+            panel.locator(ready).first.wait_for(state="visible", timeout=120_000)
+            if tab == "Map":
+                panel.locator("canvas").first.wait_for(state="visible", timeout=60_000)
+            page.wait_for_timeout(1000)  # BokehJS draws on the next frames
+            explorer.screenshot(path=str(lab.shots / f"nb7_dataset-explorer-{tab.lower()}.png"))
 
         img = ".visloupe-saliency-explorer img"
         wait_for_blob_image(page, img, timeout_ms=60_000)

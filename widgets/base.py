@@ -111,7 +111,9 @@ class ExplorerBase:
                                       layout=w.Layout(width="220px"))
         self.progress_label = w.HTML(value="")
         self.progress_label.add_class("visloupe-progress-label")
-        self.progress_box = w.HBox([self.progress, self.progress_label])
+        # hidden until something runs: an empty, unlabelled bar says nothing
+        self.progress_box = w.HBox([self.progress, self.progress_label],
+                                   layout=w.Layout(display="none"))
 
     # ------------------------------------------------------------------ errors
 
@@ -132,6 +134,7 @@ class ExplorerBase:
 
     def _progress_start(self, total: int, what: str = "") -> None:
         """Reset the bar to ``total`` steps and label it ``what`` (escaped)."""
+        self.progress_box.layout.display = None
         self.progress.max = max(int(total), 1)
         self.progress.value = 0
         self.progress.bar_style = "info"

@@ -312,13 +312,14 @@ class COSEExplorer(ExplorerBase, w.VBox):
                                         style=wide)
         self.inf_samples = w.IntSlider(value=10, min=1, max=50, description="infidelity samples",
                                        continuous_update=False, style=wide)
-        self.inf_normalize = w.Checkbox(value=True, description="normalize (β)")
+        self.inf_normalize = w.Checkbox(value=True, description="normalize (β)", indent=False)
         self.sens_radius = w.FloatSlider(value=0.02, min=0.005, max=0.2, step=0.005,
                                          description="max-sens. radius", continuous_update=False,
                                          style=wide, readout_format=".3f")
         self.sens_samples = w.IntSlider(value=5, min=1, max=30, description="max-sens. samples",
                                         continuous_update=False, style=wide)
-        self.with_robustness = w.Checkbox(value=True, description="infidelity & max-sensitivity")
+        self.with_robustness = w.Checkbox(value=True, description="infidelity & max-sensitivity",
+                                          indent=False)
         self.bars = w.HTML()
         self.scatter = w.HTML()
         self.table = w.HTML()

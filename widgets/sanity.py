@@ -248,8 +248,9 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self.curves.add_class("visloupe-sanity-curves")
         self.metrics_button = w.Button(description="Compute metrics", icon="calculator",
                                        button_style="primary")
-        self.metrics_progress = w.IntProgress(value=0, min=0, max=2,
-                                              layout=w.Layout(width="120px"))
+        # hidden until the metrics run; then it says which model it is on
+        self.metrics_progress = w.IntProgress(value=0, min=0, max=2, description="models",
+                                              layout=w.Layout(width="220px", display="none"))
         self.metrics_table = w.HTML()
         self.metrics_table.add_class("visloupe-sanity-metrics")
         self.variant.observe(self._on_variant, names="value")
@@ -403,13 +404,16 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         self._clear_errors()
         self.metrics_button.disabled = True
         self.metrics_progress.value = 0
+        self.metrics_progress.layout.display = None
         frames = []
         try:
             for variant in ("original", "smoothed"):
+                self.metrics_progress.description = f"{variant} model"
                 frames.append(smoothing_check(
                     {variant: self._variant_model(variant)}, self._inputs, self._explainers,
                     n_samples=n_samples, seed=self._seed, pad_id=self._pad_id))
                 self.metrics_progress.value += 1
+            self.metrics_progress.description = "done"
         finally:
             self.metrics_button.disabled = False
         table = pd.concat(frames, ignore_index=True)

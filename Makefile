@@ -19,12 +19,17 @@ test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
-## The real-browser tests drive Debian's chromium; install it if it is missing and we can.
+## The real-browser tests drive Debian's chromium, and the VS Code renderer test fetches its
+## bundle with npm; install what is missing if we can.
 browser:
 	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
 	  else echo "Real-browser tests need /usr/bin/chromium: sudo apt-get install -y chromium"; exit 1; fi; }
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }; \
+	  else echo "The VS Code renderer test needs npm: sudo apt-get install -y npm"; exit 1; fi; }
 
 lint:
 	$(VENV)/bin/ruff check .

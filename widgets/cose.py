@@ -53,7 +53,7 @@ __all__ = ["COSEExplorer"]
 
 #: What each of the four tiles shows (first line bold under the tile, the rest muted).
 TILE_CAPTIONS = ("original\n+ its map", "transformed\n+ its map",
-                 "map back\nin the original frame", "validity mask\nwhite: compared")
+                 "map back\noriginal frame", "validity mask\nwhite: compared")
 
 
 def _rgb(pixels: torch.Tensor) -> np.ndarray:

@@ -10,11 +10,15 @@ VS Code does, and shows each widget output the way VS Code's renderer does (the 
 the output's element, ``display_view``). Checked: the seven explorers render with no widget
 error, each root visible with a non-empty size, and the kernel round trip (SaliencyExplorer's
 next button brings a new image; BoxExplorer's anywidget draws its boxes; BokehJS draws the
-class-balance chart). Not covered: VS Code's own webview, theme and extension host."""
+class-balance chart). VS Code loads one of two bundles by the kernel's ipywidgets: both run,
+8 with this environment's kernel, 7 with the kernel of the environment with Colab's pins
+(ipywidgets 7.7.1, anywidget 0.9; ``scripts/colab_env.sh``). Not covered: VS Code's own
+webview, theme and extension host."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +33,7 @@ from helpers.labserver import (
     CHROMIUM_ARGS,
     REPO,
     SERVER_FLAGS,
+    colab_env,
     free_port,
     img_bytes,
     running,
@@ -67,20 +72,37 @@ def serve(directory: Path) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
+def kernel_environment(major: int, tmp_path: Path) -> tuple[Path, str, dict[str, str]]:
+    """The kernel's environment for VS Code's ipywidgets ``major`` bundle, the kernel name and
+    the server's environment variables: this venv's ``python3`` for 8; for 7 the Colab-pins
+    environment's python, as a kernelspec in a private Jupyter path."""
+    if major == 8:
+        return Path(sys.prefix), "python3", dict(os.environ)
+    env = colab_env()
+    spec = tmp_path / "jupyter-path" / "kernels" / "colab-pins"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(env / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
+                 "{connection_file}"],
+        "display_name": "Colab pins", "language": "python"}))
+    return env, "colab-pins", {**os.environ, "JUPYTER_PATH": str(tmp_path / "jupyter-path")}
+
+
 @pytest.mark.browser
-def test_every_widget_renders_through_vscodes_widget_manager(tmp_path: Path) -> None:
+@pytest.mark.parametrize("major", [8, 7], ids=["ipywidgets8", "ipywidgets7"])
+def test_every_widget_renders_through_vscodes_widget_manager(major: int, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
         pytest.fail("real-browser tests need Debian's chromium at /usr/bin/chromium "
                     "(`make browser`); never `playwright install`")
+    prefix, kernel_name, server_env = kernel_environment(major, tmp_path)
     page_dir = tmp_path / "page"
     shutil.copytree(renderer_assets(), page_dir)
     for item in HOST.iterdir():
         shutil.copy(item, page_dir / item.name)
     # VS Code finds a widget's front end in the kernel environment's nbextensions directory.
-    shutil.copytree(Path(sys.prefix) / "share" / "jupyter" / "nbextensions",
-                    page_dir / "nbextensions")
+    shutil.copytree(prefix / "share" / "jupyter" / "nbextensions", page_dir / "nbextensions")
     root = tmp_path / "root"
     root.mkdir()
     port = free_port()
@@ -94,7 +116,7 @@ def test_every_widget_renders_through_vscodes_widget_manager(tmp_path: Path) -> 
     static, page_url = serve(page_dir)
     errors: list[str] = []
     try:
-        with running(command, tmp_path, tmp_path / "server.log") as server:
+        with running(command, tmp_path, tmp_path / "server.log", env=server_env) as server:
             wait_for_http(f"{kernel_url}/api/status", timeout=120, proc=server)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -103,15 +125,20 @@ def test_every_widget_renders_through_vscodes_widget_manager(tmp_path: Path) -> 
                     page.on("console", lambda m: errors.append(m.text)
                             if m.type == "error" else None)
                     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-                    page.goto(f"{page_url}/index.html")
-                    page.wait_for_function("() => window.vscodeHost && window.vscIPyWidgets",
+                    page.goto(f"{page_url}/index.html?ipywidgets={major}")
+                    page.wait_for_function("() => window.vscodeHost && vscodeHost.ready",
                                            timeout=30_000)
-                    page.evaluate("(url) => vscodeHost.start(url)", kernel_url)
+                    page.evaluate("([url, name]) => vscodeHost.start(url, name)",
+                                  [kernel_url, kernel_name])
+                    version = page.evaluate(
+                        "() => vscodeHost.run('import ipywidgets; print(ipywidgets.__version__)')"
+                        ".then(() => document.querySelector('.cell:last-child pre').textContent)")
+                    assert version.startswith(f"{major}."), version
                     for code in (SETUP, *WIDGETS.values()):
                         status = page.evaluate("(code) => vscodeHost.run(code)", code)
                         failures = page.evaluate("() => vscodeHost.failures")
                         assert status == "ok" and not failures, (code, status, failures)
-                    check_widgets(page, shots)
+                    check_widgets(page, shots, f"vscode{major}")
                 finally:
                     browser.close()
     finally:
@@ -119,14 +146,14 @@ def test_every_widget_renders_through_vscodes_widget_manager(tmp_path: Path) -> 
     assert widget_errors(errors) == [], widget_errors(errors)
 
 
-def check_widgets(page, shots: Path) -> None:
+def check_widgets(page, shots: Path, stem: str) -> None:
     for selector in WIDGETS:
         root = page.locator(f".widget-output {selector}").first
         root.wait_for(state="visible", timeout=60_000)
         box = root.bounding_box()
         assert box and box["width"] > 100 and box["height"] > 50, (selector, box)
         root.scroll_into_view_if_needed()
-        root.screenshot(path=str(shots / f"vscode{selector.replace('.visloupe-', '_')}.png"))
+        root.screenshot(path=str(shots / f"{stem}{selector.replace('.visloupe-', '_')}.png"))
     page.wait_for_function(  # anywidget's front end, found as VS Code finds it, drew the boxes
         "() => document.querySelectorAll('.visloupe-box-explorer rect.vl-box').length === 3",
         timeout=30_000)

@@ -3,25 +3,27 @@
 // widget modules registered in requirejs from the kernel environment's nbextensions (where VS
 // Code finds anywidget's front end), and each widget output shown the way VS Code's renderer
 // does it (the model, then a view in the output's element, then display_view).
-import { activate } from "./ipywidgets.js";
-
+// `index.html?ipywidgets=7` loads VS Code's bundle for kernels with ipywidgets 7, else 8's.
 const WIDGET_VIEW = "application/vnd.jupyter.widget-view+json";
-const host = { failures: [], outputs: [] };
+const major = new URLSearchParams(location.search).get("ipywidgets") === "7" ? 7 : 8;
+const host = { failures: [], major };
 window.vscodeHost = host;
 
+const { activate } = await import(`./ipywidgets${major}.js`);
 activate();
-window.vscIPyWidgets8.load();
+window[`vscIPyWidgets${major}`].load();
 // VS Code maps the old module name to the new one before it registers any widget script.
 window.requirejs.config({ map: { "*": { "jupyter-js-widgets": "@jupyter-widgets/base" } } });
+host.ready = true;
 
-host.start = async (server) => {
+host.start = async (server, kernelName = "python3") => {
   const { KernelManager, ServerConnection } = window.jlservices;
   const serverSettings = ServerConnection.makeSettings({
     baseUrl: server, wsUrl: server.replace(/^http/, "ws"), token: "", appendToken: false,
   });
   const kernels = new KernelManager({ serverSettings });
   await kernels.ready;
-  host.kernel = await kernels.startNew({ name: "python3" });
+  host.kernel = await kernels.startNew({ name: kernelName });
   const scriptLoader = {
     widgetsRegisteredInRequireJs: new Set(),
     async loadWidgetScript(moduleName) {

@@ -53,7 +53,7 @@ __all__ = ["COSEExplorer"]
 
 #: What each of the four tiles shows (first line bold under the tile, the rest muted).
 TILE_CAPTIONS = ("original\n+ its map", "transformed\n+ its map",
-                 "map back\noriginal frame", "validity mask\nwhite: compared")
+                 "map back\noriginal frame", "validity mask\nSSIM on white")
 
 
 def _rgb(pixels: torch.Tensor) -> np.ndarray:

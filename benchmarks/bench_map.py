@@ -180,7 +180,7 @@ POINT_JS = """(k) => {
   return [r.left + fr.x_scale.compute(d.x[k]), r.top + fr.y_scale.compute(d.y[k])];
 }"""
 
-TIP_JS = """() => { const i = document.querySelector('.visloupe-map-tip img');
+TIP_JS = """() => { const i = document.querySelector('.visloupe-map .visloupe-map-tip img');
   return Boolean(i && i.style.display !== 'none' && i.complete && i.naturalWidth > 0
                  && i.closest('.visloupe-map-tip').style.display === 'block'); }"""
 

@@ -15,14 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.labserver import (
-    colab_env,
-    img_bytes,
-    lab_notebook,
-    wait_for_blob_image,
-    wait_for_new_src,
-)
-from helpers.widget_cells import SETUP, WIDGETS
+from helpers.labserver import colab_env, lab_notebook
+from helpers.widget_cells import SETUP, WIDGETS, check_every_widget
 
 # The first cell proves which kernel runs: the pinned environment's python with ipywidgets 7.
 CHECK_KERNEL = textwrap.dedent(
@@ -55,26 +49,7 @@ def test_every_widget_renders_in_classic_notebook_with_colab_pins(tmp_path: Path
         baseline.wait_for(state="visible", timeout=30_000)
         assert baseline.locator(".widget-readout").inner_text().strip() == "3"
 
-        for selector in WIDGETS:
-            root = page.locator(f"{VIEW} > {selector}").first
-            root.wait_for(state="visible", timeout=60_000)
-            box = root.bounding_box()
-            assert box and box["width"] > 100 and box["height"] > 50, (selector, box)
-            root.scroll_into_view_if_needed()
-            root.screenshot(
-                path=str(lab.shots / f"classic{selector.replace('.visloupe-', '_')}.png"))
-        assert page.locator(".visloupe-box-explorer rect.vl-box").count() == 3
-        page.wait_for_function(  # BokehJS drew the dataset's class-balance chart
-            "() => { const e = document.querySelector('.visloupe-dataset-explorer"
-            " .visloupe-balance'); return e && e.__visloupeViews"
-            " && e.__visloupeViews.roots.length > 0; }",
-            timeout=30_000)
-
-        img = ".visloupe-saliency-explorer img"
-        wait_for_blob_image(page, img, timeout_ms=60_000)
-        src0, _ = img_bytes(page, img)
-        page.locator(".visloupe-saliency-explorer button", has_text="▶").first.click()
-        wait_for_new_src(page, img, src0, timeout_ms=60_000)
+        check_every_widget(page, f"{VIEW} >", lab.shots, "classic")
 
         assert page.locator(".output_area .output_error").count() == 0, (
             page.locator(".output_area .output_error").first.inner_text())

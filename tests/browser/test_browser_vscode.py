@@ -35,14 +35,11 @@ from helpers.labserver import (
     SERVER_FLAGS,
     colab_env,
     free_port,
-    img_bytes,
     running,
-    wait_for_blob_image,
     wait_for_http,
-    wait_for_new_src,
     widget_errors,
 )
-from helpers.widget_cells import SETUP, WIDGETS
+from helpers.widget_cells import SETUP, WIDGETS, check_every_widget
 
 HOST = Path(__file__).resolve().parents[1] / "helpers" / "vscode_host"
 
@@ -138,32 +135,11 @@ def test_every_widget_renders_through_vscodes_widget_manager(major: int, tmp_pat
                         status = page.evaluate("(code) => vscodeHost.run(code)", code)
                         failures = page.evaluate("() => vscodeHost.failures")
                         assert status == "ok" and not failures, (code, status, failures)
-                    check_widgets(page, shots, f"vscode{major}")
+                    check_every_widget(page, ".widget-output", shots, f"vscode{major}")
+                    assert page.locator(".visloupe-error").count() == 0
                 finally:
                     browser.close()
     finally:
         static.shutdown()
     assert widget_errors(errors) == [], widget_errors(errors)
 
-
-def check_widgets(page, shots: Path, stem: str) -> None:
-    for selector in WIDGETS:
-        root = page.locator(f".widget-output {selector}").first
-        root.wait_for(state="visible", timeout=60_000)
-        box = root.bounding_box()
-        assert box and box["width"] > 100 and box["height"] > 50, (selector, box)
-        root.scroll_into_view_if_needed()
-        root.screenshot(path=str(shots / f"{stem}{selector.replace('.visloupe-', '_')}.png"))
-    page.wait_for_function(  # anywidget's front end, found as VS Code finds it, drew the boxes
-        "() => document.querySelectorAll('.visloupe-box-explorer rect.vl-box').length === 3",
-        timeout=30_000)
-    page.wait_for_function(  # BokehJS drew the dataset's class-balance chart
-        "() => { const e = document.querySelector('.visloupe-dataset-explorer"
-        " .visloupe-balance'); return e && e.__visloupeViews"
-        " && e.__visloupeViews.roots.length > 0; }", timeout=30_000)
-    img = ".visloupe-saliency-explorer img"
-    wait_for_blob_image(page, img, timeout_ms=60_000)
-    src0, _ = img_bytes(page, img)
-    page.locator(".visloupe-saliency-explorer button", has_text="▶").first.click()
-    wait_for_new_src(page, img, src0, timeout_ms=60_000)
-    assert page.locator(".visloupe-error").count() == 0

@@ -392,7 +392,13 @@ def colour_bar_html(cmap: str, low: float, high: float, *, signed: bool = False,
             "style='image-rendering:pixelated'>"
             f"<span style='display:flex;font-size:{TEXT_XS}px;line-height:1.3;"
             "font-variant-numeric:tabular-nums;white-space:nowrap'>"
-            f"<span>{low:.3g}</span>{mid}<span>{high:.3g}</span></span></span>")
+            f"<span>{bar_number(low)}</span>{mid}<span>{bar_number(high)}</span></span></span>")
+
+
+def bar_number(value: float) -> str:
+    """A colour bar's end value: 3 significant digits, negatives with a true minus sign (−),
+    which is as wide as a digit, where a hyphen reads as a dash."""
+    return f"{value:.3g}".replace("-", "\u2212", 1) if value < 0 else f"{value:.3g}"
 
 
 def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3) -> str:

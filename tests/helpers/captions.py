@@ -13,8 +13,9 @@ def caption_columns(html: str) -> list[str]:
 
 
 def bar_values(column: str) -> list[str] | None:
-    """The numbers printed under a column's colour bar, low to high (``None``: no bar)."""
+    """The numbers printed under a column's colour bar, low to high (``None``: no bar), with
+    the bar's minus sign (−) read as ``-``."""
     if "visloupe-colour-bar" not in column:
         return None
     bar = column[column.index("visloupe-colour-bar"):]
-    return re.findall(r">(-?[0-9][0-9.e+-]*)</span>", bar)
+    return [v.replace("\u2212", "-") for v in re.findall(r">(\u2212?[0-9][0-9.e+-]*)</span>", bar)]

@@ -11,7 +11,7 @@ import ipywidgets as w
 import pandas as pd
 import pytest
 from visloupe.widgets import style
-from visloupe.widgets.base import caption_row, table_html, tile_caption
+from visloupe.widgets.base import bar_number, caption_row, table_html, tile_caption
 
 WIDGETS = Path(style.__file__).resolve().parent
 HEX = re.compile(r"(?<![&\w])#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})\b")
@@ -90,9 +90,17 @@ def test_captions_carry_each_maps_colour_bar() -> None:
     assert row.count("visloupe-colour-bar") == 1 and "<span>0.25</span>" in row
     assert "<b>input</b>" in row and "label cat" in row
     signed = tile_caption("IG", 96, ("RdBu_r", True, 2.0))
-    assert "<span>-2</span>" in signed and "<span>2</span>" in signed and ">0</span>" in signed
+    # the low end of a signed bar carries a true minus sign, not a hyphen
+    assert "<span>\u22122</span>" in signed and "<span>2</span>" in signed
+    assert ">0</span>" in signed and "<span>-2</span>" not in signed
     with pytest.raises(ValueError, match="scales"):
         caption_row(["a", "b"], 96, scales=[None])
+
+
+def test_bar_numbers_use_a_minus_sign_only_for_negatives() -> None:
+    assert bar_number(-0.682) == "\u22120.682"
+    assert bar_number(-1.5e-05) == "\u22121.5e-05"  # the exponent keeps its hyphen
+    assert bar_number(1.5e-05) == "1.5e-05" and bar_number(0.0) == "0"
     assert "&lt;script&gt;" in tile_caption("<script>", 96)
 
 

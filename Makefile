@@ -19,17 +19,19 @@ test: setup browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+# $(call need,PACKAGE,TEST,WHY): apt-get install PACKAGE when TEST fails and we are root.
+define need
+	@$(2) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q $(1) >/dev/null || { apt-get update -q && apt-get install -y -q $(1); }; \
+	  else echo "$(3): sudo apt-get install -y $(1)"; exit 1; fi; }
+endef
+
 ## The real-browser tests drive Debian's chromium, and the VS Code renderer test fetches its
 ## bundle with npm; install what is missing if we can.
 browser:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q chromium >/dev/null || { apt-get update -q && apt-get install -y -q chromium; }; \
-	  else echo "Real-browser tests need /usr/bin/chromium: sudo apt-get install -y chromium"; exit 1; fi; }
-	@command -v npm >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q npm >/dev/null || { apt-get update -q && apt-get install -y -q npm; }; \
-	  else echo "The VS Code renderer test needs npm: sudo apt-get install -y npm"; exit 1; fi; }
+	$(call need,chromium,test -x /usr/bin/chromium,Real-browser tests need /usr/bin/chromium)
+	$(call need,npm,command -v npm >/dev/null,The VS Code renderer test needs npm)
 
 lint:
 	$(VENV)/bin/ruff check .

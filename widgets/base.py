@@ -398,7 +398,8 @@ def colour_bar_html(cmap: str, low: float, high: float, *, signed: bool = False,
 def bar_number(value: float) -> str:
     """A colour bar's end value: 3 significant digits, negatives with a true minus sign (−),
     which is as wide as a digit, where a hyphen reads as a dash."""
-    return f"{value:.3g}".replace("-", "\u2212", 1) if value < 0 else f"{value:.3g}"
+    text = f"{value:.3g}"
+    return "\u2212" + text[1:] if text.startswith("-") else text
 
 
 def table_html(df: Any, css: str = "", *, max_rows: int = 30, decimals: int = 3) -> str:

@@ -1,9 +1,10 @@
 """Every widget through VS Code's widget renderer (issue 17).
 
 VS Code cannot be installed here (its marketplace is unreachable), so this runs the part of it
-that decides whether a widget renders: its Jupyter extension's widget manager, the npm package
-``@vscode/jupyter-ipywidgets8`` (fetched by ``scripts/vscode_renderer.sh``), in headless
-Chromium. A small host page (``tests/helpers/vscode_host/``) stands in for the notebook webview:
+that decides whether a widget renders: its Jupyter extension's widget managers, the npm
+packages ``@vscode/jupyter-ipywidgets8`` and ``-ipywidgets7`` (fetched by
+``scripts/vscode_renderer.sh``), in headless Chromium. A small host page
+(``tests/helpers/vscode_host/``) stands in for the notebook webview:
 it connects to a real kernel of a local Jupyter server (from another origin, as the webview
 is), registers anywidget's front end in requirejs from the kernel environment's nbextensions as
 VS Code does, and shows each widget output the way VS Code's renderer does (the model, a view in
@@ -35,6 +36,7 @@ from helpers.labserver import (
     SERVER_FLAGS,
     colab_env,
     free_port,
+    require_chromium,
     running,
     wait_for_http,
     widget_errors,
@@ -90,9 +92,7 @@ def kernel_environment(major: int, tmp_path: Path) -> tuple[Path, str, dict[str,
 def test_every_widget_renders_through_vscodes_widget_manager(major: int, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not CHROMIUM.exists():
-        pytest.fail("real-browser tests need Debian's chromium at /usr/bin/chromium "
-                    "(`make browser`); never `playwright install`")
+    require_chromium()
     prefix, kernel_name, server_env = kernel_environment(major, tmp_path)
     page_dir = tmp_path / "page"
     shutil.copytree(renderer_assets(), page_dir)

@@ -88,6 +88,15 @@ CHROMIUM_ARGS = [
 ]
 
 
+def require_chromium() -> None:
+    """Fail (never skip) a real-browser test when Debian's chromium is missing."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            "real-browser tests need Debian's chromium at /usr/bin/chromium: run "
+            "`sudo apt-get install -y chromium` (or `make browser`); never `playwright install`"
+        )
+
+
 def wait_for_kernel(base: str, page, timeout: float = 90.0) -> None:
     """Wait until the server reports an idle kernel and the page shows it as idle (a kernel
     selection dialog, if one appears, is accepted)."""
@@ -327,11 +336,7 @@ def lab_notebook(
     indicator, only its URL and application differ. ``frontend="classic"`` is classic
     Notebook 6 run from the environment ``env`` (see ``classic_server``; its cells are
     ``#notebook .cell`` and it is driven through ``Jupyter.notebook``)."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "real-browser tests need Debian's chromium at /usr/bin/chromium: run "
-            "`sudo apt-get install -y chromium` (or `make browser`); never `playwright install`"
-        )
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     root = tmp_path / "root"

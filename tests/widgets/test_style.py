@@ -95,13 +95,13 @@ def test_captions_carry_each_maps_colour_bar() -> None:
     assert ">0</span>" in signed and "<span>-2</span>" not in signed
     with pytest.raises(ValueError, match="scales"):
         caption_row(["a", "b"], 96, scales=[None])
+    assert "&lt;script&gt;" in tile_caption("<script>", 96)
 
 
 def test_bar_numbers_use_a_minus_sign_only_for_negatives() -> None:
     assert bar_number(-0.682) == "\u22120.682"
     assert bar_number(-1.5e-05) == "\u22121.5e-05"  # the exponent keeps its hyphen
     assert bar_number(1.5e-05) == "1.5e-05" and bar_number(0.0) == "0"
-    assert "&lt;script&gt;" in tile_caption("<script>", 96)
 
 
 def test_tables_use_the_scales() -> None:

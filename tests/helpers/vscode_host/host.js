@@ -1,5 +1,5 @@
 // The part of VS Code's Jupyter extension that renders widget outputs, reduced to what a test
-// needs: a kernel connection, VS Code's WidgetManager (@vscode/jupyter-ipywidgets8), third-party
+// needs: a kernel connection, VS Code's WidgetManager (@vscode/jupyter-ipywidgets8 or 7), third-party
 // widget modules registered in requirejs from the kernel environment's nbextensions (where VS
 // Code finds anywidget's front end), and each widget output shown the way VS Code's renderer
 // does it (the model, then a view in the output's element, then display_view).

@@ -24,6 +24,7 @@ from .source import (
     mode_max,
     model_inputs,
     pil_to_tensor,
+    rgb_pixels,
     to_pil,
     to_rgb,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "mode_max",
     "model_inputs",
     "pil_to_tensor",
+    "rgb_pixels",
     "records",
     "text_tokenizer",
     "to_pil",

@@ -119,26 +119,55 @@ def embed(model: nn.Module, data: Any, layer: str | nn.Module | None = None, *,
 __all__ = ["cache_key", "check_run_args", "embed", "model_fingerprint", "pool"]
 
 
+_PIXEL_BUDGET = 1 << 22  # pixels of one size resized together (~48 MB as float32 RGB)
+
+
+def _resize_rgb(stack: np.ndarray, size: int) -> np.ndarray:
+    """``(B, H, W, 3)`` uint8 -> ``(B, size*size*3)`` float32 in [0, 1]: bilinear, antialiased
+    when shrinking (torch's filter, which follows PIL's BILINEAR resampling)."""
+    x = torch.from_numpy(np.ascontiguousarray(stack)).permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                            align_corners=False, antialias=True)
+    return (x.permute(0, 2, 3, 1).reshape(len(stack), -1) / 255.0).clamp(0.0, 1.0).numpy()
+
+
 def pixel_embeddings(data: Any, indices: Sequence[int] | None = None, *,
                      size: int = 16) -> np.ndarray:
-    """``(N, size*size*3)`` float32: each image as RGB, resized to ``size`` x ``size``
-    (bilinear), in [0, 1], flattened -- the embedding space of a dataset map without a model.
+    """``(N, size*size*3)`` float32: each image as RGB in [0, 1], resized to ``size`` x ``size``
+    (bilinear, antialiased when shrinking, as PIL's BILINEAR), flattened -- the embedding space
+    of a dataset map without a model.
 
-    ``indices`` default to every item (the stream policy of ``ImageSource.indices`` for
-    streams). An image that cannot be read keeps a zero row and a logged warning, so rows stay
-    aligned with ``indices``.
+    Images of one size are resized together, and in-memory arrays are read without a PIL round
+    trip (:meth:`~visloupe.core.data.ImageSource.rgb_array`), so 100 000 small images take
+    seconds. ``indices`` default to every item (the stream policy of ``ImageSource.indices``
+    for streams). An image that cannot be read keeps a zero row and a logged warning, so rows
+    stay aligned with ``indices``.
     """
-    from PIL import Image
-
     check_int("size", size, 1, "pixels", maximum=256)
     source = as_image_source(data)
     rows = source.indices(indices)
     out = np.zeros((len(rows), size * size * 3), dtype=np.float32)
+    groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+
+    def flush(shape: tuple[int, ...]) -> None:
+        members = groups.pop(shape)
+        try:
+            out[[k for k, _ in members]] = _resize_rgb(np.stack([a for _, a in members]), size)
+        except Exception as error:  # noqa: BLE001 - e.g. a zero-size image: rows stay zero
+            logger.warning("pixel embedding of %d image(s) of shape %s failed: %s",
+                           len(members), shape, error)
+
     for row, i in enumerate(rows):
         try:
-            img = source.rgb(int(i)).resize((size, size), Image.BILINEAR)
-            out[row] = np.asarray(img, dtype=np.float32).reshape(-1) / 255.0
+            rgb = source.rgb_array(int(i))
         except Exception as error:  # noqa: BLE001 - a broken image keeps a zero row
             logger.warning("pixel embedding of item %s failed: %s", i, error)
+            continue
+        group = groups.setdefault(rgb.shape, [])
+        group.append((row, rgb))
+        if len(group) * rgb.shape[0] * rgb.shape[1] >= _PIXEL_BUDGET:
+            flush(rgb.shape)
+    for shape in list(groups):
+        flush(shape)
     return out
-

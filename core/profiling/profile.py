@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
-from visloupe.core.data import as_image_source, records, to_rgb
+from visloupe.core.data import as_image_source, records, rgb_pixels, to_rgb
 from visloupe.core.data.records import RawRecord, decode, label_value
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,20 @@ def _profile_row(rec: RawRecord, class_names: Sequence[str] | None,
     if row["file_size"] == 0:
         row["error"] = "empty file (0 bytes)"
         return row, None
+    if isinstance(rec.image, (np.ndarray, torch.Tensor)):  # in memory: no PIL round trip
+        try:
+            mode, rgb = rgb_pixels(rec.image, arg="image")
+        except Exception as err:  # noqa: BLE001 - bad arrays are reported per row
+            row["error"] = f"cannot decode image: {type(err).__name__}: {err}"
+            return row, None
+        h, w = rgb.shape[:2]
+        row.update(width=float(w), height=float(h), mode=mode,
+                   channels=float(Image.getmodebands(mode)))
+        if w == 0 or h == 0:
+            row["error"] = f"zero-size image ({w}x{h})"
+            return row, None
+        row["aspect"] = w / h
+        return row, rgb
     try:
         if isinstance(rec.image, (bytes, bytearray)):
             img = Image.open(io.BytesIO(rec.image))
@@ -232,12 +247,15 @@ def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
     total = stream.total if stream.total is not None else stream.requested
     chunk_rows: list[dict[str, Any]] = []
     chunk_pix: list[np.ndarray | None] = []
+    chunk_values = 0  # pixel values held in chunk_pix
 
     def flush() -> None:
+        nonlocal chunk_values
         _fill_stats(chunk_rows, chunk_pix)
         rows.extend(chunk_rows)
         chunk_rows.clear()
         chunk_pix.clear()
+        chunk_values = 0
         if progress is not None:
             progress(len(rows), total)
 
@@ -245,8 +263,8 @@ def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
         row, rgb = _profile_row(rec, stream.class_names, bad_labels)
         chunk_rows.append(row)
         chunk_pix.append(rgb)
-        if len(chunk_rows) >= _CHUNK or sum(p.size for p in chunk_pix if p is not None) \
-                > 3 * _BATCH_PIXELS:
+        chunk_values += 0 if rgb is None else rgb.size
+        if len(chunk_rows) >= _CHUNK or chunk_values > 3 * _BATCH_PIXELS:
             flush()
     if chunk_rows:
         flush()

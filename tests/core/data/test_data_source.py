@@ -282,3 +282,31 @@ def test_model_inputs_take_tensors_and_any_data() -> None:
                                                         torch.tensor([0, 10, 20]) / 255.0)
     with pytest.raises(ValueError, match="batch_size"):
         list(model_inputs(images, batch_size=0))
+
+
+@pytest.mark.parametrize("case", ["rgb", "gray", "gray1", "chw", "float", "bool", "int16",
+                                  "tensor", "rgba"])
+def test_rgb_pixels_equal_the_pil_round_trip(case: str) -> None:
+    """The array fast path (no PIL round trip) gives the mode and pixels that
+    to_rgb(to_pil(x)) gives, for every array layout and dtype to_pil accepts."""
+    rng = np.random.default_rng(3)
+    u8 = rng.integers(0, 256, size=(5, 7, 3)).astype(np.uint8)
+    x = {"rgb": u8, "gray": u8[..., 0], "gray1": u8[..., :1], "chw": np.moveaxis(u8, -1, 0),
+         "float": rng.random((5, 7, 3)), "bool": u8[..., 0] > 128,
+         "int16": u8[..., 0].astype(np.int16), "tensor": torch.from_numpy(u8).permute(2, 0, 1),
+         "rgba": np.concatenate([u8, u8[..., :1]], axis=-1)}[case]
+    pil = data.to_pil(x)
+    mode, rgb = data.rgb_pixels(x)
+    assert mode == pil.mode
+    np.testing.assert_array_equal(rgb, np.asarray(data.to_rgb(pil)))
+    src = as_image_source(np.stack([x.numpy() if isinstance(x, torch.Tensor) else x] * 2))
+    np.testing.assert_array_equal(src.rgb_array(1), np.asarray(src.rgb(1)))
+
+
+def test_rgb_pixels_reject_what_to_pil_rejects() -> None:
+    with pytest.raises(ValueError, match=r"image: expected float pixel values in \[0, 1\]"):
+        data.rgb_pixels(np.full((4, 4, 3), 2.0), arg="image")
+    with pytest.raises(ValueError, match="expected integer pixel values in"):
+        data.rgb_pixels(np.full((4, 4), 300, dtype=np.int32))
+    with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):
+        data.rgb_pixels(np.zeros((2, 2, 2), dtype=np.uint8))

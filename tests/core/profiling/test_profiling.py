@@ -655,3 +655,16 @@ def test_flat_images_of_different_colours_are_not_near_duplicates() -> None:
     shifted = [Image.fromarray((ramp + d).astype(np.uint8)) for d in (0, 40)]
     near = vds.near_duplicates(shifted, 0.05)
     assert len(near) == 1 and not near["exact"][0]
+
+
+def test_profile_of_arrays_equals_the_profile_of_the_same_pil_images() -> None:
+    """In-memory arrays skip the PIL round trip; the table is the one PIL images give."""
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, size=(30, 9, 7, 3)).astype(np.uint8)
+    gray = rng.random((30, 6, 11))
+    pd.testing.assert_frame_equal(vds.profile_dataset(rgb),
+                                  vds.profile_dataset([Image.fromarray(a) for a in rgb]))
+    as_u8 = [Image.fromarray(np.round(g * 255).astype(np.uint8)) for g in gray]
+    table = vds.profile_dataset(gray)
+    pd.testing.assert_frame_equal(table, vds.profile_dataset(as_u8))
+    assert set(table["mode"]) == {"L"} and set(table["channels"]) == {1.0}

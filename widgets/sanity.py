@@ -90,8 +90,8 @@ def _curves_png(table: pd.DataFrame, steps: Sequence[str], title: str) -> bytes:
         ax.set_title(MEASURE_TITLES.get(measure, measure), fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels(ticks, rotation=60, ha="right", fontsize=6)
-        ax.set_xlabel(f"re-initialised down to ({prefix}…)" if prefix else "re-initialised down to",
-                      fontsize=7)
+        ax.set_xlabel(f"re-initialised down to layer (of {prefix[:-1]})" if prefix
+                      else "re-initialised down to layer", fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         if k == 0:
             ax.set_ylabel("similarity to step 0", fontsize=8)

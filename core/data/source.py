@@ -75,6 +75,8 @@ def _array_to_u8(arr: np.ndarray, arg: str) -> np.ndarray:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         raise ValueError(f"{arg}: expected an image of shape (H, W), (H, W, C) or (C, H, W) with "
                          f"C in 1, 3, 4, got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.floating):
@@ -84,13 +86,13 @@ def _array_to_u8(arr: np.ndarray, arg: str) -> np.ndarray:
                              f"[{lo:.3g}, {hi:.3g}] (normalised tensors are not images; pass "
                              "the raw images and give the normalisation to preprocess=)")
         arr = np.round(np.clip(arr, 0.0, 1.0) * 255.0).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8:
+    elif np.issubdtype(arr.dtype, np.integer):
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo < 0 or hi > 255:
             raise ValueError(f"{arg}: expected integer pixel values in [0, 255], got range "
                              f"[{lo}, {hi}] with dtype {arr.dtype}")
         arr = arr.astype(np.uint8)
-    elif arr.dtype != np.uint8:
+    else:
         raise TypeError(f"{arg}: unsupported pixel dtype {arr.dtype}")
     return arr
 

@@ -169,7 +169,8 @@ def rgb_pixels(image: Any, max_value: float | None = None, arg: str = "data"
 
     Gray and RGB arrays and tensors skip the PIL round trip (array -> image -> array), which
     dominated profiling and mapping 100 000 small in-memory images (issue 17); the pixels are
-    the same, since PIL's "L" -> "RGB" conversion copies the gray value to each channel.
+    the same, since PIL's "L" -> "RGB" conversion copies the gray value to each channel. A
+    uint8 RGB array comes back as itself (or a view of it): read it, do not write to it.
     """
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
@@ -568,7 +569,7 @@ class ImageSource:
 
     def rgb_array(self, i: int) -> np.ndarray:
         """:meth:`rgb` of item ``i`` as a uint8 ``(H, W, 3)`` array (no PIL round trip for
-        in-memory arrays, see :func:`rgb_pixels`)."""
+        in-memory arrays, see :func:`rgb_pixels`; it may be a view of the stored array)."""
         return rgb_pixels(self.raw(i)[0], self.max_value)[1]
 
     # ------------------------------------------------------------------ which items

@@ -38,7 +38,8 @@ def run_local(worker: ShardWorker, shards: Iterable[Mapping[str, Any]],
 
 # Ray's notices about choices this module makes on purpose, kept out of the user's notebook:
 # that a new local cluster uses Ray's default token authentication, and that Ray Data's progress
-# bars are off (the job's progress() reports instead). Their warnings and errors still show.
+# bars are off (the job's progress() reports instead). Only these two loggers are quieted, and
+# only while the cluster starts or the job runs; Ray's other warnings and errors still show.
 _TOKEN_NOTICE = "ray._private.authentication.authentication_token_setup"
 _PROGRESS_NOTICE = "ray.data._internal.progress"
 
@@ -157,6 +158,8 @@ def run_ray(config: Mapping[str, Any], shards: list[Mapping[str, Any]], on_shard
 
 def _map_shards(ray: Any, config: Mapping[str, Any], shards: list[Mapping[str, Any]],
                 on_shard: OnShard, workers: int, address: str | None) -> None:
+    """The actor pool's ``map_batches`` over the shard list, each result handed to
+    ``on_shard`` as it comes back."""
     import torch
 
     cpus, gpus = _resources(ray, workers)

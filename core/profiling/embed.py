@@ -119,7 +119,7 @@ def embed(model: nn.Module, data: Any, layer: str | nn.Module | None = None, *,
 __all__ = ["cache_key", "check_run_args", "embed", "model_fingerprint", "pool"]
 
 
-_PIXEL_BUDGET = 1 << 22  # pixels of one size resized together (~48 MB as float32 RGB)
+_PIXEL_BUDGET = 1 << 22  # pixels held before resizing (~48 MB as float32 RGB)
 
 
 def _resize_rgb(stack: np.ndarray, size: int) -> np.ndarray:
@@ -149,6 +149,7 @@ def pixel_embeddings(data: Any, indices: Sequence[int] | None = None, *,
     rows = source.indices(indices)
     out = np.zeros((len(rows), size * size * 3), dtype=np.float32)
     groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    held = 0  # pixels waiting in groups
 
     def flush(shape: tuple[int, ...]) -> None:
         members = groups.pop(shape)
@@ -164,10 +165,12 @@ def pixel_embeddings(data: Any, indices: Sequence[int] | None = None, *,
         except Exception as error:  # noqa: BLE001 - a broken image keeps a zero row
             logger.warning("pixel embedding of item %s failed: %s", i, error)
             continue
-        group = groups.setdefault(rgb.shape, [])
-        group.append((row, rgb))
-        if len(group) * rgb.shape[0] * rgb.shape[1] >= _PIXEL_BUDGET:
-            flush(rgb.shape)
+        groups.setdefault(rgb.shape, []).append((row, rgb))
+        held += rgb.shape[0] * rgb.shape[1]
+        if held >= _PIXEL_BUDGET:  # photos of many sizes never pile up in memory
+            for shape in list(groups):
+                flush(shape)
+            held = 0
     for shape in list(groups):
         flush(shape)
     return out

@@ -50,3 +50,20 @@ def test_a_broken_image_keeps_a_zero_row_and_the_rest_are_embedded(
         emb = pixel_embeddings([good, np.full((8, 8, 3), 7.0), good], size=2)
     assert (emb[1] == 0).all() and np.allclose(emb[[0, 2]].reshape(2, 4, 3), [0, 1, 0])
     assert "item 1 failed" in caplog.text and "float pixel values" in caplog.text
+
+
+def test_flushing_in_small_batches_keeps_each_row_with_its_image(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Images of mixed sizes resized in many small batches (a tiny pixel budget, as a data set
+    of large photos reaches) land in the same rows as when resized all at once."""
+    import importlib
+
+    embed = importlib.import_module("visloupe.core.profiling.embed")
+
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8))
+              for h, w in [(9, 7), (12, 12), (9, 7), (5, 20), (12, 12), (9, 7)] * 3]
+    whole = pixel_embeddings(images, size=4)
+    monkeypatch.setattr(embed, "_PIXEL_BUDGET", 150)
+    np.testing.assert_array_equal(pixel_embeddings(images, size=4), whole)
+    assert len({row.tobytes() for row in whole}) == len(images)  # every row its own image

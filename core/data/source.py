@@ -17,9 +17,10 @@ order, ``limit`` defaulting to :data:`STREAM_LIMIT`; :meth:`ImageSource.indices`
 Everything a capability needs from data is public :class:`ImageSource` behaviour: rows by index,
 :meth:`~ImageSource.select` (a subset that remembers the original row ids),
 :meth:`~ImageSource.label_values` (labels without decoding images),
-:meth:`~ImageSource.fingerprint` (a cache key of the rows), :meth:`~ImageSource.images` and
-:meth:`~ImageSource.batches` (model inputs through a preprocess). :func:`model_inputs` also takes
-a ready ``(N, C, H, W)`` tensor. Raw records for profiling live in :mod:`.records`.
+:meth:`~ImageSource.fingerprint` (a cache key of the rows), :meth:`~ImageSource.rgb_array`
+(display pixels, without a PIL round trip for in-memory arrays), :meth:`~ImageSource.images`
+and :meth:`~ImageSource.batches` (model inputs through a preprocess). :func:`model_inputs`
+also takes a ready ``(N, C, H, W)`` tensor. Raw records for profiling live in :mod:`.records`.
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ count; the hit test's own ms are printed apart) and, for ours,
 images in 10 colour classes (no model: the map embeds pixels, as DatasetExplorer does without
 one).
 
+A **renderer control** runs last in the same browser, with no Bokeh, widget or kernel: n instanced
+3-px quads drawn by a minimal WebGL program onto a visible 620x520 canvas, through WebGL 1 (the
+API BokehJS draws with) and WebGL 2, timed as a pan step is. It is the floor the browser's
+renderer sets on a pan step at that many points (a check that the frame shows the quads keeps
+a program that drew nothing from reading as fast).
+
     .venv/bin/python benchmarks/bench_map.py                # 10 000 and 100 000 points
     .venv/bin/python benchmarks/bench_map.py --sizes 10000  # one size
 
@@ -214,6 +220,76 @@ def hover_ms(page, n: int) -> float:
     return float("nan")
 
 
+# The renderer alone: n instanced quads (4 vertices, a per-point centre and colour, one constant
+# size) drawn into a 620x520 canvas, timed to the second animation frame as PAN_JS times a step.
+# WebGL 1 + ANGLE_instanced_arrays is the path BokehJS (regl) draws through; WebGL 2's core
+# instancing is the same work through the other API. No Bokeh, no widget, no kernel.
+CONTROL_HTML = """<canvas id="c" width="620" height="520"></canvas><script>
+window.drawQuads = async (n, version) => {
+  const canvas = document.createElement("canvas"); canvas.width = 620; canvas.height = 520;
+  document.body.replaceChildren(canvas);
+  const gl = canvas.getContext(version === 2 ? "webgl2" : "webgl", {antialias: false});
+  if (!gl) return null;
+  const ext = version === 2 ? null : gl.getExtension("ANGLE_instanced_arrays");
+  const divisor = (l, d) => ext ? ext.vertexAttribDivisorANGLE(l, d) : gl.vertexAttribDivisor(l, d);
+  const draw = () => ext ? ext.drawArraysInstancedANGLE(gl.TRIANGLE_STRIP, 0, 4, n)
+                         : gl.drawArraysInstanced(gl.TRIANGLE_STRIP, 0, 4, n);
+  const shader = (type, src) => { const s = gl.createShader(type); gl.shaderSource(s, src);
+                                  gl.compileShader(s); return s; };
+  const prog = gl.createProgram();
+  gl.attachShader(prog, shader(gl.VERTEX_SHADER, `attribute vec2 corner; attribute vec2 centre;
+    attribute vec4 colour; attribute float size; uniform vec2 shift; varying vec4 v;
+    void main() { v = colour; gl_Position = vec4(centre + shift + corner * size, 0.0, 1.0); }`));
+  gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, `precision mediump float; varying vec4 v;
+    void main() { gl_FragColor = v; }`));
+  gl.linkProgram(prog); gl.useProgram(prog);
+  const attribute = (name, data, width, div) => {
+    const b = gl.createBuffer(); gl.bindBuffer(gl.ARRAY_BUFFER, b);
+    gl.bufferData(gl.ARRAY_BUFFER, data, gl.STATIC_DRAW);
+    const l = gl.getAttribLocation(prog, name); gl.enableVertexAttribArray(l);
+    gl.vertexAttribPointer(l, width, gl.FLOAT, false, 0, 0); divisor(l, div);
+  };
+  const centres = new Float32Array(2 * n).map(() => Math.random() * 1.6 - 0.8);
+  attribute("corner", new Float32Array([-1, -1, 1, -1, -1, 1, 1, 1]), 2, 0);
+  attribute("centre", centres, 2, 1);
+  attribute("colour", new Float32Array(4 * n).map(() => Math.random()), 4, 1);
+  attribute("size", new Float32Array([0.005]), 1, n);  // a constant, as regl sends one
+  const shift = gl.getUniformLocation(prog, "shift"), times = [];
+  const frame = () => new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok)));
+  for (let k = 0; k < 9; k++) {
+    const t = performance.now();
+    gl.clearColor(1, 1, 1, 1); gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.uniform2f(shift, 0.01 * (k % 2), 0); draw();
+    await frame();
+    if (k > 0) times.push(performance.now() - t);  // the first includes shader compilation
+  }
+  // the frame must show the quads (a shader that failed to compile draws nothing, fast)
+  const px = new Uint8Array(620 * 520 * 4);
+  gl.clear(gl.COLOR_BUFFER_BIT); draw();
+  gl.readPixels(0, 0, 620, 520, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  let drawn = 0;
+  for (let i = 0; i < px.length; i += 4) drawn += px[i] + px[i + 1] + px[i + 2] < 765 ? 1 : 0;
+  return [times.sort((a, b) => a - b)[4], drawn / (620 * 520)];
+};
+</script>"""
+
+
+def renderer_control(page, n: int) -> dict:
+    """Median frame of ``n`` instanced quads through WebGL 1 (BokehJS's path) and WebGL 2, in
+    a fresh page of the benchmark's browser: how much of a pan step is the renderer itself."""
+    control = page.context.browser.new_page()  # its own context: nothing shared with Lab
+    try:
+        control.set_content(CONTROL_HTML)
+        out = {}
+        for v in (1, 2):
+            ms, drawn = control.evaluate("([n, v]) => drawQuads(n, v)", [n, v])
+            assert drawn > 0.01, f"WebGL {v}: the control drew {drawn:.1%} of its canvas"
+            out[f"webgl{v}_quads_ms"], out[f"webgl{v}_drawn"] = ms, round(drawn, 3)
+        return out
+    finally:
+        control.close()
+
+
 def run(n: int) -> dict:
     labserver.CHROMIUM_ARGS = WEBGL_ARGS  # the benchmark measures the WebGL path
     with tempfile.TemporaryDirectory() as tmp:
@@ -249,6 +325,7 @@ def run(n: int) -> dict:
                                           "data-indices")
             assert len(answered.split(",")) == ours_count == out["selected"]
             out["ours_hover_ms"] = hover_ms(page, n)
+            out.update(renderer_control(page, n))
             errors = lab.widget_errors()
             if errors:
                 out["errors"] = errors[:5]
@@ -268,8 +345,9 @@ def main() -> None:
         print(json.dumps(rows[-1]), f"({time.time() - t:.0f} s)", flush=True)
     print("\n| points | WebGL | ours: build (kernel) | ours: first render | ref: first render "
           "| ours: draw | ref: draw | ours: pan step | ref: pan step | ours: select | "
-          "ref: select | ours: hover | doc+points bytes ours / ref |")
-    print("|" + "---|" * 13)
+          "ref: select | ours: hover | doc+points bytes ours / ref | renderer alone: "
+          "WebGL 1 / WebGL 2 |")
+    print("|" + "---|" * 14)
     for r in rows:
         print(f"| {r['n']:,} | {r['webgl']} | {r['ours_build_s']:.2f} s | "
               f"{r['ours_first_render_ms']:.0f} ms | {r['ref_first_render_ms']:.0f} ms | "
@@ -278,7 +356,8 @@ def main() -> None:
               f"{r['ours_select_ms']:.0f} ms | {r['ref_select_ms']:.0f} ms | "
               f"{r['ours_hover_ms']:.0f} ms | "
               f"{(r['item_bytes'] + r['points_bytes']) / 1e6:.2f} / "
-              f"{r['ref_item_bytes'] / 1e6:.2f} MB |")
+              f"{r['ref_item_bytes'] / 1e6:.2f} MB | "
+              f"{r['webgl1_quads_ms']:.0f} / {r['webgl2_quads_ms']:.0f} ms |")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Real browser: the tour's opening, EfficientNet-Lite0 in the SaliencyExplorer (issue 15).
 
-JupyterLab + headless Chromium: the explorer renders a real photo's Grad-CAM at 224x224 with the
-top-5 ImageNet classes as buttons; clicking the second re-targets the map (the image changes and
-the target dropdown shows that class), with no widget or console error.
+JupyterLab + headless Chromium, with the README's example: the explorer renders a real photo's
+Grad-CAM and IG at 224x224 with the top-5 ImageNet classes as buttons; clicking the second
+re-targets the maps (the image changes and the target dropdown shows that class), with no
+widget or console error.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ NOTEBOOK_CODE = textwrap.dedent(
     from visloupe.core import data, models
     from visloupe.widgets import SaliencyExplorer
 
-    model, preprocess = models.pretrained("efficientnet-lite0")
-    photos = data.load_builtin("photos", split="test").select(range(3))
-    explorer = SaliencyExplorer(model, photos, ["grad_cam"], preprocess=preprocess, top_k=5,
-                                cell=224)
+    model, preprocess = models.pretrained("efficientnet-lite0")  # the README's example
+    photos = data.load_builtin("photos", split="test")
+    explorer = SaliencyExplorer(model, photos, ["grad_cam", "integrated_gradients"],
+                                preprocess=preprocess, top_k=5, cell=224)
     explorer
     """
 ).strip()
@@ -43,8 +44,11 @@ def test_real_model_explorer_retargets_from_the_top5_in_jupyterlab(tmp_path: Pat
         assert buttons.count() == 5
         second = buttons.nth(1).inner_text().rsplit(" ", 1)[0]  # "Egyptian cat 36%" -> name
         src0, png0 = img_bytes(page, img)
-        assert Image.open(io.BytesIO(png0)).width >= 2 * 224  # the crop + one 224-px map
+        assert Image.open(io.BytesIO(png0)).width >= 3 * 224  # the crop + two 224-px maps
         lab.screenshot("_top1")
+        # the widget alone, for the README and docs/gallery.md (with VISLOUPE_SCREENSHOTS set)
+        page.locator(".visloupe-saliency-explorer").first.screenshot(
+            path=str(lab.shots / "real_saliency-explorer.png"))
 
         buttons.nth(1).click()
         wait_for_new_src(page, img, src0, timeout_ms=60_000)

@@ -354,6 +354,11 @@ def lab_notebook(
             raise ValueError('frontend="classic" needs env=, the environment to run it from')
         command, server_env = classic_server(env, tmp_path, root, port)
     else:
+        # answer Lab's "get notified about Jupyter news?" toast as a user would ("Never"), so
+        # it does not cover the widgets in screenshots (the news feed is offline here anyway)
+        news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True, exist_ok=True)
+        (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         command = [
             str(jupyter), app, "--allow-root", *SERVER_FLAGS, f"--port={port}",
             f"--ServerApp.root_dir={root}", f"--ServerApp.runtime_dir={tmp_path / 'runtime'}",

@@ -110,6 +110,7 @@ class ExplorerBase:
                                       style={"description_width": "initial"},
                                       layout=w.Layout(width="220px"))
         self.progress_label = w.HTML(value="")
+        self._progress_unit = ""  # what the bar counts ("images", "maps"), shown after the count
         self.progress_label.add_class("visloupe-progress-label")
         # hidden until something runs: an empty, unlabelled bar says nothing
         self.progress_box = w.HBox([self.progress, self.progress_label],
@@ -132,35 +133,41 @@ class ExplorerBase:
 
     # ------------------------------------------------------------------ progress
 
-    def _progress_start(self, total: int, what: str = "") -> None:
-        """Reset the bar to ``total`` steps and label it ``what`` (escaped)."""
+    def _progress_start(self, total: int, what: str = "", unit: str = "") -> None:
+        """Reset the bar to ``total`` steps, label it ``what`` (what runs: "embedding") and
+        count in ``unit`` ("3 / 6 images")."""
         self.progress_box.layout.display = None
         self.progress.max = max(int(total), 1)
         self.progress.value = 0
         self.progress.bar_style = "info"
         self.progress.description = str(what)  # a widget label is text, never HTML
-        self.progress_label.value = f"0 / {self.progress.max}"
+        self._progress_unit = str(unit)
+        self.progress_label.value = self._progress_text()
+
+    def _progress_text(self) -> str:
+        """How far the bar is: ``done / total unit``."""
+        unit = f" {escape(self._progress_unit)}" if self._progress_unit else ""
+        return f"{self.progress.value} / {self.progress.max}{unit}"
 
     def _progress_step(self, n: int = 1) -> None:
         self.progress.value = min(self.progress.value + int(n), self.progress.max)
-        self.progress_label.value = f"{self.progress.value} / {self.progress.max}"
+        self.progress_label.value = self._progress_text()
 
     def _progress_done(self, ok: bool = True) -> None:
         self.progress.value = self.progress.max
         self.progress.bar_style = "success" if ok else "danger"
-        self.progress_label.value = (f"{self.progress.value} / {self.progress.max}" if ok
-                                     else "failed")
+        self.progress_label.value = self._progress_text() if ok else "failed"
 
-    def _progress_callback(self, what: str) -> Callable[..., None]:
+    def _progress_callback(self, what: str, unit: str = "") -> Callable[..., None]:
         """A ``progress=`` callback for core functions: ``(done, total, *rest)``."""
-        self._progress_start(1, what)
+        self._progress_start(1, what, unit)
 
         def update(done: Any = None, total: Any = None, *_: Any, **__: Any) -> None:
             if total is not None and int(total) > 0:
                 self.progress.max = int(total)
             if done is not None:
                 self.progress.value = min(int(done), self.progress.max)
-            self.progress_label.value = f"{self.progress.value} / {self.progress.max}"
+            self.progress_label.value = self._progress_text()
 
         return update
 

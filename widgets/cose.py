@@ -478,7 +478,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
         for name in self._models:  # models that share one PixelData go in one call
             groups.setdefault(id(self._data[name]), []).append(name)
         total = len(self._models) * len(self._explainers)
-        self._progress_start(total, "summary")
+        self._progress_start(total, "summary", "method × model runs")
         frames = []
         self.summary_button.disabled = True
         try:
@@ -487,7 +487,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
 
                 def tick(done: int, _total: int, _label: str = "", offset: int = offset) -> None:
                     self.progress.value = min(offset + int(done), self.progress.max)
-                    self.progress_label.value = f"{self.progress.value} / {total}"
+                    self.progress_label.value = self._progress_text()
 
                 frames.append(compare_methods(
                     {n: self._models[n] for n in names}, self._data[names[0]],

@@ -362,9 +362,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
     # -- errors and progress -------------------------------------------------------------------
 
-    def _progress(self, what: str) -> Callable[..., None]:
+    def _progress(self, what: str, unit: str = "images") -> Callable[..., None]:
         """A ``progress=`` callback for core: accepts ``(done, total)`` or ``(done, total, …)``."""
-        return self._progress_callback(what)
+        return self._progress_callback(what, unit)
 
     def _on_plot_status(self, change: Any) -> None:
         if str(change["new"]).startswith("error"):
@@ -401,7 +401,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             from visloupe.core.profiling import profile_dataset
 
             prof = profile_dataset(self._source, sample=self._sample, seed=self._seed,
-                                   progress=self._progress("profile"))
+                                   progress=self._progress("profiling"))
             self._progress_done()
             self._set_profile(prof)
         return self.profile
@@ -534,7 +534,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         if self._embeddings is None:
             self._ensure_profile()
             if self._model is None:
-                self.progress.description = "pixels"
+                self._progress_start(len(self._rows), "embedding pixels", "images")
                 from visloupe.core.profiling import pixel_embeddings
 
                 emb = pixel_embeddings(self._source, self._rows.tolist(), size=PIXEL_SIZE)
@@ -542,7 +542,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
                 from visloupe.core.profiling import embed
 
                 emb = embed(self._model, self._source, self._layer, preprocess=self._preprocess,
-                            indices=self._rows.tolist(), progress=self._progress("embed"))
+                            indices=self._rows.tolist(), progress=self._progress("embedding"))
             emb = np.asarray(emb, dtype=np.float32)
             if emb.ndim != 2 or len(emb) != len(self._rows):
                 raise ValueError(f"embed: expected ({len(self._rows)}, D) embeddings, got shape "
@@ -557,8 +557,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
 
             emb = self._ensure_embeddings()
             points = emb[self._map_rows] if len(self._map_rows) else emb
-            self.progress.description = method
+            self._progress_start(len(points), f"projecting ({method.upper()})", "points")
             xy = np.asarray(project(points, method=method, seed=self._seed), dtype=np.float64)
+            self._progress_done()
             if xy.shape != (len(points), 2):
                 raise ValueError(f"project: expected ({len(points)}, 2), got {xy.shape}")
             self._coords[method] = xy
@@ -813,7 +814,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             self.errors_info.value = "<i>The Errors tab needs labels; this dataset has none.</i>"
             return
         result = confusion(self._model, self._source, preprocess=self._preprocess,
-                           indices=self._rows.tolist(), progress=self._progress("predict"))
+                           indices=self._rows.tolist(), progress=self._progress("predicting"))
         self._progress_done()
         self._confusion = result
         matrix = np.asarray(result.matrix)

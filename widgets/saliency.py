@@ -635,7 +635,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         """Predicted class of ``indices`` (batched, progress shown, probabilities cached)."""
         missing = [i for i in indices if (i, model_name) not in self._probs]
         batch = 64
-        self._progress_start(len(missing), f"predict {model_name}")
+        self._progress_start(len(missing), f"predicting {model_name}", "images")
         for start in range(0, len(missing), batch):
             chunk = missing[start:start + batch]
             shapes = {tuple(self._input(i, model_name).shape) for i in chunk}
@@ -745,7 +745,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._render()
 
     def _run_jobs(self, jobs: list[tuple]) -> None:
-        self._progress_start(len(jobs), "explain")
+        self._progress_start(len(jobs), "explaining", "maps")
         start = time.perf_counter()
         for key in jobs:
             try:

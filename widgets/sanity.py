@@ -285,7 +285,7 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
 
         key = (variant or self.variant.value, mode or self.mode.value)
         if key not in self._results:
-            tick = self._progress_callback(f"{key[0]}, {key[1]}")
+            tick = self._progress_callback(f"{key[0]}, {key[1]}", "steps")
 
             self._results[key] = run_randomization(
                 self._variant_model(key[0]), self._inputs, self._explainers, mode=key[1],

@@ -292,7 +292,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         key = (index, model_name, target, int(self.n_steps.value))
         result = self._results.get(key)
         if result is None:
-            self._progress_start(1, "split IG")
+            self._progress_start(1, "split IG", "image")
             x = self._input(index, model_name)[None]
             result = split_integrated_gradients(
                 self._models[model_name], x, target=target, baseline=self._baseline,

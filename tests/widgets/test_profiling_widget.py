@@ -286,14 +286,18 @@ def test_errors_tab_cell_lists_its_samples(explorer: DatasetExplorer, data, mode
     assert f'data-indices="{",".join(map(str, want))}"' in explorer.cell_info.value
     assert explorer.show_confusion_cell(int(t), int(p)) == want
     # the progress bar was driven by core's progress(done, total) callback of the last pass
-    assert explorer.progress.description == "predict"
+    assert explorer.progress.description == "predicting"
     assert explorer.progress.max == explorer.progress.value == SAMPLE
+    assert explorer.progress_label.value == f"{SAMPLE} / {SAMPLE} images"
 
 
 def test_without_model_uses_pixels_and_says_errors_need_one(data) -> None:
     ex = DatasetExplorer(data)
     try:
         ex.show_tab("Map")
+        # the bar says what ran last and how far, in what it counts
+        assert ex.progress.description == "projecting (PCA)"
+        assert ex.progress_label.value == f"{N} / {N} points"
         ex.show_tab("Errors")
         assert ex.error_area.value == ""
         assert ex.embeddings.shape == (N, 16 * 16 * 3)

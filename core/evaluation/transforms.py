@@ -49,6 +49,7 @@ __all__ = [
     "invert_map",
     "is_8bit",
     "magnitude_bins",
+    "pixel_shift",
     "quantize_8bit",
     "resolve_transforms",
     "sample_magnitudes",
@@ -233,8 +234,9 @@ def _magnitudes(spec: TransformSpec, magnitude: Any, n: int, size: tuple[int, in
     return m
 
 
-def _pixel_shift(m: Tensor) -> Tensor:
-    """Whole-pixel shifts: ``sign(m) * max(1, trunc(|m|))`` (0 stays 0)."""
+def pixel_shift(m: Tensor) -> Tensor:
+    """Whole-pixel shifts of Translate magnitudes ``m``: ``sign(m) * max(1, trunc(|m|))`` (0
+    stays 0) -- what ``apply_transform`` moves the image by, for code that inverts it."""
     mag = m.abs().trunc().clamp_min(1.0)
     return torch.where(m == 0, torch.zeros_like(m), torch.sign(m) * mag)
 
@@ -253,7 +255,7 @@ def _theta(spec: TransformSpec, m: Tensor, size: tuple[int, int], inverse: bool)
     theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=m.device)
     sign = -1.0 if inverse else 1.0
     if spec.name in ("TranslateX", "TranslateY"):
-        shift = _pixel_shift(m) * sign
+        shift = pixel_shift(m) * sign
         theta[:, 0, 0] = 1.0
         theta[:, 1, 1] = 1.0
         if spec.name == "TranslateX":
@@ -522,7 +524,7 @@ def describe_magnitude(op: str, magnitude: float, size: tuple[int, int] | None =
                                                 and math.isnan(magnitude)):
         return "-"
     if spec.unit == "px":
-        shift = int(_pixel_shift(torch.tensor([float(magnitude)]))[0])
+        shift = int(pixel_shift(torch.tensor([float(magnitude)]))[0])
         return f"{shift:+d} px"
     if spec.unit == "deg":
         return f"{float(magnitude):+.1f}°"

@@ -30,13 +30,14 @@ def reference_loop(model, pdata, keep, table, explain_fn, quantize=False,
     from skimage.metrics import structural_similarity
     from skimage.transform import AffineTransform, rotate, warp
     from visloupe.core.evaluation.transforms import apply_transform, pixel_shift, transform_spec
+    from visloupe.core.models.adapter import model_device
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from skimage.morphology import binary_erosion
 
     norm = pdata.normalize
-    device = next(model.parameters()).device
+    device = model_device(model)
     pos = {idx: i for i, idx in enumerate(pdata.indices)}
     sims = []
     refs: dict[int, np.ndarray] = {}

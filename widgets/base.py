@@ -110,8 +110,8 @@ class ExplorerBase:
                                       style={"description_width": "initial"},
                                       layout=w.Layout(width="220px"))
         self.progress_label = w.HTML(value="")
-        self._progress_unit = ""  # what the bar counts ("images", "maps"), shown after the count
         self.progress_label.add_class("visloupe-progress-label")
+        self._progress_unit = ""  # what the bar counts ("images", "maps"), shown after the count
         # hidden until something runs: an empty, unlabelled bar says nothing
         self.progress_box = w.HBox([self.progress, self.progress_label],
                                    layout=w.Layout(display="none"))

@@ -559,9 +559,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
             points = emb[self._map_rows] if len(self._map_rows) else emb
             self._progress_start(len(points), f"projecting ({method.upper()})", "points")
             xy = np.asarray(project(points, method=method, seed=self._seed), dtype=np.float64)
-            self._progress_done()
             if xy.shape != (len(points), 2):
                 raise ValueError(f"project: expected ({len(points)}, 2), got {xy.shape}")
+            self._progress_done()
             self._coords[method] = xy
         return self._coords[method]
 

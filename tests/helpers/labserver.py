@@ -356,13 +356,14 @@ def lab_notebook(
     else:
         # answer Lab's "get notified about Jupyter news?" toast as a user would ("Never"), so
         # it does not cover the widgets in screenshots (the news feed is offline here anyway)
-        news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+        user_settings = tmp_path / "settings"
+        news = user_settings / "@jupyterlab" / "apputils-extension"
         news.mkdir(parents=True, exist_ok=True)
         (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         command = [
             str(jupyter), app, "--allow-root", *SERVER_FLAGS, f"--port={port}",
             f"--ServerApp.root_dir={root}", f"--ServerApp.runtime_dir={tmp_path / 'runtime'}",
-            f"--{settings}.user_settings_dir={tmp_path / 'settings'}",
+            f"--{settings}.user_settings_dir={user_settings}",
             f"--{settings}.workspaces_dir={tmp_path / 'workspaces'}",
         ]
     base = f"http://127.0.0.1:{port}"

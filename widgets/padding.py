@@ -68,13 +68,14 @@ def _blank(px: int = 192) -> bytes:
 
 def _load_tensors(data: Any, preprocess: Any, max_samples: int) -> torch.Tensor | None:
     """Up to ``max_samples`` model inputs ``(N, C, H, W)``: a float tensor as it is, other data
-    through ``preprocess`` (core ``data.model_inputs``)."""
+    through ``preprocess`` (core ``data.model_inputs``); the dtype is kept (core casts to the
+    model's)."""
     if data is None:
         return None
     from visloupe.core.data import model_inputs
 
     pre = None if isinstance(data, torch.Tensor) and data.is_floating_point() else preprocess
-    return torch.cat(list(model_inputs(data, pre, limit=max_samples))).float()
+    return torch.cat(list(model_inputs(data, pre, limit=max_samples)))
 
 
 class PaddingInspector(ExplorerBase, w.VBox):

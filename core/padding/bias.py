@@ -19,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from visloupe.core.data import model_inputs
+from visloupe.core.models.adapter import as_logits, model_device, model_dtype
 
-from ._util import call_names, check_model, eval_mode, first_tensor, hooks
+from ._util import call_names, check_model, eval_mode, hooks
 
 __all__ = [
     "BlindSpotMap",
@@ -146,15 +147,14 @@ def mean_feature_maps(
         if missing:
             some = [n for n in modules if n][:12]
             raise ValueError(f"layers: {missing} are not modules of the model; some names: {some}")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device, dtype = model_device(model), model_dtype(model)
     sums: dict[str, torch.Tensor] = {}
     order: list[str] = []
     count = 0
     names = {m: n for n, m in modules.items()}
     with eval_mode(model), torch.no_grad():
         for batch in _batches(data, preprocess, max_samples, batch_size):
-            x = batch.to(device=device, dtype=param.dtype if param is not None else batch.dtype)
+            x = batch.to(device=device, dtype=dtype)
             if input_size is not None:
                 from ._util import as_hw
 
@@ -329,9 +329,7 @@ def blind_spot_map(
     alpha = torch.ones(h, w) if mask is None else torch.as_tensor(mask, dtype=torch.float32)
     if alpha.shape != (h, w):
         raise ValueError(f"mask: expected shape ({h}, {w}), got {tuple(alpha.shape)}")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
+    device, dtype = model_device(model), model_dtype(model)
     bg = background.to(device, dtype)
     stim, alpha = stimulus.to(device, dtype), alpha.to(device, dtype)
     rows = tuple(range(0, big_h - h + 1, stride))
@@ -345,13 +343,14 @@ def blind_spot_map(
             for i, (y, x) in enumerate(chunk):
                 region = batch[i, :, y:y + h, x:x + w]
                 batch[i, :, y:y + h, x:x + w] = alpha * stim + (1 - alpha) * region
-            logits = first_tensor(model(batch))
-            if logits is None or logits.dim() != 2:
-                raise ValueError("model: expected logits (N, num_classes) as output")
+            logits = as_logits(model(batch))
+            if logits.dim() != 2:
+                raise ValueError("model: expected logits (N, num_classes) as output, got shape "
+                                 f"{tuple(logits.shape)}")
             if int(target) >= logits.shape[1]:
                 raise ValueError(f"target: expected a class index below {logits.shape[1]}, got "
                                  f"{target}")
-            values = logits.float().softmax(1) if score == "probability" else logits.float()
+            values = logits.softmax(1) if score == "probability" else logits
             out.append(values[:, int(target)].cpu())
     scores = torch.cat(out).reshape(len(rows), len(cols))
     return BlindSpotMap(scores, rows, cols, int(target), score, (h, w))

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_bool, check_int
+from ..models.adapter import as_logits, model_device, model_dtype
 from ._util import check_model as check_padding_model
 from ._util import eval_mode, in_channels
 from .arithmetic import audit_padding, suggest_input_size, uneven_count
@@ -30,25 +31,27 @@ def default_probe(model: nn.Module, input_size: int, data: torch.Tensor | None =
 
     ``background`` is resized to ``n``; without it, the mean colour of ``data (N, C, H, W)``,
     else zeros. Without ``stimulus``: the first data item shrunk to half the side, else a bright
-    square (value 2) a quarter of the side."""
+    square (value 2) a quarter of the side. Both are in the model's dtype (a float64 model is
+    probed in float64)."""
     n = check_int("input_size", input_size)
     channels = in_channels(model)
+    dtype = model_dtype(model)
     if background is not None:
-        bg = F.interpolate(background.float()[None], size=(n, n), mode="bilinear",
+        bg = F.interpolate(background.to(dtype)[None], size=(n, n), mode="bilinear",
                            align_corners=False)[0]
     elif data is not None:
-        bg = data.float().mean((0, 2, 3))[:, None, None].expand(-1, n, n).clone()
+        bg = data.to(dtype).mean((0, 2, 3))[:, None, None].expand(-1, n, n).clone()
     else:
-        bg = torch.zeros(channels, n, n)
+        bg = torch.zeros(channels, n, n, dtype=dtype)
     if stimulus is not None:
-        return stimulus.float(), bg
+        return stimulus.to(dtype), bg
     if data is not None:
         side = max(3, n // 2)
-        stim = F.interpolate(data[:1].float(), size=(side, side), mode="bilinear",
+        stim = F.interpolate(data[:1].to(dtype), size=(side, side), mode="bilinear",
                              align_corners=False)[0]
     else:
         side = max(3, n // 4)
-        stim = torch.ones(channels, side, side) * 2.0
+        stim = torch.full((channels, side, side), 2.0, dtype=dtype)
     return stim, bg
 
 
@@ -70,8 +73,8 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
             h, w = stim.shape[-2:]
             y, x = (n - h) // 2, (n - w) // 2
             centre[:, y:y + h, x:x + w] = stim
-            logits = model(centre[None])
-        target = int(torch.as_tensor(getattr(logits, "logits", logits)).argmax(1)[0])
+            logits = as_logits(model(centre[None].to(model_device(model))))
+        target = int(logits.argmax(1)[0])
     positions = n - stim.shape[-1] + 1
     stride = max(1, -(-positions // int(max_positions)))
     return blind_spot_map(model, stim, bg, target, stride=stride)

@@ -21,6 +21,7 @@ __all__ = [
     "check_module",
     "check_optional_int",
     "check_options",
+    "check_per_model",
     "check_positive",
     "check_preprocess",
     "check_progress",
@@ -83,6 +84,20 @@ def check_options(name: str, options: Any, fn: Callable) -> dict[str, Any]:
         raise ValueError(f"{name}: unknown {fn.__name__} option(s) {unknown}; expected some of "
                          f"{allowed}")
     return dict(options)
+
+
+def check_per_model(name: str, value: Any, models: Any) -> dict[str, Any]:
+    """``{model name: option}`` for an option given once for all models or as a dict keyed by
+    model name (a model missing from the dict gets None); a key that names no model raises,
+    since its option would silently never apply."""
+    names = list(models)
+    if not isinstance(value, Mapping):
+        return dict.fromkeys(names, value)
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ValueError(f"{name}: expected keys among the model names {names}, got {unknown} "
+                         "(or pass one value for every model)")
+    return {n: value.get(n) for n in names}
 
 
 def check_positive(name: str, value: Any) -> float:

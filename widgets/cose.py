@@ -20,6 +20,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 import torch
+from visloupe.core.checks import check_per_model
 from visloupe.core.evaluation import pixel_inputs
 
 from ._common import (
@@ -532,15 +533,8 @@ def _pixel_data_per_model(models: Mapping[str, Any], data: Any, preprocess: Any,
                           normalize: Any, n_images: int) -> dict[str, Any]:
     """``{model name: core PixelData}``; models with the same preprocess and normalisation
     share one (read once)."""
-    def per_model(arg: str, value: Any) -> dict[str, Any]:
-        if isinstance(value, Mapping):
-            unknown = [k for k in value if k not in models]
-            if unknown:
-                raise ValueError(f"{arg}: keys {unknown} are not model names {list(models)}")
-            return {name: value.get(name) for name in models}
-        return dict.fromkeys(models, value)
-
-    pres, norms = per_model("preprocess", preprocess), per_model("normalize", normalize)
+    pres = check_per_model("preprocess", preprocess, models)
+    norms = check_per_model("normalize", normalize, models)
     read: dict[tuple[int, int], Any] = {}
     out = {}
     for name in models:

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from ..attribution import Explainer, check_inputs, resolve_explainer, resolve_explainers
 from ..attribution.postprocess import Postprocess, resolve_postprocess
-from ..checks import check_batch_size, check_options
+from ..checks import check_batch_size, check_options, check_per_model
 from ..models.adapter import check_model, eval_mode, model_device, model_dtype, predict
 from .ssim import ssim
 from .transforms import (
@@ -693,11 +693,12 @@ def compare_methods(
         raise ValueError(f"alt_models: expected keys among the model names {list(models_d)} "
                          f"(each mapping to that model's {{name: changed model}}), got "
                          f"{unknown}")
+    pres = check_per_model("preprocess", preprocess, models_d)
     methods = resolve_explainers(explainers)
     rows = []
     total, done = len(models_d) * len(methods), 0
     for model_name, model in models_d.items():
-        pre = preprocess.get(model_name) if isinstance(preprocess, Mapping) else preprocess
+        pre = pres[model_name]
         alts = (alt_models or {}).get(model_name, {})
         pdata = data if isinstance(data, PixelData) else pixel_data(data, pre,
                                                                    n_images=n_images)

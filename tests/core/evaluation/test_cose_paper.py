@@ -261,6 +261,23 @@ def test_compare_methods_alt_models_keyed_by_a_non_model_is_an_error() -> None:
                         alt_models={"random": model})
 
 
+def test_preprocess_keyed_by_a_non_model_is_an_error() -> None:
+    """A preprocess dict whose key names no model would silently fall back to None (the
+    images read as they are); compare_methods and COSEExplorer both refuse it."""
+    from torch import nn
+    from visloupe.core.evaluation import compare_methods
+    from visloupe.widgets import COSEExplorer
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    photos = data.load_builtin("photos", "test", max_size=32)
+    pre = {"resnet": models.ImagePreprocess(16, "RGB", 0.0, 1.0)}
+    message = r"preprocess: expected keys among the model names \['m'\], got \['resnet'\]"
+    with pytest.raises(ValueError, match=message):
+        compare_methods({"m": model}, photos, ["saliency"], metrics=("cose",), preprocess=pre)
+    with pytest.raises(ValueError, match=message):
+        COSEExplorer({"m": model}, photos, ["saliency"], preprocess=pre)
+
+
 def test_unlabelled_items_are_dropped_not_fatal() -> None:
     """Photos without an ImageNet class (label -1) count as not correctly classified; the
     labelled ones keep their labels (one missing label used to discard them all)."""

@@ -114,14 +114,22 @@ def to_pil(obj: Any, arg: str = "data") -> Image.Image:
         path = Path(obj)
         if not path.is_file():
             raise ValueError(f"{arg}: image file {str(path)!r} does not exist")
-        with Image.open(path) as img:
-            img.load()
-            return img
+        try:
+            with Image.open(path) as img:
+                img.load()
+                return img
+        except OSError as e:  # PIL's UnidentifiedImageError, truncated files
+            raise ValueError(f"{arg}: cannot read image file {str(path)!r} "
+                             f"({type(e).__name__}: {e})") from e
     if isinstance(obj, Mapping) and ("bytes" in obj or "path" in obj):
         if obj.get("bytes") is not None:
             import io
-            img = Image.open(io.BytesIO(obj["bytes"]))
-            img.load()
+            try:
+                img = Image.open(io.BytesIO(obj["bytes"]))
+                img.load()
+            except OSError as e:
+                raise ValueError(f"{arg}: cannot decode the image bytes "
+                                 f"({type(e).__name__}: {e})") from e
             return img
         return to_pil(obj["path"], arg)
     if isinstance(obj, torch.Tensor):
@@ -461,18 +469,40 @@ def _digest_item(h: Any, item: Any) -> bool:
     return True
 
 
-def check_image_tensor(x: Any, item: int, first: torch.Tensor | None, first_item: int) -> None:
+def check_image_tensor(x: Any, item: int, first: torch.Tensor | None, first_item: int, *,
+                       modes: tuple[str, str] | None = None, default: bool = False) -> None:
     """What ``preprocess`` returned for ``item`` is a ``(C, H, W)`` tensor shaped like the
-    first item's."""
+    first item's. ``modes``: the PIL modes of ``item`` and ``first_item``, named when the
+    channel counts differ; ``default``: the default preprocess ran (so the data, not a
+    user's preprocess, is what differs)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         got = (f"a tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor)
                else type(x).__name__)
         raise TypeError(f"preprocess: expected it to return a Tensor (C, H, W), got {got}")
-    if first is not None and x.shape != first.shape:
+    if first is None or x.shape == first.shape:
+        return
+    if x.shape[0] != first.shape[0]:
+        what = (f" (a {modes[0]!r} image)", f" (a {modes[1]!r} image)") if modes else ("", "")
+        if default:
+            raise ValueError(
+                f"data: item {item} has {x.shape[0]} channels{what[0]} but item {first_item} "
+                f"has {first.shape[0]}{what[1]}; the data mixes image modes and the default "
+                "preprocess keeps each image's channels: pass one that converts, e.g. "
+                "preprocess=models.ImagePreprocess(size, 'RGB', 0.0, 1.0)")
         raise ValueError(
-            f"preprocess: returned shape {tuple(x.shape)} for item {item} but "
-            f"{tuple(first.shape)} for item {first_item}; images of different sizes "
-            "need a resize in preprocess")
+            f"preprocess: returned {x.shape[0]} channels for item {item}{what[0]} but "
+            f"{first.shape[0]} for item {first_item}{what[1]}; convert every image to one mode "
+            "in preprocess (e.g. img.convert('RGB') first)")
+    if default:
+        raise ValueError(
+            f"data: item {item} is {x.shape[1]}x{x.shape[2]} but item {first_item} is "
+            f"{first.shape[1]}x{first.shape[2]}; the default preprocess keeps each image's "
+            "size: pass one that resizes, e.g. "
+            "preprocess=models.ImagePreprocess(size, 'RGB', 0.0, 1.0)")
+    raise ValueError(
+        f"preprocess: returned shape {tuple(x.shape)} for item {item} but "
+        f"{tuple(first.shape)} for item {first_item}; images of different sizes "
+        "need a resize in preprocess")
 
 
 class ImageSource:
@@ -549,9 +579,13 @@ class ImageSource:
 
     def __getitem__(self, i: int) -> Sample:
         i = self._index(i)
-        image, label, mask = self._reader.get(i)
-        return Sample(index=i, image=to_pil(image, "data"), label=_label_int(label, i),
-                      mask=None if mask is None else to_pil(mask, "data"),
+        try:
+            image, label, mask = self._reader.get(i)
+        except OSError as e:  # e.g. PIL's UnidentifiedImageError while a data set decodes
+            raise ValueError(f"data item {i}: cannot read the image "
+                             f"({type(e).__name__}: {e})") from e
+        return Sample(index=i, image=to_pil(image, f"data item {i}"), label=_label_int(label, i),
+                      mask=None if mask is None else to_pil(mask, f"data item {i} (mask)"),
                       row_id=self.row_id(i))
 
     def __iter__(self) -> Iterator[Sample]:
@@ -716,7 +750,11 @@ class ImageSource:
         reader = self._reader
         if isinstance(reader, HFReader) and len(indices) > 1:
             col = reader.ds.select_columns([reader.image])
-            return [to_pil(v, "data") for v in col[indices][reader.image]]
+            try:
+                values = col[indices][reader.image]
+            except OSError:  # a row that cannot be decoded: read one by one to name it
+                return [self[i].image for i in indices]
+            return [to_pil(v, f"data item {i}") for i, v in zip(indices, values, strict=True)]
         return [self[i].image for i in indices]
 
     def tensors(self, indices: Sequence[int],
@@ -735,9 +773,12 @@ class ImageSource:
         if not indices:
             raise ValueError("indices: expected at least one index")
         out: list[torch.Tensor] = []
+        first_mode = ""
         for i, img in zip(indices, self.images(indices), strict=True):
             x = fn(img)
-            check_image_tensor(x, i, out[0] if out else None, indices[0])
+            first_mode = first_mode or img.mode
+            check_image_tensor(x, i, out[0] if out else None, indices[0],
+                               modes=(img.mode, first_mode), default=preprocess is None)
             out.append(x)
         return torch.stack(out)
 

@@ -195,7 +195,7 @@ def test_arrays() -> None:
     assert as_image_source(ambiguous)[0].image.size == (4, 3)
     x = as_image_source(nchw).tensors([0, 1])
     assert torch.allclose(x, nchw[:2], atol=1 / 255)
-    with pytest.raises(ValueError, match=r"data: expected float pixel values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"data item 0: expected float pixel values in \[0, 1\]"):
         as_image_source(torch.randn(2, 3, 8, 8))[0]
     with pytest.raises(ValueError, match="data: expected an array of shape"):
         as_image_source(np.zeros((2, 8, 8, 7)))
@@ -310,3 +310,48 @@ def test_rgb_pixels_reject_what_to_pil_rejects() -> None:
         data.rgb_pixels(np.full((4, 4), 300, dtype=np.int32))
     with pytest.raises(ValueError, match=r"got shape \(2, 2, 2\)"):
         data.rgb_pixels(np.zeros((2, 2, 2), dtype=np.uint8))
+
+
+def test_mixed_modes_and_sizes_are_named_not_blamed_on_preprocess() -> None:
+    """The default preprocess keeps each image's channels and size: a mix of 'L' and 'RGB'
+    photos is the data's doing, so the error names the items and their modes and the fix."""
+    src = as_image_source([_img(10), _img(20, mode="L"), _img(30, size=(9, 9))])
+    with pytest.raises(ValueError, match=r"data: item 1 has 1 channels \(a 'L' image\) but item "
+                                         r"0 has 3 \(a 'RGB' image\).*ImagePreprocess"):
+        src.tensors([0, 1])
+    with pytest.raises(ValueError, match=r"data: item 2 is 9x9 but item 0 is 5x6.*resizes"):
+        src.tensors([0, 2])
+    with pytest.raises(ValueError, match=r"data: item 1 has 1 channels \(a 'L' image\)"):
+        list(data.model_inputs(src))
+    # a user's preprocess that does not convert is named as the cause
+    with pytest.raises(ValueError, match=r"preprocess: returned 1 channels for item 1 \(a 'L' "
+                                         r"image\) but 3 for item 0 \(a 'RGB' image\)"):
+        src.tensors([0, 1], preprocess=data.pil_to_tensor)
+    # converting fixes it
+    x = src.tensors([0, 1], preprocess=lambda im: data.pil_to_tensor(im.convert("RGB")))
+    assert x.shape == (2, 3, 5, 6) and torch.allclose(x[1], torch.full((3, 5, 6), 20 / 255))
+
+
+def test_broken_rows_are_named(tmp_path: Path) -> None:
+    """A missing image or an undecodable file names its row instead of failing anonymously."""
+    src = as_image_source([_img(10), None, _img(30)])
+    with pytest.raises(TypeError, match=r"data item 1: expected an image .* got NoneType"):
+        src[1]
+    with pytest.raises(TypeError, match=r"data item 1: "):
+        src.tensors([0, 1, 2])
+    folder = tmp_path / "photos" / "cat"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        _img(40 * k).save(folder / f"{k}.png")
+    (folder / "1.png").write_bytes(b"not a png at all")
+    source = as_image_source(tmp_path / "photos")
+    readable, broken = [], []
+    for i in range(len(source)):
+        try:
+            readable.append(source[i].image.size)
+        except ValueError as e:
+            assert str(e).startswith(f"data item {i}: cannot read the image")
+            broken.append(i)
+    assert len(broken) == 1 and readable == [(6, 5), (6, 5)]
+    with pytest.raises(ValueError, match=rf"data item {broken[0]}: cannot read the image"):
+        source.tensors(list(range(len(source))))

@@ -254,6 +254,10 @@ class COSEReport:
 
     ``consistency`` (and its ``geometric_`` / ``photometric_`` parts), ``sensitivity`` and
     ``cose`` are flat means over pairs (NaN when a side has no pairs, with a warning);
+    ``sensitivity`` is 1 − mean SSIM and SSIM lies in [-1, 1], so it lies in [0, 2] (above 1
+    when changed maps anti-correlate with the original's); ``cose`` is the geometric mean
+    ``sqrt(consistency * sensitivity)`` as in the official code (a negative consistency is
+    clipped at 0 so that the root stays real);
     ``n_consistency`` / ``n_sensitivity`` count the pairs behind them (``n_model_pairs`` of the
     sensitivity pairs are model changes). ``n_images`` originals were evaluated after
     ``n_dropped`` misclassified ones were removed. ``pairs``: one row per pair with columns
@@ -495,14 +499,16 @@ def cose(
         pixels = quantize_8bit(pixels)
 
     with eval_mode(model):
-        pred = _predict(model, norm(pixels), bs)
+        scores = predict(model, norm(pixels), batch_size=bs)
+        pred = scores.argmax(dim=1).cpu()
+        _check_label_range(pd_, int(scores.shape[1]))
         correct = pd_.accepted(pred)
         keep = correct.nonzero().flatten()
         n_dropped = int(pixels.shape[0] - keep.numel())
         if keep.numel() == 0:
             warnings.warn(f"COSE of {name!r}: the model misclassifies every original image; "
                           "no pairs, the result is NaN", RuntimeWarning, stacklevel=2)
-            return _nan_report(name, n_dropped)
+            return _nan_report(name, n_dropped, _postprocess_name(explain_fn), quant)
         x = pixels[keep]
         y = pd_.labels[keep]
         y_hat = pred[keep].cpu()
@@ -556,9 +562,31 @@ def cose(
                                  postprocess=_postprocess_name(explain_fn), quantized=quant)
 
 
-def _nan_report(name: str, n_dropped: int) -> COSEReport:
+def _nan_report(name: str, n_dropped: int, postprocess: str, quantized: bool) -> COSEReport:
     nan = float("nan")
-    return COSEReport(name, nan, nan, nan, nan, nan, 0, n_dropped, 0, 0, 0, _empty_pairs())
+    return COSEReport(name, nan, nan, nan, nan, nan, 0, n_dropped, 0, 0, 0, _empty_pairs(),
+                      postprocess=postprocess, quantized=quantized)
+
+
+def _check_label_range(data: PixelData, n_classes: int) -> None:
+    """Labels the model cannot output can never be "correctly classified": all of them out of
+    range is an error (the data's labels are not the model's class indices), some a warning."""
+    accept = _accept_matrix(data)
+    labelled = (accept >= 0).any(dim=1)
+    possible = ((accept >= 0) & (accept < n_classes)).any(dim=1)
+    impossible = int((labelled & ~possible).sum())
+    if not impossible:
+        return
+    top = int(accept.max())
+    if impossible == int(labelled.sum()):
+        raise ValueError(
+            f"data: every label is outside the model's {n_classes} outputs (labels up to "
+            f"{top}); COSE keeps the correctly classified images, so the labels must be the "
+            "model's class indices (e.g. ImageNet indices for an ImageNet model: map the data "
+            "set's classes to them, or pass data whose labels the model predicts)")
+    warnings.warn(f"data: {impossible} of {int(labelled.sum())} labels are outside the model's "
+                  f"{n_classes} outputs (labels up to {top}); those images count as "
+                  "misclassified", RuntimeWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- one pair

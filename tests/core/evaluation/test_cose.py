@@ -158,6 +158,27 @@ def test_every_original_wrong_gives_nan_and_a_warning(cnn, pixels) -> None:
     with pytest.warns(RuntimeWarning, match="misclassifies every"):
         r = cose(model, wrong, "saliency", transforms=["Blur"])
     assert math.isnan(r.cose) and r.n_consistency == 0 and r.n_dropped == N
+    # the NaN report still says which convention and quantisation applied
+    assert r.postprocess == "pair_grayscale" and r.quantized is True
+    assert cose(model, pixels, "saliency", transforms=["Blur"]).quantized is True
+
+
+def test_labels_the_model_cannot_output_are_named(cnn, pixels) -> None:
+    """Labels outside the model's outputs are not "misclassified": they are the wrong index
+    space (a 10-class data set on an ImageNet model, or the reverse)."""
+    model, _ = cnn
+    n_out = int(model(pixels.normalize(pixels.pixels[:1])).shape[1])
+    outside = type(pixels)(pixels.pixels, pixels.labels + n_out, pixels.indices,
+                           pixels.normalize)
+    with pytest.raises(ValueError, match=rf"data: every label is outside the model's {n_out} "
+                                         r"outputs \(labels up to \d+\)"):
+        cose(model, outside, "saliency", transforms=["Blur"])
+    some = pixels.labels.clone()
+    some[:3] += n_out
+    partly = type(pixels)(pixels.pixels, some, pixels.indices, pixels.normalize)
+    with pytest.warns(RuntimeWarning, match=rf"data: 3 of {N} labels are outside"):
+        r = cose(model, partly, "saliency", transforms=["Blur"])
+    assert r.n_dropped >= 3
 
 
 def test_bad_explainers_and_arguments(cnn, pixels) -> None:

@@ -513,6 +513,16 @@ def _resolve_layer(
     if layer is None:
         proposals = propose_target_layers(model, shape)
         if not proposals:
+            shared = [n for n, (out, calls) in trace_output_shapes(model, shape).items()
+                      if calls > 1 and len(out) == 4 and min(out[2:]) > 1]
+            if shared:
+                raise ValueError(
+                    f"layer: every module of {type(model).__name__} producing a spatial map is "
+                    f"called more than once per forward pass ({shared[:5]}): a shared module "
+                    "has one output per call, so Grad-CAM cannot tell which to use -- give each "
+                    "use its own module, pass layer= a module called once, or use a gradient "
+                    "method"
+                )
             raise ValueError(
                 f"layer: {type(model).__name__} has no module producing a spatial map "
                 f"((N, C, h, w) with h, w > 1, a token grid or a channels-last grid) for inputs of "

@@ -172,6 +172,28 @@ def test_mlp_has_no_proposal_and_resolve_layer_explains():
         resolve_layer(model, None, (3, 8, 8))
 
 
+class _TwiceBlock(nn.Module):
+    """One conv block applied twice (weight sharing): no module runs once on a spatial map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.block(self.block(x)).mean((2, 3)))
+
+
+def test_shared_blocks_are_named_when_no_layer_qualifies():
+    model = _TwiceBlock()
+    assert propose_target_layers(model, (3, 8, 8)) == []
+    with pytest.raises(ValueError, match=r"layer: every module of _TwiceBlock producing a "
+                                         r"spatial map is called more than once .*'block'"):
+        resolve_layer(model, None, (3, 8, 8))
+    with pytest.raises(ValueError, match="'block' is called 2 times"):
+        resolve_layer(model, "block", (3, 8, 8))
+
+
 def test_resolve_layer_errors():
     model = SmallCNN()
     with pytest.raises(ValueError, match=r"close names: \['conv2'"):

@@ -238,9 +238,11 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self._draw_map()
 
     def show_tab(self, name: str) -> None:
-        """Open (and compute, the first time) the tab called ``name``."""
-        if name not in TABS:
+        """Open (and compute, the first time) the tab called ``name`` (any case: "map")."""
+        by_lower = {tab.lower(): tab for tab in TABS}
+        if not isinstance(name, str) or name.strip().lower() not in by_lower:
             raise ValueError(f"name: expected one of {TABS}, got {name!r}")
+        name = by_lower[name.strip().lower()]
         self.tabs.selected_index = TABS.index(name)
         self._build_tab(name)
 

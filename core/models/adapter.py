@@ -257,7 +257,10 @@ def check_inputs(model: nn.Module, inputs: Any, name: str = "inputs") -> Tensor:
         raise ValueError(f"{name}: expected at least one image, got an empty batch")
     channels = expected_in_channels(model)
     if channels is not None and inputs.shape[1] != channels:
-        hint = _CHANNEL_HINTS.get(int(inputs.shape[1])) if channels == 3 else None
+        if int(inputs.shape[-1]) == channels:  # channels-last, e.g. numpy (N, H, W, C) images
+            hint = "channels-last (N, H, W, C)? move them first: x.permute(0, 3, 1, 2)"
+        else:
+            hint = _CHANNEL_HINTS.get(int(inputs.shape[1])) if channels == 3 else None
         raise ValueError(
             f"{name}: {type(model).__name__} expects {channels} input channel(s), got "
             f"{inputs.shape[1]} (shape {tuple(inputs.shape)})" + (f"; {hint}" if hint else "")

@@ -294,7 +294,10 @@ def test_errors_tab_cell_lists_its_samples(explorer: DatasetExplorer, data, mode
 def test_without_model_uses_pixels_and_says_errors_need_one(data) -> None:
     ex = DatasetExplorer(data)
     try:
-        ex.show_tab("Map")
+        ex.show_tab("map")  # any case
+        assert TABS[ex.tabs.selected_index] == "Map"
+        with pytest.raises(ValueError, match=r"name: expected one of .*got 'mapp'"):
+            ex.show_tab("mapp")
         # the bar says what ran last and how far, in what it counts
         assert ex.progress.description == "projecting (PCA)"
         assert ex.progress_label.value == f"{N} / {N} points"

@@ -71,6 +71,8 @@ def test_resolve_targets_forms():
         (X[0], ValueError, r"\(N, C, H, W\), got shape \(3, 8, 8\).*unsqueeze"),
         (X[None], ValueError, r"got shape \(1, 2, 3, 8, 8\)"),
         (X[:, :1], ValueError, r"expects 3 input channel\(s\), got 1"),
+        (X.permute(0, 2, 3, 1), ValueError, r"got 8 .*channels-last \(N, H, W, C\)\? .*"
+                                            r"x\.permute\(0, 3, 1, 2\)"),
         ((X * 255).to(torch.uint8), TypeError, r"float tensor, got dtype torch.uint8.*preprocess"),
         (X.tolist(), TypeError, "got list"),
         (X[:0], ValueError, "empty batch"),

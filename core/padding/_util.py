@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 from visloupe.core.models.adapter import check_model as check_any_model
-from visloupe.core.models.adapter import eval_mode, expected_in_channels, first_tensor, hooks
+from visloupe.core.models.adapter import eval_mode, expected_in_channels, hooks
 
 __all__ = ["POOLS", "as_hw", "call_names", "check_model", "drop_hooks", "eval_mode",
-           "first_tensor", "hooks", "in_channels", "pair"]
+           "hooks", "in_channels", "pair"]
 
 logger = logging.getLogger("visloupe.core.padding")
 

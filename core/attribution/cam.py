@@ -47,12 +47,19 @@ def capture_layer(
     one forward and one backward pass (the forward hook is removed, also on errors)."""
     store: dict[str, Tensor] = {}
 
-    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-        tensor = output if isinstance(output, Tensor) else None
-        if tensor is None and isinstance(output, (tuple, list)) and output:
-            tensor = output[0] if isinstance(output[0], Tensor) else None
-        if tensor is not None:
-            store["act"] = tensor
+    def hook(_module: nn.Module, _inputs: object, output: object) -> object:
+        # The rest of the network gets a copy: an in-place op after the layer (ReLU(inplace=True))
+        # would otherwise overwrite the stored activations, and the gradient would be taken
+        # with respect to the op's output instead of the layer's.
+        if isinstance(output, Tensor):
+            store["act"] = output
+            return output.clone()
+        if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
+            store["act"] = output[0]
+            rest = [output[0].clone(), *output[1:]]
+            return tuple(rest) if type(output) is tuple else \
+                rest if type(output) is list else output
+        return None
 
     handle = module.register_forward_hook(hook)
     try:

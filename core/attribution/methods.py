@@ -214,7 +214,9 @@ def occlusion(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: T
               perturbations_per_eval: int = 16) -> Tensor:
     """Slide a ``window``×``window`` patch (all channels) set to the baseline and record the drop
     of the target logit, averaged over the windows covering each pixel (Zeiler & Fergus, ECCV
-    2014) via Captum. Returns ``(n, 1, H, W)``: the map is shared by all channels."""
+    2014) via Captum. Returns ``(n, 1, H, W)`` in the inputs' dtype: the map is shared by all
+    channels. (Captum's occlusion accumulates in float32, so a float64 model's map carries
+    float32 rounding, about 1e-8 relative.)"""
     _check_window("window", window, inputs)
     _check_window("stride", stride, inputs)
     c = inputs.shape[1]
@@ -222,7 +224,7 @@ def occlusion(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: T
         inputs, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
         baselines=baseline, target=target, perturbations_per_eval=perturbations_per_eval,
     )
-    return attr.mean(dim=1, keepdim=True)
+    return attr.mean(dim=1, keepdim=True).to(inputs.dtype)
 
 
 def slic_segments(inputs: Tensor, n_segments: int = 50, compactness: float = 10.0) -> Tensor:

@@ -27,7 +27,8 @@ def as_masks(masks: Any, name: str = "masks") -> Tensor:
     """Object masks as a bool tensor ``(N, H, W)``.
 
     Accepts a bool tensor/array; an integer one (uint8 0/255 as the shapes dataset's PIL "L"
-    masks, or 0/1): object where > 127 for uint8, > 0 otherwise; a float one: object where
+    masks, or 0/1): object where > 127 for uint8 masks reaching above 1 (0/255), > 0
+    otherwise (0/1 label masks, whatever their dtype); a float one: object where
     > 0.5; or a sequence of PIL images / 2-D arrays. A single ``(H, W)`` mask gets N = 1.
     """
     if isinstance(masks, Sequence) and not isinstance(masks, (str, bytes)):
@@ -49,8 +50,8 @@ def as_masks(masks: Any, name: str = "masks") -> Tensor:
         raise ValueError(f"{name}: expected shape (N, H, W) or (H, W), got {tuple(masks.shape)}")
     if masks.dtype == torch.bool:
         return masks
-    if masks.dtype == torch.uint8:
-        return masks > 127
+    if masks.dtype == torch.uint8:  # 0/255 images, or 0/1 label masks (mask.astype(uint8))
+        return masks > (127 if int(masks.max()) > 1 else 0)
     if masks.is_floating_point():
         return masks > 0.5
     return masks > 0

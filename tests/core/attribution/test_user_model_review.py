@@ -1,0 +1,52 @@
+"""Cases a review with users' own models found (issue 15): an in-place ReLU after the Grad-CAM
+layer, 0/1 uint8 object masks, occlusion on a float64 model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from visloupe.core import attribution as A
+from visloupe.core.evaluation.localisation import energy_in_mask, pointing_game
+
+
+def _stack(inplace: bool) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(inplace=inplace),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+
+
+def test_cams_of_a_layer_followed_by_an_inplace_relu() -> None:
+    """The hooked conv's own output and its gradient, not the ReLU's: the same maps as the
+    model without in-place ops (Grad-CAM++'s weights see the difference)."""
+    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(1)) - 0.5
+    for method in ("grad_cam", "grad_cam_pp"):
+        for layer in ("0", "2"):
+            plain = A.explain(_stack(False), x, 1, method, layer=layer)
+            inplace = A.explain(_stack(True), x, 1, method, layer=layer)
+            torch.testing.assert_close(inplace, plain, rtol=0, atol=1e-6)
+
+
+def test_uint8_label_masks_are_binary() -> None:
+    maps = torch.zeros(2, 6, 6)
+    maps[:, 1, 2] = 1.0
+    mask = torch.zeros(2, 6, 6, dtype=torch.uint8)
+    mask[:, :3, :3] = 1  # mask.astype(np.uint8): 0/1
+    assert energy_in_mask(maps, mask).tolist() == [1.0, 1.0]
+    assert pointing_game(maps, mask, tolerance=0).hits.tolist() == [1.0, 1.0]
+    assert energy_in_mask(maps, mask * 255).tolist() == [1.0, 1.0]  # 0/255 as before
+    assert energy_in_mask(maps, torch.full_like(mask, 100)).tolist() == [0.0, 0.0]  # 100 < 128
+
+
+def test_occlusion_keeps_the_model_dtype() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                      nn.Flatten(), nn.Linear(4, 3)).double()
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    a = A.attribute(m, x, 0, "occlusion", window=4, stride=4)
+    assert a.dtype == torch.float64
+    with torch.no_grad():
+        xo = x.clone()
+        xo[..., :4, :4] = 0
+        drop = m(x)[0, 0] - m(xo)[0, 0]  # the top-left window alone covers pixel (0, 0)
+    assert abs(float(a[0, 0, 0, 0]) - float(drop)) < 1e-7

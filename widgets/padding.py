@@ -243,9 +243,9 @@ class PaddingInspector(ExplorerBase, w.VBox):
                                  f"[{self.size.min}, {self.size.max}]: {marks}</div>")
 
     def _render_recommendation(self, n: int, mode: str, result: dict[str, Any]) -> None:
-        """Core ``padding.input_size_advice`` for the model with this padding, as one line."""
-        self.advice = self._core.input_size_advice(self._model_for(mode), n,
-                                                   zero_padding=mode in ("model", "zeros"))
+        """Core ``padding.input_size_advice`` for the model with this padding, as one line (the
+        zero-padding caveat read from the audit of that model)."""
+        self.advice = self._core.input_size_advice(self._model_for(mode), n)
         self.recommendation.value = (f"<div style='font-weight:600'>{escape(self.advice.text)}"
                                      "</div>")
 
@@ -273,8 +273,9 @@ class PaddingInspector(ExplorerBase, w.VBox):
         if blind is not None:
             s = blind.summary()
             # from 0, so that a flat map stays flat instead of stretching noise
-            self._show(2, *_heat(blind.scores.numpy(), "inferno", lo=0.0),
-                       f"<b>blind-spot map</b> (class {blind.target})<br>score "
+            lo = 0.0 if blind.score == "probability" else None
+            self._show(2, *_heat(blind.scores.numpy(), "inferno", lo=lo),
+                       f"<b>blind-spot map</b> (class {blind.target})<br>{blind.score} "
                        f"{s['min']:.2f}–{s['max']:.2f}, blind {100 * s['blind_fraction']:.0f}%")
         else:
             self._show(2, _blank(), "", "<b>blind-spot map</b><br><i>stimulus too large</i>")

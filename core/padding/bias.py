@@ -347,6 +347,9 @@ def blind_spot_map(
             if logits.dim() != 2:
                 raise ValueError("model: expected logits (N, num_classes) as output, got shape "
                                  f"{tuple(logits.shape)}")
+            if score == "probability" and logits.shape[1] < 2:
+                raise ValueError("score: the model outputs one logit, whose softmax is always 1; "
+                                 "pass score='logit' (or return one score per class)")
             if int(target) >= logits.shape[1]:
                 raise ValueError(f"target: expected a class index below {logits.shape[1]}, got "
                                  f"{target}")

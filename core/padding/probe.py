@@ -61,23 +61,26 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
                      max_positions: int = 24) -> BlindSpotMap | None:
     """:func:`blind_spot_map` of the :func:`default_probe` at size ``n``, the stimulus moved with
     a stride giving at most ``max_positions`` positions per axis; ``target`` None: the class
-    the model predicts for the stimulus at the centre. None when the stimulus exceeds ``n``."""
+    the model predicts for the stimulus at the centre. None when the stimulus exceeds ``n``.
+    Scores are probabilities, or the logit of a one-logit (binary) model."""
     n = check_int("input_size", input_size)
     max_positions = check_int("max_positions", max_positions)
     stim, bg = default_probe(model, n, data, stimulus=stimulus, background=background)
     if stim.shape[-1] > n or stim.shape[-2] > n:
         return None
+    with eval_mode(model), torch.no_grad():
+        centre = bg.clone()
+        h, w = stim.shape[-2:]
+        y, x = (n - h) // 2, (n - w) // 2
+        centre[:, y:y + h, x:x + w] = stim
+        logits = as_logits(model(centre[None].to(model_device(model))))
     if target is None:
-        with eval_mode(model), torch.no_grad():
-            centre = bg.clone()
-            h, w = stim.shape[-2:]
-            y, x = (n - h) // 2, (n - w) // 2
-            centre[:, y:y + h, x:x + w] = stim
-            logits = as_logits(model(centre[None].to(model_device(model))))
         target = int(logits.argmax(1)[0])
     positions = n - stim.shape[-1] + 1
     stride = max(1, -(-positions // int(max_positions)))
-    return blind_spot_map(model, stim, bg, target, stride=stride)
+    # one logit (a binary classifier): its softmax is always 1, so the map records the logit
+    score = "logit" if logits.dim() == 2 and logits.shape[1] == 1 else "probability"
+    return blind_spot_map(model, stim, bg, target, stride=stride, score=score)
 
 
 _STATIC_SOURCES = ("static SAME", "PadConv2d (explicit")
@@ -154,16 +157,26 @@ def _rebuild_size(model: nn.Module, n: int) -> int | None:
         return None
 
 
-def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool = True
+def zero_padded_convs(audit) -> int:
+    """How many convolutions of an :func:`audit_padding` table pad (before or after, explicit
+    pad modules included) with zeros."""
+    pads = audit[["pad_before_h", "pad_after_h", "pad_before_w", "pad_after_w"]].sum(axis=1)
+    convs = audit.type.str.contains("Conv")
+    return int((convs & (pads > 0) & (audit.padding_mode == "zeros")).sum())
+
+
+def input_size_advice(model: nn.Module, input_size: int, *, zero_padding: bool | None = None
                       ) -> InputSizeAdvice:
     """Count the layers of ``model`` that pad unevenly at ``input_size`` (explicit and TF-SAME
     pads included, see :func:`audit_padding`) and the nearby size (:func:`suggest_input_size`)
     that fixes them. Where uneven layers pad by static amounts fixed at construction, also the
     size to rebuild the model for. ``zero_padding``: the model pads with zeros (adds the border
-    caveat)."""
+    caveat); None reads it from the audit (some convolution that pads, pads with zeros)."""
     n = check_int("input_size", input_size)
-    zero_padding = check_bool("zero_padding", zero_padding)
     audit = audit_padding(model, n)
+    if zero_padding is None:
+        zero_padding = bool(zero_padded_convs(audit))
+    zero_padding = check_bool("zero_padding", zero_padding)
     bad = int(audit.uneven.sum())
     static = int((audit.uneven & audit.pad_source.str.startswith(_STATIC_SOURCES)).sum())
     best, fixed = None, 0

@@ -105,6 +105,11 @@ def confusion(model: nn.Module, source: Any, *,
                 raise ValueError(f"model: expected logits of shape (N, K) = ({len(chunk)}, K), "
                                  f"got {tuple(out.shape)}")
             n_out = int(out.shape[1])
+            if n_out < 2:
+                raise ValueError(f"model: outputs {n_out} score per image; a confusion matrix "
+                                 "needs one score per class (N, K >= 2) to take the argmax -- "
+                                 "for a one-logit binary classifier return "
+                                 "torch.cat([-z, z], 1) (or [1 - p, p])")
             preds.append(out.argmax(dim=1).cpu().numpy().astype(np.int64))
             if progress is not None:
                 progress(min(start + int(batch_size), len(keep)), len(keep))

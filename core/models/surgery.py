@@ -102,6 +102,62 @@ def _swapped_conv(conv: nn.Conv2d, mode: str, same: str) -> nn.Conv2d | None:
     return PadConv2d.from_conv(conv, mode)
 
 
+def _pad_module(pads: tuple[int, int, int, int], mode: str) -> nn.Module:
+    """A pad module padding by ``pads`` with ``mode`` (a pad mode, not ``partial``)."""
+    from ..padding.modes import SymmetricPad2d
+
+    if mode == "symmetric":
+        return SymmetricPad2d(pads)
+    cls = {"zeros": nn.ZeroPad2d, "reflect": nn.ReflectionPad2d,
+           "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}[mode]
+    return cls(pads)
+
+
+def _swap_pad_modules(out: nn.Module, mode: str) -> None:
+    """Give ``out``'s own pad modules (``nn.ZeroPad2d`` & co., outside TF-SAME convs) ``mode``.
+
+    ``partial`` is a convolution, not a pad: a pad module directly followed by a convolution in
+    an ``nn.Sequential`` is folded into it (the pad becomes ``nn.Identity``, the conv a partial
+    ``PadConv2d`` with the pad's amounts added); any other pad module stays and is logged."""
+    from ..padding.explicit import pad_module_info
+    from ..padding.modes import PadConv2d
+
+    for name, module in list(out.named_modules()):
+        info = pad_module_info(module)
+        if info is None or not name or _inside_same_layer(out, name):
+            continue
+        pads, own = info
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        if mode != "partial":
+            if own != mode:
+                parent._modules[child] = _pad_module(pads, mode)
+            continue
+        keys = list(parent._modules)
+        nxt = keys.index(child) + 1
+        conv = parent._modules[keys[nxt]] if nxt < len(keys) else None
+        if isinstance(parent, nn.Sequential) and type(conv) in (nn.Conv2d, PadConv2d):
+            extra = getattr(conv, "extra_pads", (0, 0, 0, 0))
+            if isinstance(extra, tuple):
+                parent._modules[keys[nxt]] = PadConv2d.from_conv(
+                    conv, "partial", tuple(a + b for a, b in zip(extra, pads, strict=True)))
+                parent._modules[child] = nn.Identity()
+                continue
+        logger.warning("swap_padding: %s (%s) pads with %s; partial padding is a convolution "
+                       "and this pad module feeds none directly in an nn.Sequential, so it "
+                       "stays as it is", name, type(module).__name__, own)
+
+
+def _inside_same_layer(model: nn.Module, name: str) -> bool:
+    """Whether the module called ``name`` sits inside a TF-SAME conv or pool (its
+    ``static_padding``), which the conv's own swap handles."""
+    from ..padding.explicit import same_kind
+
+    parts = name.split(".")
+    return any(same_kind(model.get_submodule(".".join(parts[:i]))) is not None
+               for i in range(1, len(parts)))
+
+
 def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Module:
     """A copy of ``model`` in which every ``nn.Conv2d`` pads with ``mode``; weights are kept.
 
@@ -123,6 +179,11 @@ def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Modul
     ``image_size=None``) would: then the input size decides whether padding is even (225 for
     EfficientNet). Dynamic-SAME convs stay dynamic. Other ``nn.Conv2d`` subclasses (which may
     pad in their own way) are left alone and logged.
+
+    The model's own pad modules (``nn.ZeroPad2d``, ``ConstantPad2d``, ``ReflectionPad2d``, ...)
+    pad with ``mode`` too, with their amounts (``symmetric``: :class:`SymmetricPad2d`); for
+    ``partial`` one is folded into the convolution it feeds in an ``nn.Sequential``, else kept
+    and logged. ``F.pad`` calls inside a ``forward`` cannot be swapped.
     """
     from ..padding.modes import PADDING_MODES  # the padding layer, at call time
 
@@ -152,6 +213,8 @@ def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Modul
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         parent._modules[child] = new
+    if mode != "keep":
+        _swap_pad_modules(out, mode)
     config = getattr(out, "config", None)
     if isinstance(config, dict) and "padding_mode" in config and mode in PADDING_MODES[:4]:
         out.config = {**config, "padding_mode": mode}

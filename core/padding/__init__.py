@@ -7,7 +7,8 @@ develop blind spots", ICLR 2021).
   Explicit pads (pad modules, ``F.pad``, static/dynamic TF-SAME convs of EfficientNet-style
   ports) count as the padding of the layer they feed: :func:`layer_padding` (:class:`LayerPad`).
 - Foveation: :func:`foveation_map` (exact per-pixel path counts), :func:`linearize`.
-- Padding surgery: :func:`swap_padding`, :func:`pad2d`, :class:`PadConv2d`, :data:`PADDING_MODES`
+- Padding surgery: :func:`swap_padding`, :func:`pad2d`, :class:`PadConv2d`,
+  :class:`SymmetricPad2d`, :data:`PADDING_MODES`
   (zeros, reflect, replicate, circular, symmetric, partial).
 - Learned bias: :func:`mean_feature_maps` (:class:`MeanFeatureMaps`), :func:`filter_asymmetry`,
   :func:`blind_spot_map` (:class:`BlindSpotMap`), :func:`flip_asymmetry`.
@@ -35,7 +36,7 @@ from .bias import (
 )
 from .explicit import LayerPad, layer_padding
 from .foveation import SumPool2d, foveation_map, linearize
-from .modes import PADDING_MODES, PadConv2d, pad2d, swap_padding
+from .modes import PADDING_MODES, PadConv2d, SymmetricPad2d, pad2d, swap_padding
 from .reference import reference_resnet
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "MeanFeatureMaps",
     "PadConv2d",
     "SumPool2d",
+    "SymmetricPad2d",
     "audit_padding",
     "blind_spot_map",
     "conv_out",

@@ -197,7 +197,10 @@ def _trace(model: nn.Module, x: torch.Tensor, meta: bool,
                 return
 
     def pad_post(module: nn.Module, args: tuple, output: Any) -> None:
-        recorder.name(output, f"{type(module).__name__} {pad_names[module] or '(model)'}")
+        source = f"{type(module).__name__} {pad_names[module] or '(model)'}"
+        if not recorder.name(output, source) and args and isinstance(args[0], torch.Tensor) \
+                and isinstance(output, torch.Tensor) and output.dim() >= 3:
+            recorder.record(args[0], output, *pad_module_info(module), source=source)
 
     handles: list = []
     # a skeleton (``origins`` given) is built in eval mode and never trained: no mode switch

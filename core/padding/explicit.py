@@ -78,7 +78,12 @@ def _mode_name(kind: str, value: float | None = 0.0) -> str:
 
 
 def pad_module_info(module: nn.Module) -> tuple[Pads, str] | None:
-    """``((left, right, top, bottom), mode)`` of a 2-D pad module, else None."""
+    """``((left, right, top, bottom), mode)`` of a 2-D pad module (torch's or
+    :class:`~.modes.SymmetricPad2d`), else None."""
+    from .modes import SymmetricPad2d  # modes imports this module
+
+    if isinstance(module, SymmetricPad2d):
+        return module.padding, "symmetric"
     if not _PAD_BASES or not isinstance(module, _PAD_BASES):
         return None
     pads = tuple(int(p) for p in getattr(module, "padding", ()))
@@ -267,22 +272,26 @@ class PadRecorder(TorchFunctionMode):
         if info is None or not isinstance(x, torch.Tensor) or x.dim() < 3 or \
                 not isinstance(out, torch.Tensor):
             return out
-        pads, mode = info
+        self.record(x, out, *info)
+        return out
+
+    def record(self, x: torch.Tensor, out: torch.Tensor, pads: Pads, mode: str,
+               source: str = "F.pad") -> None:
+        """Record that ``out`` is ``x`` padded by ``pads`` with ``mode``."""
         if self.depth:
             self.inner.append((pads, mode))
-            return out
+            return
         prev = self.records.get(id(x))
         if prev is not None and prev[0] is x:
             old = prev[1]
             old.consumed = True
             rec = PadRecord(tuple(a + b for a, b in zip(old.pads, pads, strict=True)),  # type: ignore
                             old.mode if old.mode == mode else f"{old.mode}+{mode}",
-                            f"{old.source} + F.pad", old.in_hw, old.call)
+                            f"{old.source} + {source}", old.in_hw, old.call)
         else:
-            rec = PadRecord(pads, mode, "F.pad", (int(x.shape[-2]), int(x.shape[-1])),
+            rec = PadRecord(pads, mode, source, (int(x.shape[-2]), int(x.shape[-1])),
                             self.calls)
         self.records[id(out)] = (out, rec)
-        return out
 
     def feed(self, x: Any) -> PadRecord | None:
         """The record of the pad whose output is ``x`` (marked consumed), else None."""
@@ -292,13 +301,16 @@ class PadRecorder(TorchFunctionMode):
         entry[1].consumed = True
         return entry[1]
 
-    def name(self, x: Any, source: str) -> None:
-        """Name the pad that produced ``x`` (a pad module's qualified name and type)."""
+    def name(self, x: Any, source: str) -> bool:
+        """Name the pad that produced ``x`` (a pad module's qualified name and type); False
+        when no ``F.pad`` produced it (a pad module that pads in its own way)."""
         entry = self.records.get(id(x)) if isinstance(x, torch.Tensor) else None
-        if entry is not None and entry[0] is x:
-            rec = entry[1]
-            rec.source = (source if rec.source == "F.pad"
-                          else rec.source.rsplit(" + ", 1)[0] + f" + {source}")
+        if entry is None or entry[0] is not x:
+            return False
+        rec = entry[1]
+        rec.source = (source if rec.source == "F.pad"
+                      else rec.source.rsplit(" + ", 1)[0] + f" + {source}")
+        return True
 
     def unattributed(self) -> list[PadRecord]:
         """Pads with non-zero spatial amounts whose output fed no conv/pool layer directly."""

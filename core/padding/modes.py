@@ -19,7 +19,7 @@ from torch import nn
 from ..models.surgery import swap_padding  # the padding swap is model surgery (one copy)
 from .explicit import tf_same_padding
 
-__all__ = ["PADDING_MODES", "PadConv2d", "pad2d", "swap_padding"]
+__all__ = ["PADDING_MODES", "PadConv2d", "SymmetricPad2d", "pad2d", "swap_padding"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular", "symmetric", "partial")
 """Modes :func:`swap_padding` accepts. ``partial`` is a convolution, not a pad (see
@@ -97,6 +97,26 @@ def pad2d(x: torch.Tensor, pad: Sequence[int], mode: str = "zeros") -> torch.Ten
     if x.dim() == 3 and mode != "circular":
         return F.pad(x[None], (left, right, top, bottom), mode=mode)[0]
     return F.pad(x, (left, right, top, bottom), mode=mode)
+
+
+class SymmetricPad2d(nn.Module):
+    """A pad module like ``nn.ReflectionPad2d`` that mirrors *including* the edge pixel
+    (TensorFlow's SYMMETRIC): what :func:`swap_padding` puts in place of a model's own pad
+    modules for ``mode="symmetric"``. ``padding``: an int or ``(left, right, top, bottom)``."""
+
+    def __init__(self, padding: int | Sequence[int]) -> None:
+        super().__init__()
+        pads = (padding,) * 4 if isinstance(padding, int) else tuple(padding)
+        if len(pads) != 4 or not all(isinstance(p, int) and p >= 0 for p in pads):
+            raise ValueError(f"padding: expected a non-negative int or four (left, right, top, "
+                             f"bottom), got {padding!r}")
+        self.padding: tuple[int, int, int, int] = pads  # type: ignore[assignment]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pad2d(x, self.padding, "symmetric")
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"
 
 
 class PadConv2d(nn.Conv2d):

@@ -298,6 +298,52 @@ def test_swap_padding_copies_and_matches_native_modes() -> None:
     assert torch.allclose(P.swap_padding(layer, "symmetric")(img), manual, atol=1e-6)
 
 
+class _PadThenConv(nn.Module):
+    """A pad module, then a padding-free conv, then a conv with its own padding (custom
+    forward, not an nn.Sequential)."""
+
+    def __init__(self, mode: str = "zeros") -> None:
+        super().__init__()
+        self.p1 = nn.ZeroPad2d(1)
+        self.c1 = nn.Conv2d(1, 2, 3)
+        self.c2 = nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c2(self.c1(self.p1(x)))
+
+
+def test_swap_padding_swaps_pad_modules_too() -> None:
+    """A model's own pad modules take the new mode: the swapped model computes what the same
+    weights compute with the padding inside the convolution (and its foveation map agrees)."""
+    net = _PadThenConv().double()
+    x = torch.rand(2, 1, 9, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for mode in ("reflect", "replicate", "circular", "symmetric"):
+        swapped = P.swap_padding(net, mode)
+        ref = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)).double()
+        ref.load_state_dict({"0.weight": net.c1.weight, "0.bias": net.c1.bias,
+                             "1.weight": net.c2.weight, "1.bias": net.c2.bias})
+        ref = P.swap_padding(ref, mode)
+        assert torch.allclose(swapped(x), ref(x)), mode
+        assert torch.equal(P.foveation_map(net, 9, mode), P.foveation_map(ref, 9)), mode
+    circular = P.foveation_map(net, 9, "circular")
+    assert torch.all(circular == 81)  # circular padding treats every pixel alike
+    assert isinstance(net.p1, nn.ZeroPad2d)  # the input model is untouched
+    audit = P.audit_padding(P.swap_padding(net, "symmetric"), 9).set_index("name")
+    assert audit.loc["c1", "padding_mode"] == "symmetric"
+    assert "SymmetricPad2d p1" in audit.loc["c1", "pad_source"]
+
+
+def test_swap_padding_partial_folds_a_pad_module_into_its_conv(caplog) -> None:
+    seq = ones_(nn.Sequential(nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1, 2, 3, bias=False)))
+    part = P.swap_padding(seq, "partial")
+    assert isinstance(part[0], nn.Identity) and part[1].pads == (1, 0, 1, 0)
+    ones = torch.ones(1, 1, 6, 6, dtype=torch.float64)
+    assert torch.all(part(ones) == 9) and seq(ones)[0, 0, 0, 0] == 4  # zeros vs partial
+    with caplog.at_level("WARNING", logger="visloupe.core.models.surgery"):
+        kept = P.swap_padding(_PadThenConv(), "partial")
+    assert isinstance(kept.p1, nn.ZeroPad2d) and "p1 (ZeroPad2d)" in caplog.text
+
+
 # ----------------------------------------------------------------------------- 6. partial conv
 
 

@@ -17,10 +17,12 @@ from .imagenet import imagenet_class_index, imagenet_class_names, imagenet_wnids
 from .records import RawRecord, RecordStream, records
 from .shapes import SHAPE_CLASSES
 from .source import (
+    HIGH_BIT_MODES,
     STREAM_LIMIT,
     ImageSource,
     Sample,
     as_image_source,
+    check_max_value,
     mode_max,
     model_inputs,
     pil_to_tensor,
@@ -32,6 +34,7 @@ from .text import TEXT_CLASSES, TextTokenizer, text_tokenizer
 
 __all__ = [
     "DIGIT_CLASSES",
+    "HIGH_BIT_MODES",
     "ImageSource",
     "RawRecord",
     "RecordStream",
@@ -43,6 +46,7 @@ __all__ = [
     "as_image_source",
     "builtin_names",
     "builtin_version",
+    "check_max_value",
     "imagenet_class_index",
     "imagenet_class_names",
     "imagenet_wnids",

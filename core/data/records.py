@@ -61,6 +61,7 @@ class RecordStream:
     kind: str
     label_column: str | None = None
     requested: int | None = None  # rows asked of a stream (fewer came: it was read whole)
+    max_value: float | None = None  # white level of high-bit images (see ``to_rgb``)
 
 
 def hf_columns(features: Mapping[str, Any], image_column: str | None,
@@ -177,7 +178,7 @@ def _source_records(src: ImageSource, sample: int | None, seed: int) -> RecordSt
                 yield RawRecord(i, image, label)
 
         return RecordStream(gen_stream(), None, None, True, src.class_names, src.kind,
-                            requested=count)
+                            requested=count, max_value=src.max_value)
     indices, sampled = sample_indices(n, sample, seed)
 
     def gen() -> Iterator[RawRecord]:
@@ -189,7 +190,8 @@ def _source_records(src: ImageSource, sample: int | None, seed: int) -> RecordSt
                 continue
             yield RawRecord(i, image, label)
 
-    return RecordStream(gen(), len(indices), n, sampled, src.class_names, src.kind)
+    return RecordStream(gen(), len(indices), n, sampled, src.class_names, src.kind,
+                        max_value=src.max_value)
 
 
 def records(source: Any, sample: int | None, seed: int, image_column: str | None,
@@ -204,7 +206,9 @@ def records(source: Any, sample: int | None, seed: int, image_column: str | None
         reader = data._reader
         ds, image, label = reader.ds, reader.image, reader.label
         names = data.class_names
+        max_value = data.max_value
     elif isinstance(data, datasets.Dataset):
+        max_value = None
         if len(data) == 0:
             raise ValueError("source: the Dataset is empty")
         ds = data
@@ -228,7 +232,7 @@ def records(source: Any, sample: int | None, seed: int, image_column: str | None
         return stream
     indices, sampled = sample_indices(len(ds), sample, seed)
     return RecordStream(_hf_records(ds, image, label, indices), len(indices), len(ds), sampled,
-                        names, kind_prefix + "datasets.Dataset", label)
+                        names, kind_prefix + "datasets.Dataset", label, max_value=max_value)
 
 
 def decode(image: Any) -> Image.Image:

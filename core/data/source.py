@@ -150,6 +150,18 @@ def mode_max(mode: str) -> float:
     return 1.0 if mode == "F" else 65535.0
 
 
+def check_max_value(max_value: Any) -> float | None:
+    """``max_value`` (the white level of high-bit images) as a float, or None; else
+    ValueError naming it."""
+    if max_value is None:
+        return None
+    if isinstance(max_value, bool) or not isinstance(max_value, (int, float, np.number)) \
+            or not max_value > 0:
+        raise ValueError(f"max_value: expected a positive number (the white level of "
+                         f"high-bit images), got {max_value!r}")
+    return float(max_value)
+
+
 def to_rgb(img: Image.Image, max_value: float | None = None) -> Image.Image:
     """Display conversion: grayscale -> RGB, transparency composited on white.
 
@@ -527,11 +539,7 @@ class ImageSource:
         self.class_names: list[str] | None = (list(class_names) if class_names is not None
                                               else reader.class_names)
         self.kind: str = reader.kind
-        if max_value is not None and (isinstance(max_value, bool) or not isinstance(
-                max_value, (int, float)) or not max_value > 0):
-            raise ValueError(f"max_value: expected a positive number (the white level of "
-                             f"high-bit images), got {max_value!r}")
-        self.max_value = max_value
+        self.max_value = check_max_value(max_value)
         self._parent = parent
         self._ids = list(ids) if ids is not None else None
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from visloupe.core.data import as_image_source, to_rgb
+from PIL import Image
+from visloupe.core.data import HIGH_BIT_MODES, as_image_source, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -156,20 +157,29 @@ def _blocks(x: np.ndarray, metric: str, chunk_size: int | None, *, precise: bool
 # Duplicates
 
 
-def _pixel_hash(img: Any) -> str:
-    rgb = to_rgb(img)
+def _pixel_hash(img: Image.Image) -> str:
+    """A hash of what the image shows: its RGB pixels (a gray image and its RGB copy are the
+    same), or for high-bit images (16-bit, float) the stored values, which 8 bits would merge."""
     h = hashlib.blake2b(digest_size=16)
+    if img.mode in HIGH_BIT_MODES:
+        arr = np.ascontiguousarray(np.asarray(img))
+        h.update(repr(("high-bit", img.size, arr.dtype.str)).encode())
+        h.update(arr.tobytes())
+        return h.hexdigest()
+    rgb = to_rgb(img)
     h.update(repr(rgb.size).encode())
     h.update(rgb.tobytes())
     return h.hexdigest()
 
 
-def _tiny_descriptor(img: Any, side: int = 16) -> np.ndarray:
+def _tiny_descriptor(img: Image.Image, side: int = 16, max_value: float | None = None
+                     ) -> np.ndarray:
     """A 16x16 RGB thumbnail, mean-centred: a cheap appearance vector for near duplicates
     when no model embeddings are given. An image with no spatial pattern (every channel
     constant: a flat colour) gets the zero vector, which matches nothing but exact copies --
-    centred, two flat colours would differ only in scale and look identical to the cosine."""
-    small = to_rgb(img).resize((side, side), resample=3)  # bicubic
+    centred, two flat colours would differ only in scale and look identical to the cosine.
+    High-bit images are scaled by the data set's ``max_value`` (see ``to_rgb``)."""
+    small = to_rgb(img, max_value).resize((side, side), resample=3)  # bicubic
     arr = np.asarray(small, dtype=np.float32) / 255.0
     if float(np.abs(arr - arr.mean(axis=(0, 1))).max()) < 0.5 / 255:
         return np.zeros(arr.size, dtype=np.float32)
@@ -202,7 +212,7 @@ def _source_scan(source: Any, limit: int | None, progress: Callable | None, desc
             ok = img is not None and img.width > 0 and img.height > 0
             hashes.append(_pixel_hash(img) if ok else None)
             if describe:
-                desc.append(_tiny_descriptor(img) if ok else None)
+                desc.append(_tiny_descriptor(img, max_value=src.max_value) if ok else None)
         if progress is not None:
             progress(len(hashes), len(idx))
     if not describe:

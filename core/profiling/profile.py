@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from visloupe.core.data import as_image_source, records, rgb_pixels, to_rgb
+from visloupe.core.data import as_image_source, check_max_value, records, rgb_pixels, to_rgb
 from visloupe.core.data.records import RawRecord, decode, label_value
 
 logger = logging.getLogger(__name__)
@@ -108,9 +108,10 @@ def _empty_row(index: int) -> dict[str, Any]:
     return row
 
 
-def _profile_row(rec: RawRecord, class_names: Sequence[str] | None,
-                 bad_labels: list[Any]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The row's metadata and its RGB pixels (None when the row failed)."""
+def _profile_row(rec: RawRecord, class_names: Sequence[str] | None, bad_labels: list[Any],
+                 max_value: float | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The row's metadata and its RGB pixels (None when the row failed); high-bit images are
+    scaled by the data set's ``max_value`` (see ``to_rgb``)."""
     row = _empty_row(rec.index)
     label, ok = label_value(rec.label)
     if not ok:
@@ -129,7 +130,7 @@ def _profile_row(rec: RawRecord, class_names: Sequence[str] | None,
         return row, None
     if isinstance(rec.image, (np.ndarray, torch.Tensor)):  # in memory: no PIL round trip
         try:
-            mode, rgb = rgb_pixels(rec.image, arg="image")
+            mode, rgb = rgb_pixels(rec.image, max_value, arg="image")
         except Exception as err:  # noqa: BLE001 - bad arrays are reported per row
             row["error"] = f"cannot decode image: {type(err).__name__}: {err}"
             return row, None
@@ -157,7 +158,7 @@ def _profile_row(rec: RawRecord, class_names: Sequence[str] | None,
         return row, None
     row["aspect"] = w / h
     try:
-        rgb = np.asarray(to_rgb(img), dtype=np.uint8)
+        rgb = np.asarray(to_rgb(img, max_value), dtype=np.uint8)
     except Exception as err:  # noqa: BLE001 - odd modes etc. are reported per row
         row["error"] = f"cannot convert to RGB: {type(err).__name__}: {err}"
         return row, None
@@ -205,8 +206,8 @@ def _check_common(sample: Any, seed: Any, buffer_size: Any, progress: Any) -> No
 
 def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
                     image_column: str | None = None, label_column: str | None = None,
-                    buffer_size: int = 1000, progress: ProgressCallback | None = None,
-                    split: str | None = None) -> pd.DataFrame:
+                    buffer_size: int = 256, progress: ProgressCallback | None = None,
+                    split: str | None = None, max_value: float | None = None) -> pd.DataFrame:
     """One row of statistics per image: a table for class balance and histograms.
 
     Columns: ``index`` (the item's position in ``source``), ``label`` (int or None),
@@ -235,13 +236,19 @@ def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
     (encode strings with ``ds.class_encode_column``). Per-item labels of other sources that are
     not integers are dropped with one warning.
 
+    High-bit images (16-bit, float) are scaled to 8 bits by one white level for the whole data
+    set, as they are shown: ``max_value`` if given (``4095`` for 12-bit data in 16 bits), else
+    an ``ImageSource``'s own, else the mode's range (see ``to_rgb``).
+
     ``df.attrs``: ``sampled`` (whether rows are a subset), ``n_total`` (rows in the data, None
     for a stream), ``seed``, ``source`` (a description). ``progress(done, total)`` is called
     every 64 rows or so (for streams ``total`` is the number of rows asked for).
     """
     _check_common(sample, seed, buffer_size, progress)
+    check_max_value(max_value)
     stream = records(source, None if sample is None else int(sample), int(seed), image_column,
                      label_column, int(buffer_size), split)
+    white = stream.max_value if max_value is None else float(max_value)
     rows: list[dict[str, Any]] = []
     bad_labels: list[Any] = []
     total = stream.total if stream.total is not None else stream.requested
@@ -260,7 +267,7 @@ def profile_dataset(source: Any, sample: int | None = None, *, seed: int = 0,
             progress(len(rows), total)
 
     for rec in stream.records:
-        row, rgb = _profile_row(rec, stream.class_names, bad_labels)
+        row, rgb = _profile_row(rec, stream.class_names, bad_labels, white)
         chunk_rows.append(row)
         chunk_pix.append(rgb)
         chunk_values += 0 if rgb is None else rgb.size

@@ -682,3 +682,38 @@ def test_profile_of_arrays_equals_the_profile_of_the_same_pil_images() -> None:
     table = vds.profile_dataset(gray)
     pd.testing.assert_frame_equal(table, vds.profile_dataset(as_u8))
     assert set(table["mode"]) == {"L"} and set(table["channels"]) == {1.0}
+
+
+def test_profile_of_a_stream_uses_the_adapters_default_shuffle_buffer() -> None:
+    """With defaults, ``profile_dataset(stream)`` row i is ``as_image_source(stream)[i]``:
+    one buffer size for both, else the rows of a profile and of an embedding misalign."""
+    arrays = _arrays(300, size=(4, 4))
+    stream = _hf_png(arrays, [k % 2 for k in range(300)], ["a", "b"]).to_iterable_dataset()
+    df = vds.profile_dataset(stream, sample=20)
+    src = data.as_image_source(stream)
+    expected = [_ref_stats(np.asarray(src[i].image))["brightness"] for i in range(20)]
+    assert df["brightness"].tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_sixteen_bit_images_are_profiled_and_hashed_at_their_depth() -> None:
+    """Two I;16 images one grey level apart are not exact duplicates (8 bits would merge them),
+    and the profile scales them by the data set's white level, as they are shown."""
+    a = np.zeros((8, 8), np.uint16)
+    a[2:5, 2:5] = 4000
+    b = a.copy()
+    b[3, 3] = 4001
+    images = [Image.fromarray(a), Image.fromarray(b), Image.fromarray(a.copy())]
+    assert images[0].mode == "I;16"
+    pairs = vds.near_duplicates(images, threshold=0.0)
+    exact = {(int(r.i), int(r.j)) for r in pairs.itertuples() if r.exact}
+    assert exact == {(0, 2)}
+    twelve_bit = a / 4095 * 255
+    expected = float(np.round(twelve_bit).mean() / 255)
+    by_source = vds.profile_dataset(data.as_image_source(images, max_value=4095))
+    by_arg = vds.profile_dataset(images, max_value=4095)
+    assert by_source["brightness"].tolist() == pytest.approx([expected] * 3, abs=1e-6)
+    assert by_arg["brightness"].tolist() == pytest.approx([expected] * 3, abs=1e-6)
+    full_range = vds.profile_dataset(images)["brightness"][0]
+    assert full_range == pytest.approx(float(np.round(a / 65535 * 255).mean() / 255), abs=1e-6)
+    with pytest.raises(ValueError, match="max_value"):
+        vds.profile_dataset(images, max_value=0)

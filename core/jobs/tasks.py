@@ -237,23 +237,26 @@ def _robustness_summary(tables: Mapping[str, pd.DataFrame],
 
 
 def _embed(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
-    """Pooled activations (:func:`visloupe.core.profiling.embed`) and image statistics
-    (:func:`visloupe.core.profiling.profile_dataset`) of each row."""
+    """Image statistics (:func:`visloupe.core.profiling.profile_dataset`) of each row and
+    pooled activations (:func:`visloupe.core.profiling.embed`) of each readable one: a corrupt
+    file costs its own embedding, its profile row says why, and the job goes on."""
     from ..profiling import embed, profile_dataset
 
     opts = worker.options
-    vectors = embed(worker.model, worker.data.source, opts["layer"],
-                    preprocess=worker.preprocess, batch_size=worker.batch_size, cache=False,
-                    indices=rows)
-    labels = _labels(worker, rows)
-    emb = pd.DataFrame({"row_id": rows, "label": _nullable_ints(labels),
-                        "embedding": [np.asarray(v, dtype=np.float32) for v in vectors]})
     spec = worker.data_spec
     profile = profile_dataset(worker.data.dataset.select(rows), image_column=spec.image_column,
                               label_column=spec.label_column)
     profile["index"] = np.asarray(rows, dtype=np.int64)[profile["index"].to_numpy()]
     profile.insert(0, "row_id", profile["index"].to_numpy())
     profile.attrs = {}
+    readable = [int(r) for r in profile.loc[profile["error"].isna(), "row_id"]]
+    vectors = embed(worker.model, worker.data.source, opts["layer"],
+                    preprocess=worker.preprocess, batch_size=worker.batch_size, cache=False,
+                    indices=readable) if readable else []
+    labels = _labels(worker, readable)
+    emb = pd.DataFrame({"row_id": np.asarray(readable, dtype=np.int64),
+                        "label": _nullable_ints(labels),
+                        "embedding": [np.asarray(v, dtype=np.float32) for v in vectors]})
     return {"embeddings": emb, "profile": profile}
 
 

@@ -230,6 +230,31 @@ def test_hugging_face_name_and_folder_read_the_same_rows(tmp_path, shapes):
     assert hub.manifest["data"]["fingerprint"] == local.manifest["data"]["fingerprint"]
 
 
+def test_embed_job_goes_on_past_an_unreadable_file(tmp_path, shapes):
+    """A corrupt file costs its own embedding; its profile row names the error and the other
+    rows are embedded as ``embed`` embeds them."""
+    ds, model, pre = shapes
+    folder = tmp_path / "images"
+    names = ds.features["label"].names
+    for row in range(6):
+        item = ds[row]
+        path = folder / names[item["label"]] / f"{row:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        item["image"].save(path)
+    bad = sorted(folder.rglob("*.png"))[2]
+    bad.write_bytes(b"not a png")
+    res = jobs.run("embed", data=str(folder), split=None, model=MODEL, out=tmp_path / "e",
+                   shard_size=4)
+    profile = res["profile"]
+    errors = profile.loc[profile["error"].notna(), "row_id"].tolist()
+    assert len(errors) == 1 and "cannot decode" in profile["error"].dropna().iloc[0]
+    readable = [r for r in range(6) if r not in errors]
+    assert res["embeddings"].row_id.tolist() == readable
+    source = as_image_source(str(folder))
+    expected = embed(model, source, preprocess=pre, cache=False, indices=readable)
+    np.testing.assert_allclose(np.stack(res["embeddings"].embedding), expected, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- resumption
 
 

@@ -102,8 +102,10 @@ def _resolve(explainers: Any, text: bool, pad_id: int, embedding: Any) -> dict[s
 def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[str]:
     """Names of the leaf modules that own parameters, outermost (closest to the logits) first.
 
-    With ``inputs`` the order is the reverse of the order in which one forward pass calls them
-    (modules the pass never calls are left out); without, the reverse registration order."""
+    With ``inputs`` the order is the reverse of the order in which one forward pass calls them;
+    modules the pass never calls, or whose outputs never reach the logits (an auxiliary head
+    computed and dropped), are left out -- randomising them would change nothing and fake an
+    "explanation unchanged" step. Without ``inputs``, the reverse registration order."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     leaves = [(n, m) for n, m in model.named_modules()
@@ -112,22 +114,61 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
     if inputs is None:
         return [n for n, _ in reversed(leaves)]
     order: list[str] = []
+    outputs: dict[str, list[Tensor]] = {}
     handles = []
     for name, module in leaves:
-        def hook(_m: nn.Module, _i: Any, _o: Any, name: str = name) -> None:
+        def hook(_m: nn.Module, _i: Any, out: Any, name: str = name) -> None:
             if name not in order:
                 order.append(name)
+            outputs.setdefault(name, []).extend(_grad_tensors(out))
         handles.append(module.register_forward_hook(hook))
+    x = inputs[:1].to(model_device(model))
+    if x.is_floating_point():
+        x = x.detach().requires_grad_(True)  # outputs join the graph even if weights are frozen
     try:
-        with eval_mode(model), torch.no_grad():
-            model(inputs[:1].to(model_device(model)))
+        with eval_mode(model), torch.enable_grad():
+            logits = as_logits(model(x))
+            feeding = _feeding_logits(logits, outputs)
     finally:
         for handle in handles:
             handle.remove()
     unused = [n for n, _ in leaves if n not in order]
     if unused:
         logger.info("randomizable_layers: %s never run in the forward pass; left out", unused)
-    return list(reversed(order))
+    dropped = [n for n in order if n not in feeding]
+    if dropped:
+        logger.warning("randomizable_layers: %s run but do not reach the logits; left out",
+                       dropped)
+    return [n for n in reversed(order) if n in feeding]
+
+
+def _grad_tensors(out: Any) -> list[Tensor]:
+    """The tensors in a module's output that are part of the autograd graph."""
+    if isinstance(out, Tensor):
+        return [out] if out.requires_grad else []
+    if isinstance(out, (tuple, list)):
+        return [t for item in out for t in _grad_tensors(item)]
+    if isinstance(out, Mapping):
+        return [t for item in out.values() for t in _grad_tensors(item)]
+    return []
+
+
+def _feeding_logits(logits: Tensor, outputs: Mapping[str, list[Tensor]]) -> set[str]:
+    """Names whose outputs the logits depend on (autograd reaches them). A module whose output
+    is outside the graph (integer inputs, no parameters needing grad) is kept: unknown."""
+    names = [n for n, ts in outputs.items() if ts]
+    keep = {n for n, ts in outputs.items() if not ts}
+    if not names or not logits.requires_grad:
+        return keep | set(names)
+    flat = [t for n in names for t in outputs[n]]
+    grads = torch.autograd.grad(logits.sum(), flat, allow_unused=True)
+    k = 0
+    for n in names:
+        m = len(outputs[n])
+        if any(g is not None for g in grads[k:k + m]):
+            keep.add(n)
+        k += m
+    return keep
 
 
 def _resolve_layers(model: nn.Module, layers: Any, inputs: Tensor | None) -> list[str]:

@@ -215,6 +215,31 @@ def test_default_layers_are_outermost_first_in_execution_order() -> None:
                           if n and any(True for _ in m.parameters(recurse=False))}
 
 
+class _AuxHead(nn.Module):
+    """A conv feeding the logits and an auxiliary head run on every forward and dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.aux = nn.Linear(4, 2)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.conv(x).mean(dim=(2, 3))
+        self.aux(pooled)  # e.g. a deep-supervision head whose output is unused at test time
+        return self.head(pooled)
+
+
+def test_layers_that_do_not_reach_the_logits_are_left_out(caplog) -> None:
+    """Randomising ``aux`` changes no logit, so its step would always read "unchanged"."""
+    model = _AuxHead()
+    with caplog.at_level("WARNING", logger="visloupe.core.evaluation.sanity"):
+        names = randomizable_layers(model, _images(1))
+    assert names == ["head", "conv"] and "['aux']" in caplog.text
+    frozen = _AuxHead().requires_grad_(False)  # frozen weights: the input's graph still tells
+    assert randomizable_layers(frozen, _images(1)) == ["head", "conv"]
+
+
 def test_cascading_changes_exactly_the_top_k_layers() -> None:
     model = _cnn()
     names = randomizable_layers(model, _images(1))

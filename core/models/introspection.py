@@ -432,9 +432,14 @@ def propose_target_layers(
     # (N, heads, T, T) attention maps are not images: skip 4-D outputs whose last two sizes
     # equal a token count seen in a 3-D output
     token_counts = {s[1] for s, _ in trace.values() if len(s) == 3}
+    shared: list[str] = []  # spatial layers later than the first proposal, skipped as shared
     for name in reversed(list(trace)):
         out_shape, calls = trace[name]
-        if name in seen or calls != 1 or len(out_shape) != 4:
+        if name in seen or len(out_shape) != 4:
+            continue
+        if calls != 1:
+            if not proposals and calls > 1 and min(out_shape[2:]) > 1:
+                shared.append(f"{name} ({calls} calls)")
             continue
         if out_shape[2] == out_shape[3] and out_shape[2] in token_counts:
             continue
@@ -452,6 +457,12 @@ def propose_target_layers(
             reason = f"channels-last {grid[0]}x{grid[1]}x{out_shape[-1]} map (Swin/ConvNeXt-style)"
         if proposals:
             reason = reason.replace("last module", "module", 1)
+        elif shared:
+            reason += (f"; later spatial layers run more than once per forward pass (shared "
+                       f"weights) and are skipped, their activations being ambiguous: "
+                       f"{', '.join(shared[:4])}{' ...' if len(shared) > 4 else ''}")
+            logger.warning("propose_target_layers: skipping shared layers %s; proposing %s",
+                           shared, name)
         proposals.append(LayerProposal(name, module, kind, reason, token_layout, out_shape))
         seen.add(name)
         if len(proposals) >= limit:

@@ -194,6 +194,30 @@ def test_shared_blocks_are_named_when_no_layer_qualifies():
         resolve_layer(model, "block", (3, 8, 8))
 
 
+class _SharedTail(nn.Module):
+    """A stem called once, then one block called twice: the last spatial layers are shared."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 3, padding=1)
+        self.block = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.block(self.block(self.stem(x))).mean((2, 3)))
+
+
+def test_falling_back_past_shared_layers_says_so(caplog):
+    """Grad-CAM on the stem of a shared-tail model is a real choice, not a silent one: the
+    proposal's reason and a warning name the skipped shared layers."""
+    with caplog.at_level("WARNING", logger="visloupe.core.models.introspection"):
+        best = propose_target_layers(_SharedTail(), (3, 8, 8))[0]
+    assert best.name == "stem"
+    assert "block (2 calls)" in best.reason and "shared" in best.reason
+    assert "block" in caplog.text
+    assert "shared" not in propose_target_layers(SmallCNN(), (3, 16, 16))[0].reason
+
+
 def test_resolve_layer_errors():
     model = SmallCNN()
     with pytest.raises(ValueError, match=r"close names: \['conv2'"):

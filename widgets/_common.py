@@ -93,7 +93,9 @@ def resolve_preprocess(preprocess: Any, models: Mapping[str, nn.Module]) -> dict
 
 
 def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> torch.Tensor:
-    """``preprocess(image)`` checked to be a ``(C, H, W)`` float tensor."""
+    """``preprocess(image)`` checked to be a ``(C, H, W)`` float tensor. An integer tensor
+    (uint8 0..255, say) is refused, as the core explainers refuse it: cast to float, it would
+    reach the model 255 times too bright and unnormalised."""
     x = preprocess(image)
     if not isinstance(x, torch.Tensor):
         raise TypeError(
@@ -106,7 +108,13 @@ def preprocess_image(preprocess: Preprocess, image: Image.Image, name: str) -> t
         raise ValueError(
             f"preprocess for {name!r}: expected a (C, H, W) tensor, got shape {tuple(x.shape)}"
         )
-    return x.float() if not x.is_floating_point() else x
+    if not x.is_floating_point():
+        raise TypeError(
+            f"preprocess for {name!r}: expected it to return a float tensor, got dtype "
+            f"{x.dtype}; scale and normalise integer images in preprocess (e.g. "
+            "models.ImagePreprocess, or x.float() / 255 and normalise)"
+        )
+    return x
 
 
 def model_frame(image: Image.Image, preprocess: Any) -> Image.Image:

@@ -127,6 +127,20 @@ def test_errors_are_shown_and_close_cleans_up() -> None:
     assert len(ex._results) == 0
 
 
+def test_an_integer_preprocess_output_is_refused_not_cast() -> None:
+    """A preprocess returning uint8 0..255 would reach the model 255x too bright if cast to
+    float: the error names preprocess and the dtype, in the widget and in SaliencyExplorer."""
+    from visloupe.widgets import SaliencyExplorer
+
+    def u8(img):
+        return torch.from_numpy(np.array(img)).permute(2, 0, 1).contiguous()
+
+    ex = SplitIGExplorer(Saturating(), _images(), n_steps=16, cell=48, preprocess=u8)
+    assert "preprocess" in ex.errors.value and "torch.uint8" in ex.errors.value
+    with pytest.raises(TypeError, match=r"preprocess for 'model'.*float tensor.*torch\.uint8"):
+        SaliencyExplorer(Saturating(), _images(), preprocess=u8)
+
+
 def test_path_plot_is_a_png_and_marks_the_split() -> None:
     model, imgs = Saturating(), _images()
     result = split_integrated_gradients(model, _x(imgs[0]), ratio=0.9, n_steps=32)

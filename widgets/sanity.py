@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 from visloupe.core.attribution import is_token_ids as _is_token_ids
+from visloupe.core.checks import check_batch_size, check_positive, check_seed
 from visloupe.core.evaluation import MEASURE_TITLES, pixel_inputs
 
 from ._common import check_int, display_map, guarded
@@ -120,7 +121,8 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
             for display) or a callable on ``(N, C, H, W)`` (then ``preprocess`` returns
             pixels). See :mod:`visloupe.core.evaluation.pixels`.
         n_inputs: inputs used (the first ones of ``data``).
-        layers: the cascade (module names, outermost first); default every parameterised layer.
+        layers: the cascade (a module name or names, outermost first); default every
+            parameterised layer that reaches the logits.
         measures: similarity measures (default all for the modality).
         softplus_beta, lse_temperature: the smoothed copy (``smooth_model``).
         smoothed: a smooth model to compare with instead (e.g. one trained smooth).
@@ -142,7 +144,7 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
         preprocess: Any = None,
         normalize: Any = None,
         n_inputs: int = 8,
-        layers: Sequence[str] | None = None,
+        layers: str | Sequence[str] | None = None,
         measures: Sequence[str] | None = None,
         softplus_beta: float = 5.0,
         lse_temperature: float = 10.0,
@@ -170,15 +172,19 @@ class SanityCheckExplorer(ExplorerBase, w.VBox):
                           ["saliency", "input_x_gradient", ("integrated_gradients",
                                                             {"n_steps": 16})])
         self._explainers = explainers
+        if isinstance(layers, (str, nn.Module)):  # one layer, not a string of letters
+            layers = [layers]
         self._layers = list(layers) if layers is not None else None
         self._measures = measures
-        self._beta, self._temperature = softplus_beta, lse_temperature
+        self._beta = check_positive("softplus_beta", softplus_beta)
+        self._temperature = check_positive("lse_temperature", lse_temperature)
         if smoothed is not None and not isinstance(smoothed, nn.Module):
             raise TypeError(f"smoothed: expected None or a torch.nn.Module, got "
                             f"{type(smoothed).__name__}")
         self._smoothed_model = smoothed
-        self._seed, self._pad_id, self._cell = seed, pad_id, cell
-        self._batch_size = batch_size
+        self._seed, self._cell = check_seed(seed), cell
+        self._pad_id = check_int("pad_id", pad_id, 0)
+        self._batch_size = check_batch_size(batch_size)
         self._results: dict[tuple[str, str], Any] = {}
         self._curves: dict[tuple[str, str], bytes] = {}
         self.metrics: pd.DataFrame | None = None

@@ -107,3 +107,19 @@ def test_text_mode_shows_tokens_and_errors_are_shown() -> None:
         assert "explainer broke" in bad.error_area.value
     finally:
         bad.close()
+
+
+def test_one_layer_name_and_bad_options() -> None:
+    """``layers="head"`` is one layer (not the layers 'h', 'e', 'a', 'd'); bad options are
+    refused at construction, naming the argument."""
+    ex = SanityCheckExplorer(_cnn(), _images(1), ["saliency"], layers="head", cell=32)
+    try:
+        assert ex.error_area.value == "" and ex.layer_slider.max == 1
+        assert list(ex.result().layers) == ["head"]
+    finally:
+        ex.close()
+    for kwargs, match in (({"batch_size": 0}, "batch_size"), ({"seed": "0"}, "seed"),
+                          ({"softplus_beta": -1}, "softplus_beta"),
+                          ({"lse_temperature": 0}, "lse_temperature"), ({"pad_id": -1}, "pad_id")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            SanityCheckExplorer(_cnn(), _images(1), ["saliency"], **kwargs)

@@ -19,6 +19,7 @@ __all__ = [
     "check_callable",
     "check_int",
     "check_module",
+    "check_not_preprocess",
     "check_optional_int",
     "check_options",
     "check_per_model",
@@ -132,6 +133,28 @@ def check_callable(fn: Any, name: str, expected: str) -> Any:
 def check_preprocess(preprocess: Any) -> Callable | None:
     """None or a callable ``PIL.Image -> Tensor (C, H, W)`` (the preprocess contract)."""
     return check_callable(preprocess, "preprocess", "a callable PIL.Image -> Tensor (C, H, W)")
+
+
+def check_not_preprocess(name: str, value: Any) -> Any:
+    """``value`` unless it is a one-argument callable or an image preprocess object: a
+    preprocess passed where explainers, called ``(model, inputs, target)``, are expected (the
+    order of the widgets and jobs is ``(model, data, explainers, *, preprocess=...)``)."""
+    if callable(value) and not isinstance(value, (str, type)):
+        looks = hasattr(value, "pixels") or hasattr(value, "image_mean")
+        if not looks:
+            try:
+                params = [p for p in inspect.signature(value).parameters.values()
+                          if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                          and p.default is p.empty]
+            except (TypeError, ValueError):
+                return value
+            looks = len(params) == 1
+        if looks:
+            raise TypeError(f"{name}: got {type(value).__name__}, which looks like a preprocess "
+                            "(one argument); explainers are called (model, inputs, target): "
+                            "pass it as preprocess= (the order of widgets and jobs is (model, "
+                            "data, explainers, *, preprocess=...))")
+    return value
 
 
 def check_progress(progress: Any) -> Callable | None:

@@ -278,25 +278,6 @@ def check_results_data(res: Any, source: Any) -> None:
                          "pass that data set or None to reopen it")
 
 
-def check_not_preprocess(name: str, value: Any) -> Any:
-    """``value`` unless it is a one-argument callable (a preprocess passed where the order
-    ``(model, data, explainers, *, preprocess=...)`` expects explainers): TypeError then."""
-    import inspect
-
-    if callable(value) and not isinstance(value, (str, type)):
-        try:
-            params = [p for p in inspect.signature(value).parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                      and p.default is p.empty]
-        except (TypeError, ValueError):
-            return value
-        if len(params) == 1 or hasattr(value, "pixels") or hasattr(value, "image_mean"):
-            raise TypeError(f"{name}: got {type(value).__name__}, which looks like a preprocess "
-                            "(one argument); the order is (model, data, explainers, *, "
-                            "preprocess=...): pass it as preprocess=")
-    return value
-
-
 def open_job(results: Any, job: str, model: Any, data: Any, kwargs: Mapping[str, Any],
              reserved: Sequence[str]) -> tuple[Any, nn.Module | None, Any, Any]:
     """What a widget's ``from_results`` starts from: ``(results, model, preprocess, source)``

@@ -25,6 +25,7 @@ import ipywidgets as w
 import numpy as np
 import torch
 from PIL import Image
+from visloupe.core.checks import check_not_preprocess
 
 from . import render
 from ._common import (
@@ -32,7 +33,6 @@ from ._common import (
     GridExport,
     check_bool,
     check_int,
-    check_not_preprocess,
     display_map,
     error_html,
     guarded,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checks import check_batch_size
+from ..checks import check_batch_size, check_not_preprocess
 from ..models.adapter import (
     all_modules,
     as_logits,
@@ -512,6 +512,7 @@ def resolve_explainer(explainer: Any, *, name: str | None = None, **defaults: An
         _check_reduce(defaults.get("reduce"))
         return Explainer(name or spec.name, spec.name, tuple(defaults.items()))
     if callable(explainer):
+        check_not_preprocess("explainer", explainer)
         label = name or getattr(explainer, "__name__", type(explainer).__name__)
         return Explainer(label, None, tuple(defaults.items()), explainer)
     raise TypeError(

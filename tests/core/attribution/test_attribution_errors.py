@@ -236,3 +236,19 @@ def test_tuple_and_dict_outputs_are_adapted(net):
         torch.testing.assert_close(explain(wrapper, X, 1, "grad_cam", layer="inner.act"), ref)
         torch.testing.assert_close(explain(wrapper, X, None, "saliency"),
                                    explain(net, X, None, "saliency"))
+
+
+def test_a_preprocess_passed_as_explainer_is_named_everywhere() -> None:
+    """``(model, inputs, explainers)`` with a preprocess in third place: every consumer of the
+    explainer contract refuses it the same way (core, not one widget)."""
+    from visloupe.core.evaluation import cose, run_randomization
+    from visloupe.core.models import ImagePreprocess
+
+    model, x = Net().eval(), torch.rand(2, 3, 16, 16)
+    for misplaced in (ImagePreprocess(16), lambda image: torch.zeros(3, 16, 16)):
+        for call, args in ((resolve_explainers, (misplaced,)),
+                           (run_randomization, (model, x, misplaced)),
+                           (cose, (model, x, misplaced))):
+            with pytest.raises(TypeError, match="explainer: got .*looks like a preprocess"):
+                call(*args)
+    assert resolve_explainers(lambda m, inputs, target: inputs[:, 0])  # a real callable passes

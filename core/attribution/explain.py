@@ -24,10 +24,10 @@ from torch import Tensor, nn
 from ..checks import check_batch_size, check_not_preprocess
 from ..models.adapter import (
     all_modules,
-    as_logits,
     check_inputs,
     check_model,
     eval_mode,
+    logits,
     model_device,
 )
 from ..models.introspection import LayerProposal, resolve_layer
@@ -75,7 +75,7 @@ class LogitsModule(nn.Module):
         self.targets = sorted(set(int(t) for t in targets))
 
     def forward(self, x: Tensor) -> Tensor:
-        out = as_logits(self.model(x))
+        out = logits(self.model, x)
         if self.targets:
             k = _num_classes(out)
             if self.targets[-1] >= k:
@@ -98,7 +98,7 @@ class PredictedLogit(nn.Module):
         self.predicted: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = as_logits(self.model(x))
+        out = logits(self.model, x)
         _num_classes(out)
         top, index = out.max(dim=1, keepdim=True)
         self.predicted = index[:, 0].detach()
@@ -470,7 +470,7 @@ class Explainer:
             return explain_predicted(model, inputs, self.method, postprocess=self.postprocess,
                                      **dict(self.kwargs))
         with eval_mode(model), torch.no_grad():
-            out = as_logits(model(inputs))
+            out = logits(model, inputs)
             _num_classes(out)
         predicted = out.argmax(dim=1)
         return self(model, inputs, predicted), predicted.cpu()

@@ -25,7 +25,8 @@ from ..attribution.explain import (
     resolve_explainer,
     resolve_targets,
 )
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..models.adapter import eval_mode, model_device
+from ..models.adapter import logits as model_logits
 
 __all__ = ["ABPCResult", "abpc"]
 
@@ -35,7 +36,7 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def _logits(model: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
     step = x.shape[0] if batch_size is None else batch_size
-    out = torch.cat([as_logits(model(chunk)) for chunk in x.split(step)])
+    out = torch.cat([model_logits(model, chunk) for chunk in x.split(step)])
     if out.dim() != 2:
         raise ValueError(f"model output: expected logits (N, num_classes), got {tuple(out.shape)}")
     return out

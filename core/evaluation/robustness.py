@@ -13,7 +13,8 @@ What the wrappers take care of (Captum's own conventions, see ``captum/metrics/_
 - ``sensitivity_max`` calls the explanation function under ``torch.no_grad()``, first with a
   1-tuple (and iterates over the result) and then with tensors: the wrapper turns gradients back
   on and answers in kind. The target of the perturbed inputs is the target of the clean input.
-- The model runs in eval mode through ``as_logits``; inputs are chunked by ``batch_size``.
+- The model runs in eval mode through ``models.logits`` (shape errors name the inputs);
+  inputs are chunked by ``batch_size``.
 
 Conventions: infidelity is Yeh et al.'s eq. ``E_I[(I^T Φ - (f(x) - f(x - I)))²]`` with the
 perturbed input ``x - I``; ``normalize=True`` (our default, Captum's is False) scales ``Φ`` by
@@ -48,7 +49,8 @@ from ..attribution import (
     resolve_targets,
 )
 from ..checks import check_batch_size, check_bool, check_int, check_positive, check_seed
-from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..models.adapter import check_model, eval_mode, model_device
+from ..models.adapter import logits as model_logits
 
 __all__ = [
     "infidelity",
@@ -78,7 +80,8 @@ def _check_norm(norm: Any) -> str | float:
 
 def _targets(model: nn.Module, x: Tensor, target: Any, batch_size: int) -> Tensor:
     with torch.no_grad():
-        outs = [as_logits(model(x[s:s + batch_size])) for s in range(0, x.shape[0], batch_size)]
+        outs = [model_logits(model, x[s:s + batch_size])
+                for s in range(0, x.shape[0], batch_size)]
     logits = torch.cat(outs)
     if logits.dim() != 2:
         raise ValueError(f"model output: expected logits (N, num_classes), got "

@@ -57,7 +57,8 @@ from ..attribution import (
     resolve_text_explainers,
 )
 from ..checks import check_batch_size, check_bool, check_module, check_progress, check_seed
-from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..models.adapter import check_model, eval_mode, model_device
+from ..models.adapter import logits as model_logits
 from ..models.surgery import RANDOMIZATION_MODES as MODES
 from ..models.surgery import has_own_parameters as _has_direct_params
 from ..models.surgery import randomized_copies
@@ -127,7 +128,7 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
         x = x.detach().requires_grad_(True)  # outputs join the graph even if weights are frozen
     try:
         with eval_mode(model), torch.enable_grad():
-            logits = as_logits(model(x))
+            logits = model_logits(model, x)
             feeding = _feeding_logits(logits, outputs)
     finally:
         for handle in handles:
@@ -393,7 +394,7 @@ def run_randomization(
     layer_names = _resolve_layers(model, layers, x)
     mask = (x != pad_id).cpu() if text else None
     with eval_mode(model), torch.no_grad():
-        logits = as_logits(model(x))
+        logits = model_logits(model, x)
     if logits.dim() != 2:
         raise ValueError(f"model output: expected logits (N, num_classes), got "
                          f"{tuple(logits.shape)}")

@@ -65,9 +65,31 @@ def as_logits(output: Any) -> Tensor:
     )
 
 
-def logits(model: nn.Module, inputs: Tensor) -> Tensor:
-    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here)."""
-    return as_logits(model(inputs))
+_SHAPE_WORDS = ("shape", "size", "dimension", "channels")
+"""Words of torch's shape errors ("mat1 and mat2 shapes cannot be multiplied", "The size of
+tensor a ...", "expected input[1, 1, 8, 8] to have 3 channels", "Kernel size can't be greater
+than actual input size")."""
+
+
+def logits(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Tensor:
+    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here).
+
+    A shape error raised inside the model (inputs of a size or layout it was not built for)
+    becomes a ValueError naming ``name`` and the shape, instead of a matrix-multiply message
+    from deep inside the network; other errors pass unchanged."""
+    try:
+        out = model(inputs)
+    except RuntimeError as err:
+        text = str(err)
+        oom = getattr(torch, "OutOfMemoryError", None)
+        if (oom is not None and isinstance(err, oom)) or "out of memory" in text \
+                or not any(word in text for word in _SHAPE_WORDS):
+            raise
+        raise ValueError(
+            f"{name}: {type(model).__name__} cannot run on a batch of shape "
+            f"{tuple(inputs.shape)} ({text.strip()}); give it the input size and layout it was "
+            "built for (its preprocess)") from err
+    return as_logits(out)
 
 
 def _walk(model: nn.Module) -> Iterator[nn.Module]:
@@ -297,9 +319,9 @@ def predict(model: nn.Module, inputs: Tensor, *, batch_size: int | None = None) 
     out = []
     with eval_mode(model), torch.no_grad():
         for s in range(0, inputs.shape[0], bs):
-            logits = as_logits(model(inputs[s:s + bs].to(device, dtype))).detach()
-            if logits.dim() != 2:
+            batch = logits(model, inputs[s:s + bs].to(device, dtype)).detach()
+            if batch.dim() != 2:
                 raise ValueError(f"model output: expected logits (N, num_classes), got shape "
-                                 f"{tuple(logits.shape)}")
-            out.append(logits)
+                                 f"{tuple(batch.shape)}")
+            out.append(batch)
     return torch.cat(out).to(inputs.device)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from visloupe.core.cache import cache_folder, load_array, save_array
 from visloupe.core.data import as_image_source
-from visloupe.core.models.adapter import as_logits, eval_mode, model_device, model_dtype
+from visloupe.core.models.adapter import eval_mode, model_device, model_dtype
+from visloupe.core.models.adapter import logits as model_logits
 
 from .embed import cache_key, check_run_args
 
@@ -100,7 +101,7 @@ def confusion(model: nn.Module, source: Any, *,
         for start in range(0, len(keep), int(batch_size)):
             chunk = [i for i, _ in keep[start:start + int(batch_size)]]
             x = src.tensors(chunk, preprocess).to(device=device, dtype=dtype)
-            out = as_logits(model(x))
+            out = model_logits(model, x)
             if out.dim() != 2 or out.shape[0] != len(chunk):
                 raise ValueError(f"model: expected logits of shape (N, K) = ({len(chunk)}, K), "
                                  f"got {tuple(out.shape)}")

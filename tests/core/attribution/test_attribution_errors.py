@@ -252,3 +252,26 @@ def test_a_preprocess_passed_as_explainer_is_named_everywhere() -> None:
             with pytest.raises(TypeError, match="explainer: got .*looks like a preprocess"):
                 call(*args)
     assert resolve_explainers(lambda m, inputs, target: inputs[:, 0])  # a real callable passes
+
+
+def test_inputs_of_the_wrong_size_name_the_inputs() -> None:
+    """A model built for 32x32 given 64x64: the error names ``inputs`` and the shape, in
+    predict, explain and the metrics, not torch's matrix-multiply message alone."""
+    from visloupe.core.evaluation import infidelity
+    from visloupe.core.models import predict
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(),
+                          nn.Linear(4 * 32 * 32, 5)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    for call in (lambda: predict(model, x), lambda: explain(model, x, 0, "saliency"),
+                 lambda: infidelity(model, x, "saliency", n_samples=2)):
+        with pytest.raises(ValueError, match=r"inputs: Sequential cannot run on a batch of "
+                                             r"shape \(1, 3, 64, 64\) \(mat1 and mat2"):
+            call()
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("planted failure")
+
+    with pytest.raises(RuntimeError, match="^planted"):  # other errors pass unchanged
+        predict(Broken(), x)

@@ -20,6 +20,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from visloupe.core.checks import check_per_model
 from visloupe.core.evaluation import pixel_inputs
 
@@ -156,6 +157,28 @@ def _svg_scatter(table: pd.DataFrame, size: int = 300) -> str:
     return "".join(parts)
 
 
+
+def _check_alt_models(alt_models: Any, names: list[str]) -> dict[str, dict[str, nn.Module]]:
+    """``{model name: {pair name: nn.Module}}`` checked: each key a model name, each value a
+    dict of modules (a flat ``{name: module}`` is named, with the form it needs)."""
+    if alt_models is None:
+        return {}
+    form = "{model name: {pair name: nn.Module}}"
+    if not isinstance(alt_models, Mapping):
+        raise TypeError(f"alt_models: expected {form}, got {type(alt_models).__name__}")
+    out = {}
+    for key, pairs in alt_models.items():
+        if key not in names:
+            raise ValueError(f"alt_models: expected keys among the model names {names} ({form}), "
+                             f"got {key!r}")
+        if not isinstance(pairs, Mapping) or not all(isinstance(m, nn.Module)
+                                                     for m in pairs.values()):
+            raise TypeError(f"alt_models[{key!r}]: expected {{pair name: nn.Module}}, got "
+                            f"{type(pairs).__name__}; e.g. alt_models={{{key!r}: "
+                            "{'retrained': other_model}}")
+        out[str(key)] = dict(pairs)
+    return out
+
 class COSEExplorer(ExplorerBase, w.VBox):
     """Explore COSE consistency/sensitivity pairs and compare methods and models.
 
@@ -221,7 +244,7 @@ class COSEExplorer(ExplorerBase, w.VBox):
             self._class_names = as_image_source(data).class_names
         except Exception:  # noqa: BLE001 - names are cosmetic
             self._class_names = None
-        self._alt_models = {k: dict(v) for k, v in (alt_models or {}).items()}
+        self._alt_models = _check_alt_models(alt_models, list(self._models))
         self._k = magnitudes_per_transform
         self._cell = cell
         self._seed = seed

@@ -11,6 +11,7 @@ from the stored path gradients, without calling the model again.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -130,6 +131,18 @@ def path_plot(result: Any, row: int = 0, width: int = 420, height: int = 210) ->
     return render.to_png(plot.image(float(result.alpha_star[row]), float(result.ratio)))
 
 
+
+def _check_ids(ids: Any) -> list[int]:
+    """``ids`` as a list of ints; TypeError naming ``ids`` for anything else."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | np.ndarray):
+        raise TypeError(f"ids: expected a sequence of ints, got {type(ids).__name__}")
+    try:
+        return [operator.index(i) for i in ids]
+    except TypeError:
+        bad = next(i for i in ids if not hasattr(type(i), "__index__"))
+        raise TypeError(f"ids: expected a sequence of ints, got an item {bad!r} of type "
+                        f"{type(bad).__name__}") from None
+
 class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
     """Interactive Split IG for one image at a time.
 
@@ -187,7 +200,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         if n == 0:
             raise ValueError("data: expected at least one image, got an empty source")
         self._n = int(n)
-        self._ids = [int(i) for i in ids] if ids is not None else original_ids(data, self._n)
+        self._ids = _check_ids(ids) if ids is not None else original_ids(data, self._n)
         if self._ids is not None and len(self._ids) != self._n:
             raise ValueError(f"ids: expected one id per item ({self._n}), got {len(self._ids)}")
         names = class_names or getattr(self._source, "class_names", None)

@@ -105,3 +105,15 @@ def test_each_map_of_the_pair_has_a_colour_bar_with_its_values(explorer) -> None
     for m, column in zip((view.map, view.transformed_map, view.map_back), columns, strict=False):
         vmax = display_map(m.numpy(), 100.0, signed=False)[1] or 0.0
         assert bar_values(column) == ["0", f"{vmax:.3g}"]
+
+
+def test_alt_models_in_the_wrong_form_are_named() -> None:
+    """``alt_models`` is ``{model name: {pair name: module}}``: a flat ``{name: module}`` or an
+    unknown model name is refused at construction, with the form it needs."""
+    model, pre = models.pretrained("shapes-cnn")
+    ds = data.load_builtin("shapes", split="test")
+    with pytest.raises(TypeError, match=r"alt_models\['model'\]: expected \{pair name"):
+        COSEExplorer(model, ds, preprocess=pre, n_images=2, alt_models={"model": model})
+    with pytest.raises(ValueError, match=r"alt_models: expected keys among the model names "
+                                         r"\['model'\].*got 'cnn'"):
+        COSEExplorer(model, ds, preprocess=pre, n_images=2, alt_models={"cnn": {"a": model}})

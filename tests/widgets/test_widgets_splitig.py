@@ -155,6 +155,8 @@ def test_bad_arguments() -> None:
         SplitIGExplorer(Saturating(), _images(), n_steps=1)
     with pytest.raises(ValueError, match="ratio"):
         SplitIGExplorer(Saturating(), _images(), ratio=1.5)
+    with pytest.raises(TypeError, match="ids: expected a sequence of ints, got an item 'a'"):
+        SplitIGExplorer(Saturating(), _images(), ids=["a", "b", "c", "d"])
 
 
 def test_the_three_maps_share_one_colour_bar_with_its_values() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from visloupe.core.checks import check_per_model
+from visloupe.core.checks import check_batch_size, check_per_model, check_seed
 from visloupe.core.evaluation import pixel_inputs
 
 from ._common import (
@@ -247,8 +247,8 @@ class COSEExplorer(ExplorerBase, w.VBox):
         self._alt_models = _check_alt_models(alt_models, list(self._models))
         self._k = magnitudes_per_transform
         self._cell = cell
-        self._seed = seed
-        self._batch_size = batch_size
+        self._seed = check_seed(seed)
+        self._batch_size = check_batch_size(batch_size)
         self._views: LRU = LRU(256)
         self._refs: LRU = LRU(512)
         self.summary: pd.DataFrame | None = None

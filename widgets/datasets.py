@@ -32,6 +32,7 @@ from typing import Any
 import ipywidgets as w
 import numpy as np
 import pandas as pd
+from visloupe.core.checks import check_seed
 
 from . import render
 from ._common import guarded, open_job
@@ -144,7 +145,7 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         self._model = model
         self._preprocess = preprocess
         self._sample = sample
-        self._seed = int(seed)
+        self._seed = check_seed(seed)
         self._layer = layer
         self._max_points = max_points
         self._thumb_size = thumb_size

@@ -25,7 +25,7 @@ import ipywidgets as w
 import numpy as np
 import torch
 from PIL import Image
-from visloupe.core.checks import check_not_preprocess
+from visloupe.core.checks import check_batch_size, check_not_preprocess
 
 from . import render
 from ._common import (
@@ -233,7 +233,7 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         self._class_names = self._init_class_names(class_names)
         self._top_k = min(top_k, max(1, len(self._class_names)))
         self._cell = cell
-        self._batch_size = batch_size
+        self._batch_size = check_batch_size(batch_size)
         # caches: maps by (index, model, method, params, target); the rest are cheap helpers
         self._maps: LRU = LRU(cache_size)
         self._fresh: dict[tuple, np.ndarray] = {}  # maps of the view on screen (any cache_size)

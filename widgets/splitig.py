@@ -19,6 +19,7 @@ import ipywidgets as w
 import numpy as np
 import torch
 from PIL import Image
+from visloupe.core.checks import check_batch_size
 
 from . import render
 from ._common import (
@@ -206,7 +207,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
         names = class_names or getattr(self._source, "class_names", None)
         self._class_names = [str(c) for c in names] if names else None
         self._baseline = baseline
-        self._batch_size = batch_size
+        self._batch_size = check_batch_size(batch_size)
         self._cell = cell
         self._results: LRU = LRU(cache_size)
         self._probs: dict[tuple[int, str], np.ndarray] = {}

@@ -820,6 +820,10 @@ def model_inputs(data: Any, preprocess: Callable[[Image.Image], torch.Tensor] | 
             raise ValueError(f"{name}: a float tensor is read as model inputs (N, C, H, W), got "
                              f"shape {tuple(data.shape)} (add a batch dimension with "
                              "x.unsqueeze(0), or pass raw images)")
+        if data.shape[-1] in (1, 3, 4) and data.shape[1] not in (1, 3, 4):
+            raise ValueError(f"{name}: a float tensor is read as model inputs (N, C, H, W), and "
+                             f"shape {tuple(data.shape)} looks channels-last (N, H, W, C): move "
+                             "the channels first with x.permute(0, 3, 1, 2)")
         if preprocess is not None:
             raise ValueError(f"preprocess: {name} is already a model-input tensor "
                              f"{tuple(data.shape)}; pass preprocess=None or give the raw images")
@@ -840,7 +844,9 @@ def _is_torch_dataset(obj: Any) -> bool:
 def _from_dataset_dict(dd: datasets.DatasetDict, split: str | None) -> datasets.Dataset:
     if split is None:
         if len(dd) != 1:
-            raise ValueError(f"split: the data has splits {list(dd)}; pass split= to pick one")
+            first = next(iter(dd))
+            raise ValueError(f"split: the data has splits {list(dd)}; pick one, e.g. "
+                             f"data[{first!r}] (or split={first!r} where the function takes it)")
         split = next(iter(dd))
     if split not in dd:
         raise ValueError(f"split: expected one of {list(dd)}, got {split!r}")

@@ -282,6 +282,21 @@ def test_model_inputs_take_tensors_and_any_data() -> None:
                                                         torch.tensor([0, 10, 20]) / 255.0)
     with pytest.raises(ValueError, match="batch_size"):
         list(model_inputs(images, batch_size=0))
+    with pytest.raises(ValueError, match=r"\(2, 8, 8, 3\) looks channels-last.*permute"):
+        list(model_inputs(torch.rand(2, 8, 8, 3)))
+
+
+def test_data_with_several_splits_names_the_way_to_pick_one() -> None:
+    import datasets
+    from visloupe.core.data import as_image_source
+
+    rows = {"image": [Image.new("RGB", (4, 4))], "label": [0]}
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
+                               "test": datasets.Dataset.from_dict(rows)})
+    with pytest.raises(ValueError, match=r"splits \['train', 'test'\]; pick one, e.g. "
+                                         r"data\['train'\]"):
+        as_image_source(dd)
+    assert as_image_source(dd, split="test").length == 1
 
 
 @pytest.mark.parametrize("case", ["rgb", "gray", "gray1", "chw", "float", "bool", "int16",

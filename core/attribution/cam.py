@@ -2,7 +2,7 @@
 channels-last grids).
 
 Grad-CAM (Selvaraju et al., ICCV 2017): weights ``w_k = mean_ij ∂S/∂A^k_ij``, map
-``ReLU(Σ_k w_k A^k)``. On ``(N, C, h, w)`` maps it goes through Captum's ``LayerGradCam``. Token
+``ReLU(Σ_k w_k A^k)``, equal to Captum's ``LayerGradCam`` on ``(N, C, h, w)`` maps. Token
 layers ``(N, T, D)`` are first laid out on their patch grid (prefix tokens -- CLS, distillation,
 registers -- dropped; the grid inferred from T and the input size, see
 ``models.introspection.infer_token_layout``) and channels-last ``(N, h, w, C)`` maps permuted,
@@ -24,9 +24,10 @@ simplification ``Y = exp(S)`` of §3.3): with ``g = ∂S/∂A^k_ij``
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerGradCam
 from torch import Tensor, nn
 
 from ..models.introspection import (
@@ -38,6 +39,24 @@ from ..models.introspection import (
 from .registry import MethodSpec, ParamSpec, register_method
 
 __all__ = ["capture_layer", "grad_cam", "grad_cam_pp", "gradcam_pp_weights", "to_spatial"]
+
+logger = logging.getLogger(__name__)
+
+
+def _with_first(output: tuple | list, first: Tensor) -> object:
+    """``output`` (a tuple, list, named tuple or other sequence type) with ``first`` in place
+    of its first item; the same object when its type cannot be rebuilt from items (then an
+    in-place op after the layer can still overwrite the stored activations: logged)."""
+    items = [first, *output[1:]]
+    kind = type(output)
+    try:
+        if isinstance(output, tuple) and hasattr(output, "_fields"):  # a named tuple
+            return kind(*items)
+        return kind(items)
+    except Exception:  # noqa: BLE001 - a sequence type with its own constructor
+        logger.info("Grad-CAM: cannot rebuild a %s output; its first item is not copied",
+                    kind.__name__)
+        return output
 
 
 def capture_layer(
@@ -56,9 +75,7 @@ def capture_layer(
             return output.clone()
         if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
             store["act"] = output[0]
-            rest = [output[0].clone(), *output[1:]]
-            return tuple(rest) if type(output) is tuple else \
-                rest if type(output) is list else output
+            return _with_first(output, output[0].clone())
         return None
 
     handle = module.register_forward_hook(hook)
@@ -111,11 +128,11 @@ def grad_cam(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Te
              layer: LayerProposal, relu: bool = True) -> Tensor:
     """Grad-CAM at ``layer`` (Selvaraju et al., ICCV 2017), ``(n, 1, h, w)`` at layer resolution.
 
-    Conv maps use Captum's ``LayerGradCam``; token layers are reshaped to their grid first.
+    One hook path for conv maps and token layers (reshaped to their grid first); the tests
+    check it against Captum's ``LayerGradCam`` and pytorch-grad-cam. It hands the network a copy
+    of the layer's output in the output's own type (tensor, tuple, named tuple), which Captum's
+    hook does not: it turns a named tuple into a plain one.
     """
-    if layer.kind == "conv":
-        return LayerGradCam(forward, layer.module).attribute(
-            inputs, target=target, relu_attributions=relu)
     act, grad = capture_layer(forward, layer.module, inputs, target)
     hw = (inputs.shape[-2], inputs.shape[-1])
     act = to_spatial(act, layer, hw, _user_model(forward))

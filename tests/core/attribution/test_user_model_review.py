@@ -50,3 +50,40 @@ def test_occlusion_keeps_the_model_dtype() -> None:
         xo[..., :4, :4] = 0
         drop = m(x)[0, 0] - m(xo)[0, 0]  # the top-left window alone covers pixel (0, 0)
     assert abs(float(a[0, 0, 0, 0]) - float(drop)) < 1e-7
+
+
+class _Pair(nn.Module):
+    """A layer returning a named tuple ``(features, aux)``, as some backbones' blocks do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor):
+        y = self.conv(x)
+        return _PairOut(y, y.mean())
+
+
+_PairOut = __import__("collections").namedtuple("_PairOut", "features aux")
+
+
+class _PairNet(nn.Module):
+    def __init__(self, inplace: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.block = _Pair()
+        self.relu = nn.ReLU(inplace=inplace)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        assert isinstance(out, _PairOut)  # the hook hands back the same output type
+        return self.head(self.relu(out.features))
+
+
+def test_cams_of_a_named_tuple_layer_followed_by_an_inplace_relu() -> None:
+    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(1)) - 0.5
+    for method in ("grad_cam", "grad_cam_pp"):
+        plain = A.explain(_PairNet(False).eval(), x, 1, method, layer="block")
+        inplace = A.explain(_PairNet(True).eval(), x, 1, method, layer="block")
+        torch.testing.assert_close(inplace, plain, rtol=0, atol=1e-6)

@@ -546,7 +546,8 @@ class SaliencyExplorer(GridExport, ExplorerBase, w.VBox):
         key = (index, model_name)
         x = self._inputs.get(key)
         if x is None:
-            x = preprocess_image(self._pre[model_name], self._sample(index).image, model_name)
+            x = preprocess_image(self._pre[model_name],
+                                 self._source.model_image(self._sample(index).image), model_name)
             self._inputs.put(key, x)
         return x
 

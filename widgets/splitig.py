@@ -280,7 +280,7 @@ class SplitIGExplorer(GridExport, ExplorerBase, w.VBox):
     # ------------------------------------------------------------------ computation
 
     def _input(self, index: int, model_name: str) -> torch.Tensor:
-        image = self._source[index].image
+        image = self._source.model_image(self._source[index].image)
         return preprocess_image(self._pre[model_name], image, model_name)
 
     def _target_for(self, index: int, model_name: str) -> int:

@@ -207,12 +207,14 @@ def rgb_pixels(image: Any, max_value: float | None = None, arg: str = "data"
     return img.mode, np.asarray(to_rgb(img, max_value), dtype=np.uint8)
 
 
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+def pil_to_tensor(img: Image.Image, max_value: float | None = None) -> torch.Tensor:
     """Float tensor ``(C, H, W)`` in [0, 1] keeping the image's channels ("L" -> 1, "RGB" -> 3,
-    "RGBA" -> 4); other modes go through :func:`to_rgb` (high-bit modes scaled by their range).
-    The default ``preprocess``."""
+    "RGBA" -> 4); other modes go through :func:`to_rgb`. High-bit modes keep their precision,
+    scaled by ``max_value`` (the data set's white level) or else their range. The default
+    ``preprocess``."""
     if img.mode in HIGH_BIT_MODES:
-        arr = np.asarray(img, dtype=np.float32) / np.float32(mode_max(img.mode))
+        hi = mode_max(img.mode) if max_value is None else float(max_value)
+        arr = np.asarray(img, dtype=np.float32) / np.float32(hi)
         return torch.from_numpy(np.ascontiguousarray(np.clip(arr, 0.0, 1.0)[None]))
     if img.mode not in ("L", "RGB", "RGBA"):
         img = to_rgb(img)
@@ -765,15 +767,30 @@ class ImageSource:
             return [to_pil(v, f"data item {i}") for i, v in zip(indices, values, strict=True)]
         return [self[i].image for i in indices]
 
+    def model_image(self, image: Image.Image) -> Image.Image:
+        """``image`` (one of this source's) as a ``preprocess`` receives it: unchanged, except
+        a high-bit image (16-bit, float) of a source with a ``max_value``, which becomes the
+        8-bit RGB image it is shown as (:func:`to_rgb`), so the model sees the data set's white
+        level too -- a preprocess cannot know it."""
+        if self.max_value is not None and image.mode in HIGH_BIT_MODES:
+            return to_rgb(image, self.max_value)
+        return image
+
     def tensors(self, indices: Sequence[int],
                 preprocess: Callable[[Image.Image], torch.Tensor] | None = None) -> torch.Tensor:
         """Model inputs ``(N, C, H, W)``: ``preprocess`` applied to each raw image.
 
         ``preprocess(PIL.Image) -> Tensor (C, H, W)`` receives the image in its stored mode
-        (convert inside it if the model needs RGB). None uses :func:`pil_to_tensor` (floats in
-        [0, 1], channels as stored), which needs all images to share one size.
+        (convert inside it if the model needs RGB), except high-bit images of a source with a
+        ``max_value``, which it receives as shown (:meth:`model_image`). None uses
+        :func:`pil_to_tensor` (floats in [0, 1], channels as stored, high-bit ones scaled by
+        ``max_value``), which needs all images to share one size.
         """
-        fn = preprocess if preprocess is not None else pil_to_tensor
+        if preprocess is None:
+            def fn(img: Image.Image) -> torch.Tensor:
+                return pil_to_tensor(img, self.max_value)
+        else:
+            fn = preprocess
         if not callable(fn):
             raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
                             f"{type(preprocess).__name__}")
@@ -783,7 +800,7 @@ class ImageSource:
         out: list[torch.Tensor] = []
         first_mode = ""
         for i, img in zip(indices, self.images(indices), strict=True):
-            x = fn(img)
+            x = fn(img if preprocess is None else self.model_image(img))
             first_mode = first_mode or img.mode
             check_image_tensor(x, i, out[0] if out else None, indices[0],
                                modes=(img.mode, first_mode), default=preprocess is None)

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..checks import check_int
+from ..data.source import HIGH_BIT_MODES, to_rgb
 
 __all__ = ["ImagePreprocess", "TextPreprocess"]
 
@@ -94,6 +95,8 @@ class ImagePreprocess:
             image = Image.fromarray(image)
         if not isinstance(image, Image.Image):
             raise TypeError(f"image: expected a PIL.Image, got {type(image).__name__}")
+        if image.mode in HIGH_BIT_MODES:  # PIL's convert clips 16-bit/float values, never scales
+            image = to_rgb(image)  # scaled by the mode's range, as it is shown
         if image.mode != self.mode:
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and
                                                       "transparency" in image.info):

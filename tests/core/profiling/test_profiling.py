@@ -717,3 +717,24 @@ def test_sixteen_bit_images_are_profiled_and_hashed_at_their_depth() -> None:
     assert full_range == pytest.approx(float(np.round(a / 65535 * 255).mean() / 255), abs=1e-6)
     with pytest.raises(ValueError, match="max_value"):
         vds.profile_dataset(images, max_value=0)
+
+
+def test_high_bit_images_reach_the_model_scaled_not_clipped() -> None:
+    """PIL's convert clips 16-bit and float values to 0..255; the model preprocess scales them
+    (by the mode's range, or a source's max_value), as they are shown."""
+    from visloupe.core.models import ImagePreprocess
+
+    ramp = np.linspace(0, 1, 16 * 16).reshape(16, 16)
+    i16 = Image.fromarray((ramp * 65535).astype(np.uint16))
+    f32 = Image.fromarray(ramp.astype(np.float32))
+    pixels = ImagePreprocess(16, "RGB", 0.0, 1.0)
+    for img in (i16, f32):
+        x = pixels(img)
+        assert x.shape == (3, 16, 16)
+        assert float(x.mean()) == pytest.approx(0.5, abs=2e-3)  # clipped: ~1.0 or 0.0
+    twelve = Image.fromarray((ramp * 4095).astype(np.uint16))
+    src = data.as_image_source([twelve], max_value=4095)
+    assert float(src.tensors([0]).mean()) == pytest.approx(0.5, abs=1e-3)  # default preprocess
+    assert float(src.tensors([0], pixels).mean()) == pytest.approx(0.5, abs=2e-3)
+    assert float(data.as_image_source([twelve]).tensors([0]).mean()) == pytest.approx(
+        4095 / 65535 / 2, abs=1e-3)  # without a white level: the mode's range

@@ -57,7 +57,7 @@ from ..attribution import (
     resolve_text_explainers,
 )
 from ..checks import check_batch_size, check_bool, check_module, check_progress, check_seed
-from ..models.adapter import check_model, eval_mode, model_device
+from ..models.adapter import check_model, eval_mode, model_device, model_dtype
 from ..models.adapter import logits as model_logits
 from ..models.surgery import RANDOMIZATION_MODES as MODES
 from ..models.surgery import has_own_parameters as _has_direct_params
@@ -105,8 +105,9 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
 
     With ``inputs`` the order is the reverse of the order in which one forward pass calls them;
     modules the pass never calls, or whose outputs never reach the logits (an auxiliary head
-    computed and dropped), are left out -- randomising them would change nothing and fake an
-    "explanation unchanged" step. Without ``inputs``, the reverse registration order."""
+    computed and dropped: no gradient path, and noise added to its output changes no logit),
+    are left out -- randomising them would change nothing and fake an "explanation unchanged"
+    step. Without ``inputs``, the reverse registration order."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     leaves = [(n, m) for n, m in model.named_modules()
@@ -124,8 +125,8 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
             outputs.setdefault(name, []).extend(_grad_tensors(out))
         handles.append(module.register_forward_hook(hook))
     x = inputs[:1].to(model_device(model))
-    if x.is_floating_point():
-        x = x.detach().requires_grad_(True)  # outputs join the graph even if weights are frozen
+    if x.is_floating_point():  # outputs join the graph even if weights are frozen
+        x = x.detach().to(model_dtype(model)).requires_grad_(True)
     try:
         with eval_mode(model), torch.enable_grad():
             logits = model_logits(model, x)
@@ -136,11 +137,39 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
     unused = [n for n, _ in leaves if n not in order]
     if unused:
         logger.info("randomizable_layers: %s never run in the forward pass; left out", unused)
+    modules = dict(leaves)
+    for name in [n for n in order if n not in feeding]:
+        # no gradient path is not proof: a detached probe, an argmax router or a hard mask
+        # still changes the logits; drop a layer only if changing its output changes nothing
+        if _changes_logits(model, x.detach(), modules[name], logits.detach()):
+            feeding.add(name)
     dropped = [n for n in order if n not in feeding]
     if dropped:
         logger.warning("randomizable_layers: %s run but do not reach the logits; left out",
                        dropped)
     return [n for n in reversed(order) if n in feeding]
+
+
+def _changes_logits(model: nn.Module, x: Tensor, module: nn.Module, logits: Tensor) -> bool:
+    """Whether adding seeded noise to ``module``'s (first floating) output changes the logits
+    of ``x``; an output without a floating tensor counts as a change (unknown)."""
+    seen = {"perturbed": False}
+
+    def perturb(_m: nn.Module, _i: Any, out: Any) -> Any:
+        if isinstance(out, Tensor) and out.is_floating_point():
+            seen["perturbed"] = True
+            gen = torch.Generator().manual_seed(0)
+            noise = torch.randn(out.shape, generator=gen, dtype=out.dtype).to(out.device)
+            return out + noise * (1.0 + out.detach().abs().mean())
+        return None
+
+    handle = module.register_forward_hook(perturb)
+    try:
+        with eval_mode(model), torch.no_grad():
+            changed = model_logits(model, x)
+    finally:
+        handle.remove()
+    return not seen["perturbed"] or not torch.equal(changed, logits)
 
 
 def _grad_tensors(out: Any) -> list[Tensor]:

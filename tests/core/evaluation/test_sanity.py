@@ -240,6 +240,42 @@ def test_layers_that_do_not_reach_the_logits_are_left_out(caplog) -> None:
     assert randomizable_layers(frozen, _images(1)) == ["head", "conv"]
 
 
+class _DetachedProbe(nn.Module):
+    """A linear probe on a detached backbone: no gradient path, yet the backbone sets the
+    logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean(dim=(2, 3)).detach())
+
+
+class _Router(nn.Module):
+    """An argmax router picks one of two experts: the router has no gradient path either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(3, 2)
+        self.experts = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.mean(dim=(2, 3))
+        choice = self.router(v).argmax(dim=1)
+        both = torch.stack([e(v) for e in self.experts], dim=1)
+        return both[torch.arange(v.shape[0]), choice]
+
+
+def test_layers_without_a_gradient_path_that_set_the_logits_are_kept() -> None:
+    torch.manual_seed(0)
+    assert randomizable_layers(_DetachedProbe(), _images(1)) == ["head", "conv"]
+    torch.manual_seed(0)
+    assert "router" in randomizable_layers(_Router(), _images(1))
+    assert randomizable_layers(_AuxHead().double(), _images(1)) == ["head", "conv"]  # float64
+
+
 def test_cascading_changes_exactly_the_top_k_layers() -> None:
     model = _cnn()
     names = randomizable_layers(model, _images(1))

@@ -117,35 +117,60 @@ def _swap_pad_modules(out: nn.Module, mode: str) -> None:
     """Give ``out``'s own pad modules (``nn.ZeroPad2d`` & co., outside TF-SAME convs) ``mode``.
 
     ``partial`` is a convolution, not a pad: a pad module directly followed by a convolution in
-    an ``nn.Sequential`` is folded into it (the pad becomes ``nn.Identity``, the conv a partial
-    ``PadConv2d`` with the pad's amounts added); any other pad module stays and is logged."""
+    an ``nn.Sequential`` is folded into it (the pad becomes ``nn.Identity``; the conv a partial
+    ``PadConv2d`` whose own padding grows by even pads, or whose explicit pads grow by uneven
+    ones); any other pad module stays and is logged. A module used at several places is
+    replaced at each (one new module for all). Cropping pads (negative amounts) are the same in
+    every mode and stay."""
     from ..padding.explicit import pad_module_info
-    from ..padding.modes import PadConv2d
 
-    for name, module in list(out.named_modules()):
+    new_of: dict[int, nn.Module] = {}
+    for name, module in list(out.named_modules(remove_duplicate=False)):
         info = pad_module_info(module)
         if info is None or not name or _inside_same_layer(out, name):
             continue
         pads, own = info
+        if min(pads) < 0:
+            logger.info("swap_padding: %s (%s) crops (pads %s); kept", name,
+                        type(module).__name__, pads)
+            continue
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         if mode != "partial":
             if own != mode:
-                parent._modules[child] = _pad_module(pads, mode)
+                if id(module) not in new_of:
+                    new_of[id(module)] = _pad_module(pads, mode)
+                parent._modules[child] = new_of[id(module)]
             continue
-        keys = list(parent._modules)
-        nxt = keys.index(child) + 1
-        conv = parent._modules[keys[nxt]] if nxt < len(keys) else None
-        if isinstance(parent, nn.Sequential) and type(conv) in (nn.Conv2d, PadConv2d):
-            extra = getattr(conv, "extra_pads", (0, 0, 0, 0))
-            if isinstance(extra, tuple):
-                parent._modules[keys[nxt]] = PadConv2d.from_conv(
-                    conv, "partial", tuple(a + b for a, b in zip(extra, pads, strict=True)))
-                parent._modules[child] = nn.Identity()
-                continue
-        logger.warning("swap_padding: %s (%s) pads with %s; partial padding is a convolution "
-                       "and this pad module feeds none directly in an nn.Sequential, so it "
-                       "stays as it is", name, type(module).__name__, own)
+        if not _fold_partial(parent, child, pads):
+            logger.warning("swap_padding: %s (%s) pads with %s; partial padding is a convolution "
+                           "and this pad module feeds none directly in an nn.Sequential, so it "
+                           "stays as it is", name, type(module).__name__, own)
+
+
+def _fold_partial(parent: nn.Module, child: str, pads: tuple[int, int, int, int]) -> bool:
+    """Fold the pad module ``parent.child`` into the convolution after it (in an
+    ``nn.Sequential``) as partial padding; False when there is none to fold into."""
+    from ..padding.modes import PadConv2d
+
+    keys = list(parent._modules)
+    nxt = keys.index(child) + 1
+    conv = parent._modules[keys[nxt]] if nxt < len(keys) else None
+    if not isinstance(parent, nn.Sequential) or type(conv) not in (nn.Conv2d, PadConv2d):
+        return False
+    extra = getattr(conv, "extra_pads", (0, 0, 0, 0))
+    if not isinstance(extra, tuple) or isinstance(conv.padding, str):
+        return False
+    left, right, top, bottom = pads
+    if left == right and top == bottom:  # even: the conv's own padding, as a native conv has it
+        new = PadConv2d.from_conv(conv, "partial", extra,
+                                  padding=(conv.padding[0] + top, conv.padding[1] + left))
+    else:
+        new = PadConv2d.from_conv(conv, "partial",
+                                  tuple(a + b for a, b in zip(extra, pads, strict=True)))
+    parent._modules[keys[nxt]] = new
+    parent._modules[child] = nn.Identity()
+    return True
 
 
 def _inside_same_layer(model: nn.Module, name: str) -> bool:
@@ -181,9 +206,10 @@ def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Modul
     pad in their own way) are left alone and logged.
 
     The model's own pad modules (``nn.ZeroPad2d``, ``ConstantPad2d``, ``ReflectionPad2d``, ...)
-    pad with ``mode`` too, with their amounts (``symmetric``: :class:`SymmetricPad2d`); for
-    ``partial`` one is folded into the convolution it feeds in an ``nn.Sequential``, else kept
-    and logged. ``F.pad`` calls inside a ``forward`` cannot be swapped.
+    pad with ``mode`` too, with their amounts (``symmetric``: :class:`SymmetricPad2d`), also
+    one that feeds a pooling layer (unlike the pool's own padding); for ``partial`` one is
+    folded into the convolution it feeds in an ``nn.Sequential``, else kept and logged.
+    ``F.pad`` calls inside a ``forward`` cannot be swapped.
     """
     from ..padding.modes import PADDING_MODES  # the padding layer, at call time
 
@@ -201,14 +227,17 @@ def swap_padding(model: nn.Module, mode: str, *, same: str = "keep") -> nn.Modul
         if new is None and mode != "keep":
             logger.warning("swap_padding: leaving the model (%s) as it is", type(out).__name__)
         return out if new is None else new
-    for name, module in list(out.named_modules()):
+    new_of: dict[int, nn.Conv2d | None] = {}  # a conv used at several places: one new conv
+    for name, module in list(out.named_modules(remove_duplicate=False)):
         if not isinstance(module, nn.Conv2d):
             continue
-        new = _swapped_conv(module, mode, same)
-        if new is None:
-            if mode != "keep":
+        if id(module) not in new_of:
+            new_of[id(module)] = _swapped_conv(module, mode, same)
+            if new_of[id(module)] is None and mode != "keep":
                 logger.warning("swap_padding: leaving %s (%s) as it is", name,
                                type(module).__name__)
+        new = new_of[id(module)]
+        if new is None:
             continue
         parent_name, _, child = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out

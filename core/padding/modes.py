@@ -143,13 +143,16 @@ class PadConv2d(nn.Conv2d):
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, pad_mode: str,
-                  pads: Sequence[int] | str | None = None) -> PadConv2d:
+                  pads: Sequence[int] | str | None = None,
+                  padding: tuple[int, int] | None = None) -> PadConv2d:
         """A ``PadConv2d`` with ``conv``'s geometry, weights, device, dtype and training flag;
-        ``pads`` None keeps a ``PadConv2d``'s explicit pads (none for other convs)."""
+        ``pads`` None keeps a ``PadConv2d``'s explicit pads (none for other convs); ``padding``
+        (None: the conv's) replaces its own symmetric padding."""
         if pads is None and isinstance(conv, PadConv2d):
             pads = conv.extra_pads
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                  conv.padding, conv.dilation, conv.groups, bias=conv.bias is not None,
+                  conv.padding if padding is None else padding, conv.dilation, conv.groups,
+                  bias=conv.bias is not None,
                   device=conv.weight.device, dtype=conv.weight.dtype, pad_mode=pad_mode,
                   pads=pads)
         with torch.no_grad():

@@ -344,6 +344,30 @@ def test_swap_padding_partial_folds_a_pad_module_into_its_conv(caplog) -> None:
     assert isinstance(kept.p1, nn.ZeroPad2d) and "p1 (ZeroPad2d)" in caplog.text
 
 
+def test_swap_padding_replaces_a_module_at_every_place_it_is_used() -> None:
+    """One pad module (and one conv) used twice in a Sequential: both uses take the new mode,
+    as in the model whose convs pad themselves; folded even pads become the conv's own padding,
+    so same="dynamic" leaves them alone; a cropping pad is kept."""
+    torch.manual_seed(0)
+    pad, c1, c2 = nn.ZeroPad2d(1), nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3)
+    net = nn.Sequential(pad, c1, nn.ReLU(), pad, c2).double()
+    ref = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(3, 3, 3, padding=1)).double()
+    ref.load_state_dict({"0.weight": c1.weight, "0.bias": c1.bias, "2.weight": c2.weight,
+                         "2.bias": c2.bias})
+    x = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    for mode in ("reflect", "partial"):
+        swapped = P.swap_padding(net, mode)
+        assert torch.allclose(swapped(x), P.swap_padding(ref, mode)(x)), mode
+    again = P.swap_padding(P.swap_padding(net, "partial"), "keep", same="dynamic")
+    assert torch.allclose(again(x), P.swap_padding(ref, "partial")(x))
+    shared = nn.Sequential(c1, nn.ReLU(), c1)
+    assert all(isinstance(m, P.PadConv2d) for m in P.swap_padding(shared, "reflect")[::2])
+    crop = P.swap_padding(nn.Sequential(nn.ZeroPad2d(-1), nn.Conv2d(3, 3, 3, padding=1)),
+                          "symmetric")
+    assert isinstance(crop[0], nn.ZeroPad2d) and crop[0].padding == (-1, -1, -1, -1)
+
+
 # ----------------------------------------------------------------------------- 6. partial conv
 
 

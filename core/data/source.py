@@ -320,10 +320,15 @@ class StreamReader(Reader):
         ds = ds.with_format(None)
         if buffer_size > 1:
             ds = ds.shuffle(seed=seed, buffer_size=buffer_size)
+        features = ds.features
+        if features is not None:  # images stay encoded until asked for: a file that cannot be
+            # decoded spoils its own item, not the stream (HF's decode error ends the iterator)
+            image = pick_columns(features, image_column, label_column)[0]
+            if isinstance(features[image], datasets.Image):
+                ds = ds.cast_column(image, datasets.Image(decode=False))
         self._it: Iterator[dict[str, Any]] | None = iter(ds)
         self._buf: list[dict[str, Any]] = []
         self.length = None
-        features = ds.features
         if features is None:  # unknown schema (e.g. after .map): infer from the first item
             first = self._pull(0)
             if first is None:

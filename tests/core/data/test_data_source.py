@@ -370,3 +370,24 @@ def test_broken_rows_are_named(tmp_path: Path) -> None:
     assert len(broken) == 1 and readable == [(6, 5), (6, 5)]
     with pytest.raises(ValueError, match=rf"data item {broken[0]}: cannot read the image"):
         source.tensors(list(range(len(source))))
+
+
+def test_an_undecodable_file_in_a_stream_spoils_its_item_only(tmp_path) -> None:
+    """HF's decode error ends a stream's iterator; the adapter keeps images encoded until an
+    item is asked for, so the items after a corrupt file are still there."""
+    import datasets
+    from visloupe.core import profiling
+    from visloupe.core.data import as_image_source
+
+    for k in range(6):
+        Image.new("RGB", (4 + k, 4), (40 * k, 0, 0)).save(tmp_path / f"{k}.png")
+    (tmp_path / "2.png").write_bytes(b"not a png")
+    stream = datasets.load_dataset("imagefolder", data_dir=str(tmp_path),
+                                   split="train").to_iterable_dataset()
+    src = as_image_source(stream, buffer_size=0)
+    with pytest.raises(ValueError, match="data item 2: cannot"):
+        src[2]
+    assert src[3].image.size == (7, 4) and src[5].image.size == (9, 4)
+    profile = profiling.profile_dataset(src)
+    assert len(profile) == 6 and profile["error"].notna().tolist() == [False, False, True,
+                                                                        False, False, False]

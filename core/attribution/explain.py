@@ -30,7 +30,7 @@ from ..models.adapter import (
     logits,
     model_device,
 )
-from ..models.introspection import LayerProposal, resolve_layer
+from ..models.introspection import DryRunError, LayerProposal, resolve_layer
 from .postprocess import (
     REDUCTIONS,
     Postprocess,
@@ -288,8 +288,15 @@ def _attribute(
         if message:
             warnings.warn(message, UserWarning, stacklevel=3)
     with eval_mode(model, modules), torch.enable_grad():
-        target_layer = (resolve_layer(model, layer, x.shape[1:], modules) if spec.needs_layer
-                        else None)
+        try:
+            target_layer = (resolve_layer(model, layer, x.shape[1:], modules)
+                            if spec.needs_layer else None)
+        except DryRunError as err:  # the shape came from inputs, not from an input_shape=
+            cause = err.__cause__
+            raise ValueError(f"inputs: {type(model).__name__} cannot run on inputs of shape "
+                             f"{tuple(x.shape[1:])} per item ({type(cause).__name__}: {cause}); "
+                             "give it the input size and layout it was built for (its "
+                             "preprocess)") from cause
         for start in range(0, n, chunk):
             xc = x[start:start + chunk]
             bc = None if base is None else base[start:start + chunk]

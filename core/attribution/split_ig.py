@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.adapter import as_logits, eval_mode, model_device
+from ..models.adapter import eval_mode, model_device
+from ..models.adapter import logits as model_logits
 from .explain import check_batch_size, check_inputs, resolve_baseline, resolve_targets
 from .registry import MethodSpec, ParamSpec, register_method
 
@@ -49,8 +50,8 @@ STORE_PATH_LIMIT_BYTES = 512 * 2**20
 # --------------------------------------------------------------------------------------------
 
 
-def _logits_2d(output: Any) -> Tensor:
-    logits = as_logits(output)
+def _logits_2d(model: nn.Module, x: Tensor) -> Tensor:
+    logits = model_logits(model, x)
     if logits.dim() != 2:
         raise ValueError(
             f"model output: expected logits of shape (N, num_classes), got {tuple(logits.shape)}"
@@ -62,7 +63,7 @@ def _logits_2d(output: Any) -> Tensor:
 def _forward_logits(model: nn.Module, x: Tensor, batch_size: int | None) -> Tensor:
     """Logits of ``x`` in chunks of ``batch_size`` rows, without gradients."""
     step = x.shape[0] if batch_size is None else batch_size
-    return torch.cat([_logits_2d(model(chunk)) for chunk in x.split(step)])
+    return torch.cat([_logits_2d(model, chunk) for chunk in x.split(step)])
 
 
 def _crossed(outputs: Tensor, fx: Tensor, fb: Tensor, ratio: float) -> Tensor:
@@ -295,7 +296,7 @@ def split_integrated_gradients(
                            for i, lo, hi in segments]).requires_grad_(True)
             row_targets = torch.cat([target_t[i:i + 1].expand(hi - lo) for i, lo, hi in segments])
             with torch.enable_grad():
-                out = _logits_2d(model(z))
+                out = _logits_2d(model, z)
                 if out.shape[0] != z.shape[0]:
                     raise ValueError(f"model output: expected {z.shape[0]} rows, got "
                                      f"{out.shape[0]}")

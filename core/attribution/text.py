@@ -24,7 +24,8 @@ from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 from torch import Tensor, nn
 
 from ..checks import check_int
-from ..models.adapter import as_logits, check_model, eval_mode, model_device
+from ..models.adapter import check_model, eval_mode, model_device
+from ..models.adapter import logits as model_logits
 from .explain import LogitsModule, resolve_targets
 
 __all__ = [
@@ -191,8 +192,8 @@ def token_attributions(
     forward = LogitsModule(model)
     with eval_mode(model):
         with torch.no_grad():
-            logits = as_logits(model(ids))
-            base_logits = as_logits(model(baseline))
+            logits = model_logits(model, ids)
+            base_logits = model_logits(model, baseline, "baseline")
         if logits.dim() != 2:
             raise ValueError(f"model output: expected logits (N, num_classes), got "
                              f"{tuple(logits.shape)}")
@@ -319,7 +320,7 @@ def _token_gradient(model: nn.Module, token_ids: Tensor, target: Any, embedding:
     handle = layer.register_forward_hook(hook)
     try:
         with eval_mode(model), torch.enable_grad():
-            logits = as_logits(model(ids))
+            logits = model_logits(model, ids)
             t = logits.argmax(dim=1) if target is None else resolve_targets(
                 target, ids.shape[0], logits.shape[1]).to(logits.device)
             picked = logits.gather(1, t.view(-1, 1)).sum()

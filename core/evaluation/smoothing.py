@@ -26,7 +26,8 @@ from ..attribution import (
     resolve_text_explainers,
 )
 from ..checks import check_bool, check_seed
-from ..models.adapter import as_logits, check_inputs, check_model, eval_mode, model_device
+from ..models.adapter import check_inputs, check_model, eval_mode, model_device
+from ..models.adapter import logits as model_logits
 from ..models.surgery import (
     AdaptiveLSEPool1d,
     AdaptiveLSEPool2d,
@@ -105,7 +106,7 @@ def smoothing_check(
         xm = x.to(model_device(model))
         if labels is not None:
             with eval_mode(model), torch.no_grad():
-                logits = as_logits(model(xm))
+                logits = model_logits(model, xm)
             if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
                 raise ValueError(f"labels: expected class indices in [0, {logits.shape[1] - 1}] "
                                  f"(models[{model_name!r}] has {logits.shape[1]} outputs), got "

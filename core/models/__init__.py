@@ -12,7 +12,8 @@
 - The model adapter (``adapter.py``), used by every capability for users' own models:
   :func:`as_logits` (tensors, tuples, ``ModelOutput``), :func:`eval_mode`, :func:`model_device`,
   :func:`model_dtype`, :func:`expected_in_channels`, :func:`check_model`, :func:`find_module`,
-  :func:`hooks`, :func:`predict` (batched logits).
+  :func:`hooks`, :func:`predict` (batched logits), :func:`logits` / :func:`run_model` (one call,
+  shape errors naming the inputs).
 - :func:`propose_target_layers` (Grad-CAM layers; token-grid layout for ViT-like models).
 - Persistence without pickle: :func:`save_model`, :func:`load_model`.
 - Surgery (always on a copy): :func:`swap_padding`, :func:`smooth_model` (Softplus / LogSumExp),
@@ -33,6 +34,7 @@ from .adapter import (
     model_device,
     model_dtype,
     predict,
+    run_model,
 )
 from .architectures import (
     ARCHITECTURES,
@@ -97,6 +99,7 @@ __all__ = [
     "model_dtype",
     "predict",
     "propose_target_layers",
+    "run_model",
     "GlobalLSEPool",
     "ImagePreprocess",
     "ResidualBlock",

@@ -71,25 +71,34 @@ tensor a ...", "expected input[1, 1, 8, 8] to have 3 channels", "Kernel size can
 than actual input size")."""
 
 
-def logits(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Tensor:
-    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here).
+_MODEL_BUGS = ("view size is not compatible", "Error(s) in loading state_dict")
+"""Size errors that are bugs in a model's code at any input size: passed on unchanged."""
 
-    A shape error raised inside the model (inputs of a size or layout it was not built for)
-    becomes a ValueError naming ``name`` and the shape, instead of a matrix-multiply message
-    from deep inside the network; other errors pass unchanged."""
+
+def logits(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Tensor:
+    """Call ``model(inputs)`` and return its logits via ``as_logits`` (no grad handling here);
+    shape errors name ``name`` (:func:`run_model`)."""
+    return as_logits(run_model(model, inputs, name))
+
+
+def run_model(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Any:
+    """``model(inputs)``. A shape error raised inside the model (inputs of a size or layout it
+    was not built for) becomes a ValueError naming ``name`` and the per-item shape, instead of
+    a matrix-multiply message from deep inside the network; other errors pass unchanged."""
     try:
-        out = model(inputs)
+        return model(inputs)
     except RuntimeError as err:
         text = str(err)
         oom = getattr(torch, "OutOfMemoryError", None)
         if (oom is not None and isinstance(err, oom)) or "out of memory" in text \
+                or any(bug in text for bug in _MODEL_BUGS) \
                 or not any(word in text for word in _SHAPE_WORDS):
             raise
         raise ValueError(
-            f"{name}: {type(model).__name__} cannot run on a batch of shape "
-            f"{tuple(inputs.shape)} ({text.strip()}); give it the input size and layout it was "
-            "built for (its preprocess)") from err
-    return as_logits(out)
+            f"{name}: {type(model).__name__} cannot run on inputs of shape "
+            f"{tuple(inputs.shape[1:])} per item ({text.strip()}); give it the input size and "
+            "layout it was built for (its preprocess) -- if this is that size, the error is "
+            "inside the model") from err
 
 
 def _walk(model: nn.Module) -> Iterator[nn.Module]:

@@ -256,6 +256,10 @@ def module_ids(model: nn.Module) -> tuple[int, ...]:
     return tuple(map(id, all_modules(model)))
 
 
+class DryRunError(ValueError):
+    """The model could not run on zeros of the input shape given (the cause is chained)."""
+
+
 def trace_output_shapes(
     model: nn.Module, input_shape: Sequence[int] | None = None
 ) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -286,7 +290,7 @@ def trace_output_shapes(
         with eval_mode(model), torch.no_grad():
             model(x)
     except Exception as error:  # noqa: BLE001 - re-raised with context
-        raise ValueError(
+        raise DryRunError(
             f"input_shape: a dry forward pass on zeros of shape {(1, *shape)} failed "
             f"({type(error).__name__}: {error}); pass the input shape the model expects"
         ) from error

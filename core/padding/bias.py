@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from visloupe.core.data import model_inputs
-from visloupe.core.models.adapter import as_logits, model_device, model_dtype
+from visloupe.core.models.adapter import logits as model_logits
+from visloupe.core.models.adapter import model_device, model_dtype, run_model
 
 from ._util import call_names, check_model, eval_mode, hooks
 
@@ -102,7 +103,7 @@ def _default_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
     with hooks(handles), torch.no_grad():
         for n in acts | convs:
             handles.append(modules[n].register_forward_hook(hook))
-        model(x)
+        run_model(model, x)
     chosen = [n for n in seen if n in acts]
     return chosen or [n for n in seen if n in convs]
 
@@ -184,7 +185,7 @@ def mean_feature_maps(
             with hooks(handles):
                 for n in dict.fromkeys(layers):
                     handles.append(modules[n].register_forward_hook(hook))
-                model(x)
+                run_model(model, x, "data")
             count += len(x)
     if count == 0:
         raise ValueError("data: expected at least one input, got none")
@@ -343,7 +344,7 @@ def blind_spot_map(
             for i, (y, x) in enumerate(chunk):
                 region = batch[i, :, y:y + h, x:x + w]
                 batch[i, :, y:y + h, x:x + w] = alpha * stim + (1 - alpha) * region
-            logits = as_logits(model(batch))
+            logits = model_logits(model, batch)
             if logits.dim() != 2:
                 raise ValueError("model: expected logits (N, num_classes) as output, got shape "
                                  f"{tuple(logits.shape)}")

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import check_bool, check_int
-from ..models.adapter import as_logits, model_device, model_dtype
+from ..models.adapter import logits as model_logits
+from ..models.adapter import model_device, model_dtype
 from ._util import check_model as check_padding_model
 from ._util import eval_mode, in_channels
 from .arithmetic import audit_padding, suggest_input_size, uneven_count
@@ -73,7 +74,7 @@ def blind_spot_probe(model: nn.Module, input_size: int, data: torch.Tensor | Non
         h, w = stim.shape[-2:]
         y, x = (n - h) // 2, (n - w) // 2
         centre[:, y:y + h, x:x + w] = stim
-        logits = as_logits(model(centre[None].to(model_device(model))))
+        logits = model_logits(model, centre[None].to(model_device(model)), "input_size")
     if target is None:
         target = int(logits.argmax(1)[0])
     positions = n - stim.shape[-1] + 1

@@ -101,7 +101,7 @@ def confusion(model: nn.Module, source: Any, *,
         for start in range(0, len(keep), int(batch_size)):
             chunk = [i for i, _ in keep[start:start + int(batch_size)]]
             x = src.tensors(chunk, preprocess).to(device=device, dtype=dtype)
-            out = model_logits(model, x)
+            out = model_logits(model, x, "source")
             if out.dim() != 2 or out.shape[0] != len(chunk):
                 raise ValueError(f"model: expected logits of shape (N, K) = ({len(chunk)}, K), "
                                  f"got {tuple(out.shape)}")

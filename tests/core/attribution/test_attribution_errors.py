@@ -262,12 +262,21 @@ def test_inputs_of_the_wrong_size_name_the_inputs() -> None:
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(),
                           nn.Linear(4 * 32 * 32, 5)).eval()
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.rand(2, 3, 64, 64)
     for call in (lambda: predict(model, x), lambda: explain(model, x, 0, "saliency"),
+                 lambda: explain(model, x, 0, "integrated_gradients"),  # a bigger inner batch
+                 lambda: explain(model, x, 0, "grad_cam"),  # its layer search runs first
                  lambda: infidelity(model, x, "saliency", n_samples=2)):
-        with pytest.raises(ValueError, match=r"inputs: Sequential cannot run on a batch of "
-                                             r"shape \(1, 3, 64, 64\) \(mat1 and mat2"):
+        with pytest.raises(ValueError, match=r"inputs: Sequential cannot run on inputs of "
+                                             r"shape \(3, 64, 64\) per item \(.*mat1 and mat2"):
             call()
+
+    class NotContiguous(nn.Module):  # a bug at any input size: passed on unchanged
+        def forward(self, x):
+            return x.transpose(2, 3).view(x.shape[0], -1)[:, :5]
+
+    with pytest.raises(RuntimeError, match="^view size is not compatible"):
+        predict(NotContiguous(), x)
 
     class Broken(nn.Module):
         def forward(self, x):

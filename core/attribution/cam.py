@@ -25,6 +25,8 @@ simplification ``Y = exp(S)`` of §3.3): with ``g = ∂S/∂A^k_ij``
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +61,21 @@ def _with_first(output: tuple | list, first: Tensor) -> object:
         return output
 
 
+def _with_item(output: Mapping, key: Any, value: Tensor) -> object:
+    """``output`` (a dict or ModelOutput) with ``value`` under ``key``; the same object when
+    its type cannot be rebuilt (logged, as in :func:`_with_first`)."""
+    items = {**output, key: value}
+    kind = type(output)
+    for build in (lambda: kind(**items), lambda: kind(items)):
+        try:
+            return build()
+        except Exception:  # noqa: BLE001 - try the other constructor form
+            continue
+    logger.info("Grad-CAM: cannot rebuild a %s output; its %r item is not copied",
+                kind.__name__, key)
+    return output
+
+
 def capture_layer(
     forward: nn.Module, module: nn.Module, inputs: Tensor, target: Tensor
 ) -> tuple[Tensor, Tensor]:
@@ -76,6 +93,12 @@ def capture_layer(
         if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
             store["act"] = output[0]
             return _with_first(output, output[0].clone())
+        if isinstance(output, Mapping):  # a dict or HF ModelOutput: its logits, else first tensor
+            key = "logits" if isinstance(output.get("logits"), Tensor) else next(
+                (k for k, v in output.items() if isinstance(v, Tensor)), None)
+            if key is not None:
+                store["act"] = output[key]
+                return _with_item(output, key, output[key].clone())
         return None
 
     handle = module.register_forward_hook(hook)
@@ -87,6 +110,11 @@ def capture_layer(
     if "act" not in store:
         raise ValueError("layer: the module produced no tensor output in the forward pass")
     act = store["act"]
+    if not act.requires_grad:
+        raise ValueError("layer: its output is outside the autograd graph (computed under "
+                         "torch.no_grad() or detached in the model's forward), so it has no "
+                         "gradient for Grad-CAM; pick a layer the logits are differentiated "
+                         "through")
     score = out.gather(1, target.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(score, act, allow_unused=True)
     if grad is None:

@@ -465,8 +465,8 @@ def propose_target_layers(
             reason += (f"; later spatial layers run more than once per forward pass (shared "
                        f"weights) and are skipped, their activations being ambiguous: "
                        f"{', '.join(shared[:4])}{' ...' if len(shared) > 4 else ''}")
-            logger.warning("propose_target_layers: skipping shared layers %s; proposing %s",
-                           shared, name)
+            logger.info("propose_target_layers: skipping shared layers %s; proposing %s",
+                        shared, name)
         proposals.append(LayerProposal(name, module, kind, reason, token_layout, out_shape))
         seen.add(name)
         if len(proposals) >= limit:

@@ -3,6 +3,7 @@ layer, 0/1 uint8 object masks, occlusion on a float64 model."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from visloupe.core import attribution as A
@@ -87,3 +88,45 @@ def test_cams_of_a_named_tuple_layer_followed_by_an_inplace_relu() -> None:
         plain = A.explain(_PairNet(False).eval(), x, 1, method, layer="block")
         inplace = A.explain(_PairNet(True).eval(), x, 1, method, layer="block")
         torch.testing.assert_close(inplace, plain, rtol=0, atol=1e-6)
+
+
+class _DictBlock(nn.Module):
+    """A layer returning a dict, as HF encoders return ModelOutputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        y = self.conv(x)
+        return {"features": y, "aux": y.mean()}
+
+
+class _DictNet(nn.Module):
+    def __init__(self, no_grad: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.block = _DictBlock()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        self.no_grad = no_grad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(not self.no_grad):
+            out = self.block(x)
+        return self.head(torch.relu_(out["features"]))
+
+
+def test_grad_cam_on_a_dict_layer_and_on_a_layer_outside_the_graph() -> None:
+    """A dict output's tensor is captured (and copied, so the in-place ReLU after it does not
+    change the map); a layer computed under no_grad is named, not a bare autograd error."""
+    from captum.attr import LayerGradCam
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) - 0.5
+    model = _DictNet().eval()
+    cam = A.explain(model, x, 1, "grad_cam", layer="block.conv")
+    ref = LayerGradCam(model, model.block.conv).attribute(x, target=1, relu_attributions=True)
+    torch.testing.assert_close(A.explain(model, x, 1, "grad_cam", layer="block"), cam)
+    torch.testing.assert_close(cam[:, None], torch.nn.functional.interpolate(
+        ref, size=(8, 8), mode="bilinear", align_corners=False), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="layer: its output is outside the autograd graph"):
+        A.explain(_DictNet(no_grad=True).eval(), x, 1, "grad_cam", layer="block")

@@ -210,7 +210,7 @@ class _SharedTail(nn.Module):
 def test_falling_back_past_shared_layers_says_so(caplog):
     """Grad-CAM on the stem of a shared-tail model is a real choice, not a silent one: the
     proposal's reason and a warning name the skipped shared layers."""
-    with caplog.at_level("WARNING", logger="visloupe.core.models.introspection"):
+    with caplog.at_level("INFO", logger="visloupe.core.models.introspection"):
         best = propose_target_layers(_SharedTail(), (3, 8, 8))[0]
     assert best.name == "stem"
     assert "block (2 calls)" in best.reason and "shared" in best.reason

@@ -7,7 +7,8 @@
   (model-parameter randomisation, Adebayo et al., NeurIPS 2018). Each shard calls the same
   public functions a notebook calls; results are Parquet, one row per evaluated item with its
   ``row_id``, written per shard atomically under a manifest, so a rerun resumes and a finished
-  job costs no model call.
+  job costs no model call. A row whose image cannot be read costs only itself: it is listed in
+  the ``unreadable`` table (``row_id``, ``error``; ``embed``: its ``profile`` row says why).
 - :func:`load_results` -> :class:`Results` (tables and manifest); :func:`decode_maps` for the
   stored saliency maps; :func:`row_seed` (per-image seeds, independent of the sharding).
 - The ``visloupe`` command line (:mod:`.cli`): ``visloupe run JOB ...``, ``visloupe show DIR``.

@@ -226,10 +226,11 @@ class Results:
 
     @property
     def row_ids(self) -> list[int]:
-        """The data set rows the stored tables cover, ascending."""
+        """The data set rows the stored tables cover, ascending (not the ``unreadable`` ones,
+        which have no results)."""
         ids: set[int] = set()
         for name, table in self.tables.items():
-            if name != "summary" and "row_id" in table.columns:
+            if name not in ("summary", "unreadable") and "row_id" in table.columns:
                 ids.update(int(i) for i in table["row_id"].unique())
         return sorted(ids)
 

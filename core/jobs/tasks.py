@@ -12,6 +12,7 @@ randomisation test, whose re-initialised weights come from ``seed`` alone) run w
 from __future__ import annotations
 
 import hashlib
+import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from .worker import ShardWorker
 
 __all__ = ["JOBS", "JobDef", "row_seed"]
+
+logger = logging.getLogger(__name__)
 
 Compute = Callable[["ShardWorker", list[int]], dict[str, pd.DataFrame]]
 Summarize = Callable[[Mapping[str, pd.DataFrame], Mapping[str, Any]], pd.DataFrame]
@@ -64,6 +67,35 @@ def _device_inputs(worker: ShardWorker, rows: Sequence[int]) -> torch.Tensor:
     return x.to(model_device(worker.model))
 
 
+def _readable(worker: ShardWorker, rows: Sequence[int]) -> tuple[list[int], pd.DataFrame]:
+    """The rows whose images decode, and the ``unreadable`` table ``(row_id, error)`` of the
+    others: one corrupt file costs its own row, not the shard (the jobs' ``embed`` reads the
+    same rows through its profile)."""
+    src = worker.data.source
+    try:
+        src.images(list(rows))
+        return list(rows), _unreadable([])
+    except Exception:  # noqa: BLE001 - find the bad rows one by one
+        pass
+    ok: list[int] = []
+    bad: list[tuple[int, str]] = []
+    for row in rows:
+        try:
+            src.images([row])
+            ok.append(row)
+        except Exception as err:  # noqa: BLE001 - recorded per row
+            bad.append((row, f"{type(err).__name__}: {err}"))
+    if bad:
+        logger.warning("%d of %d rows of this shard cannot be read (first: row %d, %s); they "
+                       "are listed in the 'unreadable' table", len(bad), len(rows), *bad[0])
+    return ok, _unreadable(bad)
+
+
+def _unreadable(bad: Sequence[tuple[int, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"row_id": np.asarray([r for r, _ in bad], dtype=np.int64),
+                         "error": pd.Series([e for _, e in bad], dtype=object)})
+
+
 def _labels(worker: ShardWorker, rows: Sequence[int]) -> list[int | None]:
     return worker.data.source.label_values(rows)
 
@@ -74,6 +106,8 @@ def _nullable_ints(values: Sequence[int | None]) -> pd.Series:
 
 def _records_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per record, the ``label`` column as nullable ints (rows without a label)."""
+    if not records:  # a shard whose every row was unreadable
+        return pd.DataFrame()
     df = pd.DataFrame(records)
     df["label"] = _nullable_ints(df["label"].tolist())
     return df
@@ -89,6 +123,7 @@ def _attribution(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame
 
     opts = worker.options
     target, store = opts["target"], opts["store_maps"]
+    rows, unreadable = _readable(worker, rows)
     records: list[dict[str, Any]] = []
     for chunk in _chunks(rows, worker.batch_size):
         x = _device_inputs(worker, chunk)
@@ -121,7 +156,7 @@ def _attribution(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame
                 if store:
                     rec["map"] = m.contiguous().numpy().tobytes()
                 records.append(rec)
-    return {"maps": _records_table(records)}
+    return {"maps": _records_table(records), "unreadable": unreadable}
 
 
 def _attribution_summary(tables: Mapping[str, pd.DataFrame],
@@ -147,6 +182,7 @@ def _cose(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
     from ..evaluation import cose, pixel_data
 
     opts = worker.options
+    rows, unreadable = _readable(worker, rows)
     pairs, images = [], []
     for row in rows:
         pdata = pixel_data(worker.data.source, worker.preprocess, indices=[row])
@@ -164,7 +200,8 @@ def _cose(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
             table.insert(0, "row_id", row)
             pairs.append(table)
             images.append({"row_id": row, **report.to_dict(), "explainer": name})
-    return {"pairs": pd.concat(pairs, ignore_index=True), "images": pd.DataFrame(images)}
+    return {"pairs": pd.concat(pairs, ignore_index=True) if pairs else pd.DataFrame(),
+            "images": pd.DataFrame(images), "unreadable": unreadable}
 
 
 def _cose_summary(tables: Mapping[str, pd.DataFrame],
@@ -197,6 +234,7 @@ def _robustness(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]
     from ..models import predict
 
     opts = worker.options
+    rows, unreadable = _readable(worker, rows)
     records = []
     for chunk in _chunks(rows, worker.batch_size):
         x = _device_inputs(worker, chunk)
@@ -216,7 +254,7 @@ def _robustness(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]
                     "prediction": int(ti), "correct": labels[k] is not None
                     and int(ti) == labels[k], "infidelity": float(inf[0]),
                     "max_sensitivity": float(sens[0])})
-    return {"scores": _records_table(records)}
+    return {"scores": _records_table(records), "unreadable": unreadable}
 
 
 def _robustness_summary(tables: Mapping[str, pd.DataFrame],
@@ -281,6 +319,7 @@ def _sanity(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
     from ..evaluation import run_randomization
 
     opts = worker.options
+    rows, unreadable = _readable(worker, rows)
     frames = []
     for chunk in _chunks(rows, worker.batch_size):
         x = _device_inputs(worker, chunk)
@@ -293,7 +332,8 @@ def _sanity(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
         records.insert(0, "row_id", records["input"].to_numpy())
         records["target"] = result.targets.numpy()[position]
         frames.append(records)
-    return {"records": pd.concat(frames, ignore_index=True)}
+    return {"records": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+            "unreadable": unreadable}
 
 
 def _sanity_summary(tables: Mapping[str, pd.DataFrame],
@@ -307,17 +347,18 @@ def _sanity_summary(tables: Mapping[str, pd.DataFrame],
 JOBS: dict[str, JobDef] = {
     "attribution": JobDef(
         "attribution", "saliency maps per image and explainer (stored compressed unless "
-        "store_maps=false)", ("maps",),
+        "store_maps=false); unreadable rows listed apart", ("maps", "unreadable"),
         {"target": "predicted", "store_maps": True, "postprocess": None, "reduce": None},
         _attribution, _attribution_summary),
     "cose": JobDef(
         "cose", "COSE consistency/sensitivity pairs per image and explainer, and the paper's "
-        "summary", ("pairs", "images"),
+        "summary", ("pairs", "images", "unreadable"),
         {"transforms": None, "magnitudes_per_transform": 6, "alt_models": [],
          "win_size": 5, "postprocess": "paper", "quantize": None},
         _cose, _cose_summary, labels=True),
     "robustness": JobDef(
-        "robustness", "infidelity and max-sensitivity per image and explainer", ("scores",),
+        "robustness", "infidelity and max-sensitivity per image and explainer",
+        ("scores", "unreadable"),
         {"infidelity_kwargs": {}, "max_sensitivity_kwargs": {}},
         _robustness, _robustness_summary),
     "embed": JobDef(
@@ -325,6 +366,6 @@ JOBS: dict[str, JobDef] = {
         ("embeddings", "profile"), {"layer": None}, _embed, _embed_summary, explainers=False),
     "sanity": JobDef(
         "sanity", "randomisation sanity check per image, step, explainer and measure",
-        ("records",), {"mode": "cascading", "layers": None, "measures": None},
+        ("records", "unreadable"), {"mode": "cascading", "layers": None, "measures": None},
         _sanity, _sanity_summary),
 }

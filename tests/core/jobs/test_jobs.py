@@ -253,6 +253,18 @@ def test_embed_job_goes_on_past_an_unreadable_file(tmp_path, shapes):
     source = as_image_source(str(folder))
     expected = embed(model, source, preprocess=pre, cache=False, indices=readable)
     np.testing.assert_allclose(np.stack(res["embeddings"].embedding), expected, atol=1e-6)
+    # the other jobs list it apart and compute every other row
+    for job, table, kwargs in (("attribution", "maps", {"explainers": ["saliency"]}),
+                               ("sanity", "records", {"explainers": ["saliency"]}),
+                               ("robustness", "scores", {"explainers": ["saliency"],
+                                                         "infidelity_kwargs": {"n_samples": 2},
+                                                         "max_sensitivity_kwargs": {
+                                                             "n_samples": 2}})):
+        other = jobs.run(job, data=str(folder), split=None, model=MODEL, shard_size=4,
+                         out=tmp_path / job, **kwargs)
+        assert other["unreadable"].row_id.tolist() == errors, job
+        assert "cannot read" in other["unreadable"].error.iloc[0]
+        assert sorted(other[table].row_id.unique()) == readable == other.row_ids, job
 
 
 # --------------------------------------------------------------------------- resumption

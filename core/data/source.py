@@ -875,14 +875,31 @@ def _from_dataset_dict(dd: datasets.DatasetDict, split: str | None) -> datasets.
     return dd[split]
 
 
+def _open_folder(folder: Path, name: str) -> Any:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    if not files:
+        raise ValueError(f"{name}: folder {str(folder)!r} contains no files")
+    if any((folder / f).is_file() for f in ("dataset_info.json", "dataset_dict.json")):
+        return datasets.load_from_disk(str(folder))  # written by save_to_disk
+    images = set(Image.registered_extensions())
+    if any(p.suffix.lower() in images for p in files):
+        return datasets.load_dataset("imagefolder", data_dir=str(folder))
+    try:
+        return datasets.load_dataset(str(folder))
+    except Exception as err:  # noqa: BLE001 - re-raised naming the argument
+        kinds = sorted({p.suffix or p.name for p in files})[:6]
+        raise ValueError(f"{name}: folder {str(folder)!r} holds no image files (found "
+                         f"{kinds}) and datasets.load_dataset cannot read it either "
+                         f"({type(err).__name__}: {err})") from err
+
+
 def open_dataset(data: Any, split: str | None, name: str = "data") -> Any:
-    """A folder path -> its ``imagefolder`` Dataset; a ``DatasetDict`` -> the ``split`` asked
-    for (or its only one); anything else unchanged."""
+    """A folder path -> its data set: one saved with ``save_to_disk`` is loaded from disk, one
+    holding image files is read as ``imagefolder`` (class subfolders), any other (Parquet,
+    Arrow, CSV, JSON files) with ``datasets.load_dataset(folder)``; a ``DatasetDict`` -> the
+    ``split`` asked for (or its only one); anything else unchanged."""
     if isinstance(data, (str, os.PathLike)) and Path(data).is_dir():
-        folder = Path(data)
-        if not any(p.is_file() for p in folder.rglob("*")):
-            raise ValueError(f"{name}: folder {str(folder)!r} contains no files")
-        data = datasets.load_dataset("imagefolder", data_dir=str(folder))
+        data = _open_folder(Path(data), name)
     if isinstance(data, datasets.DatasetDict):
         data = _from_dataset_dict(data, split)
     return data

@@ -391,3 +391,23 @@ def test_an_undecodable_file_in_a_stream_spoils_its_item_only(tmp_path) -> None:
     profile = profiling.profile_dataset(src)
     assert len(profile) == 6 and profile["error"].notna().tolist() == [False, False, True,
                                                                         False, False, False]
+
+
+def test_a_folder_holding_a_saved_or_parquet_dataset_is_read_as_one(tmp_path) -> None:
+    """Only a folder of image files is an imagefolder; save_to_disk output is loaded from disk
+    and Parquet files with datasets.load_dataset (it was read as an empty imagefolder)."""
+    import datasets
+    from visloupe.core.data import as_image_source
+
+    rows = {"image": [Image.new("RGB", (4 + k, 4)) for k in range(3)], "label": [0, 1, 0]}
+    ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    ds.save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "parquet").mkdir()
+    ds.to_parquet(str(tmp_path / "parquet" / "train.parquet"))
+    for folder in ("saved", "parquet"):
+        src = as_image_source(str(tmp_path / folder))
+        assert src.length == 3 and src[2].image.size == (6, 4) and src[1].label == 1, folder
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.bin").write_bytes(b"\0\1")
+    with pytest.raises(ValueError, match=r"data: folder .* holds no image files"):
+        as_image_source(str(tmp_path / "notes"))

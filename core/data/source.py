@@ -91,14 +91,29 @@ def _array_to_u8(arr: np.ndarray, arg: str) -> np.ndarray:
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo < 0 or hi > 255:
             raise ValueError(f"{arg}: expected integer pixel values in [0, 255], got range "
-                             f"[{lo}, {hi}] with dtype {arr.dtype}")
+                             f"[{lo}, {hi}] with dtype {arr.dtype} (gray uint16 arrays are read "
+                             "as 16-bit images, with max_value= for their white level; scale "
+                             "others to uint8 or to floats in [0, 1])")
         arr = arr.astype(np.uint8)
     else:
         raise TypeError(f"{arg}: unsupported pixel dtype {arr.dtype}")
     return arr
 
 
+def _sixteen_bit_gray(arr: np.ndarray) -> np.ndarray | None:
+    """A uint16 gray array ``(H, W)`` (or ``(H, W, 1)``, ``(1, H, W)``), else None: a 16-bit
+    image, kept at its depth (``to_rgb`` scales it by the data set's ``max_value``)."""
+    if arr.dtype != np.uint16:
+        return None
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.reshape(arr.shape[1:] if arr.shape[0] == 1 else arr.shape[:2])
+    return arr if arr.ndim == 2 else None
+
+
 def _array_to_pil(arr: np.ndarray, arg: str) -> Image.Image:
+    gray16 = _sixteen_bit_gray(arr)
+    if gray16 is not None:
+        return Image.fromarray(np.ascontiguousarray(gray16))  # mode I;16
     return Image.fromarray(np.ascontiguousarray(_array_to_u8(arr, arg)))
 
 
@@ -195,14 +210,14 @@ def rgb_pixels(image: Any, max_value: float | None = None, arg: str = "data"
     """
     if isinstance(image, torch.Tensor):
         image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray) and _sixteen_bit_gray(image) is None:
         u8 = _array_to_u8(image, arg)
         if u8.ndim == 2:
             return "L", np.repeat(u8[..., None], 3, axis=2)
         if u8.shape[-1] == 3:
             return "RGB", u8
         img = Image.fromarray(np.ascontiguousarray(u8))  # RGBA: composite on white
-    else:
+    else:  # PIL images, paths, bytes and 16-bit gray arrays
         img = to_pil(image, arg)
     return img.mode, np.asarray(to_rgb(img, max_value), dtype=np.uint8)
 

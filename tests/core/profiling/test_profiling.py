@@ -738,3 +738,19 @@ def test_high_bit_images_reach_the_model_scaled_not_clipped() -> None:
     assert float(src.tensors([0], pixels).mean()) == pytest.approx(0.5, abs=2e-3)
     assert float(data.as_image_source([twelve]).tensors([0]).mean()) == pytest.approx(
         4095 / 65535 / 2, abs=1e-3)  # without a white level: the mode's range
+
+
+def test_a_uint16_gray_stack_is_read_as_16_bit_images() -> None:
+    """Microscopy-style ``(N, H, W)`` uint16 arrays: 16-bit images scaled by max_value (they
+    were refused as 'integer pixel values in [0, 255]')."""
+    stack = (np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8) * 4095).astype(np.uint16)
+    src = data.as_image_source(stack, max_value=4095)
+    assert src[0].image.mode == "I;16"
+    expected = [float(np.round(a / 4095 * 255).mean() / 255) for a in stack]
+    for df in (vds.profile_dataset(src), vds.profile_dataset(stack, max_value=4095)):
+        assert df["error"].isna().all()
+        assert df["brightness"].tolist() == pytest.approx(expected, abs=1e-6)
+    assert float(src.tensors([2]).mean()) == pytest.approx(float(stack[2].mean() / 4095),
+                                                           abs=1e-6)
+    with pytest.raises(ValueError, match="gray uint16 arrays are read as 16-bit images"):
+        data.as_image_source(np.full((1, 4, 4, 3), 300, np.uint16))[0]

@@ -124,6 +124,8 @@ def randomizable_layers(model: nn.Module, inputs: Tensor | None = None) -> list[
                 order.append(name)
             outputs.setdefault(name, []).extend(_grad_tensors(out))
         handles.append(module.register_forward_hook(hook))
+    if isinstance(inputs, Tensor) and inputs.dim() == 4:  # images: the explainers' checks
+        inputs = check_inputs(model, inputs)
     x = inputs[:1].to(model_device(model))
     if x.is_floating_point():  # outputs join the graph even if weights are frozen
         x = x.detach().to(model_dtype(model)).requires_grad_(True)

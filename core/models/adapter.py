@@ -87,6 +87,13 @@ def run_model(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Any:
     a matrix-multiply message from deep inside the network; other errors pass unchanged."""
     try:
         return model(inputs)
+    except IndexError as err:  # an embedding lookup of an id past the vocabulary
+        if inputs.is_floating_point() or "index out of range" not in str(err):
+            raise
+        emb = next((m for m in _walk(model) if isinstance(m, nn.Embedding)), None)
+        rows = f" ({emb.num_embeddings} rows in the embedding)" if emb is not None else ""
+        raise ValueError(f"{name}: token ids must lie in the model's vocabulary{rows}, got ids "
+                         f"from {int(inputs.min())} to {int(inputs.max())}") from err
     except RuntimeError as err:
         text = str(err)
         oom = getattr(torch, "OutOfMemoryError", None)

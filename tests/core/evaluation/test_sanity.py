@@ -437,3 +437,14 @@ def test_text_input_multiplier_follows_embedding_norms() -> None:
     assert summary.loc["input_x_gradient", "input_structure"] > 0.5
     assert summary.loc["input_x_gradient", "input_structure"] > \
         summary.loc["saliency", "input_structure"] + 0.3
+
+
+def test_bad_inputs_to_the_layer_search_are_named() -> None:
+    """Ids past the vocabulary and integer images: clear errors naming the inputs, not an
+    IndexError from the embedding or a dtype mismatch from the first conv."""
+    text = TextCNN(vocab_size=20, num_classes=2)
+    with pytest.raises(ValueError, match=r"inputs: token ids must lie in the model's "
+                                         r"vocabulary \(20 rows in the embedding\)"):
+        randomizable_layers(text, torch.tensor([[1, 2, 25, 3, 4]]))
+    with pytest.raises(TypeError, match="integer images must be preprocessed"):
+        randomizable_layers(_cnn(), torch.zeros(1, 3, 16, 16, dtype=torch.uint8))

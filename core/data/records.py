@@ -201,6 +201,11 @@ def records(source: Any, sample: int | None, seed: int, image_column: str | None
     data = open_dataset(source, split, "source")
     is_folder = isinstance(source, (str, os.PathLike)) and data is not source
     kind_prefix = f"folder {str(source)!r}: " if is_folder else ""
+    if isinstance(data, ImageSource):
+        for arg, value in (("image_column", image_column), ("label_column", label_column)):
+            if value is not None:
+                raise ValueError(f"{arg}: an ImageSource has its columns already; pass "
+                                 f"{arg}={value!r} to as_image_source instead")
     if isinstance(data, ImageSource) and isinstance(data._reader, HFReader) \
             and data._parent is None:
         reader = data._reader

@@ -332,8 +332,11 @@ def _sanity(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
         records.insert(0, "row_id", records["input"].to_numpy())
         records["target"] = result.targets.numpy()[position]
         frames.append(records)
-    return {"records": pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
-            "unreadable": unreadable}
+    if not frames:
+        return {"records": pd.DataFrame(), "unreadable": unreadable}
+    records = pd.concat(frames, ignore_index=True)  # in row order, whatever the batch size
+    records = records.sort_values(["row_id", "step", "explainer", "measure"], kind="stable")
+    return {"records": records.reset_index(drop=True), "unreadable": unreadable}
 
 
 def _sanity_summary(tables: Mapping[str, pd.DataFrame],

@@ -204,6 +204,8 @@ def test_sanity_rows_equal_run_randomization(tmp_path, shapes):
     # float32 convolutions round differently in batches of 3 and of 6, and a rank correlation
     # of a randomised model's near-flat map turns that into ~1e-5 differences
     np.testing.assert_allclose(got.similarity, expected.similarity, atol=5e-4)
+    stored = res["records"]  # stored in row order whatever the batch size
+    assert stored.row_id.tolist() == sorted(stored.row_id.tolist())
     assert got.layer.tolist() == expected.layer.tolist()
     pd.testing.assert_frame_equal(res.summary, full.to_dataframe(), check_exact=False,
                                   atol=5e-4)

@@ -754,3 +754,9 @@ def test_a_uint16_gray_stack_is_read_as_16_bit_images() -> None:
                                                            abs=1e-6)
     with pytest.raises(ValueError, match="gray uint16 arrays are read as 16-bit images"):
         data.as_image_source(np.full((1, 4, 4, 3), 300, np.uint16))[0]
+
+
+def test_columns_given_beside_an_image_source_are_refused() -> None:
+    src = data.as_image_source(data.load_builtin("shapes", "test").select(range(2)))
+    with pytest.raises(ValueError, match="image_column: an ImageSource has its columns"):
+        vds.profile_dataset(src, image_column="nope")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,6 @@ import torch
 from PIL import Image
 
 from .source import (
-    LABEL_NAMES,
     STREAM_LIMIT,
     HFReader,
     ImageSource,
@@ -73,14 +71,6 @@ def hf_columns(features: Mapping[str, Any], image_column: str | None,
     string) is ignored with a warning, so the profile has no labels rather than wrong ones.
     """
     image, label, _ = pick_columns(features, image_column, label_column)
-    if label is None and label_column is None:
-        odd = [c for c in features if c in LABEL_NAMES and c != image]
-        if odd:
-            col = odd[0]
-            warnings.warn(
-                f"label_column: column {col!r} is {features[col]!r}, not categorical (ClassLabel "
-                "or integer); treating the data as unlabelled. Encode it with "
-                f"ds.class_encode_column({col!r}) to use it as the label.", stacklevel=3)
     return image, label
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,12 @@ def pick_columns(features: Mapping[str, Any], image_column: str | None,
         ints = [c for c in cols if c in LABEL_NAMES and isinstance(features[c], datasets.Value)
                 and features[c].dtype.startswith(("int", "uint"))]
         label = (labels or ints or [None])[0]
+        odd = [c for c in cols if c in LABEL_NAMES and c != image and label is None]
+        if odd:
+            warnings.warn(
+                f"label_column: column {odd[0]!r} is {features[odd[0]]!r}, not categorical "
+                "(ClassLabel or integer); treating the data as unlabelled. Encode it with "
+                f"ds.class_encode_column({odd[0]!r}) to use it as the label.", stacklevel=3)
     mask = "mask" if ("mask" in features and isinstance(features["mask"], datasets.Image)
                       and image != "mask") else None
     return image, label, mask

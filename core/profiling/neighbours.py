@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from visloupe.core.data import HIGH_BIT_MODES, as_image_source, to_rgb
+from visloupe.core.data import HIGH_BIT_MODES, as_image_source, check_max_value, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +187,13 @@ def _tiny_descriptor(img: Image.Image, side: int = 16, max_value: float | None =
     return v - v.mean()
 
 
-def _source_scan(source: Any, limit: int | None, progress: Callable | None, describe: bool
+def _source_scan(source: Any, limit: int | None, progress: Callable | None, describe: bool,
+                 max_value: float | None = None
                  ) -> tuple[list[int], list[str | None], np.ndarray | None]:
     """Item indices, pixel hashes (None for unreadable items) and, if ``describe``, the
     thumbnail descriptors of every item; HF data are read in batches of rows."""
     src = as_image_source(source, name="embeddings_or_source")
+    white = src.max_value if max_value is None else max_value
     idx = src.indices(None, limit)
     hashes: list[str | None] = []
     desc: list[np.ndarray | None] = []
@@ -212,7 +214,7 @@ def _source_scan(source: Any, limit: int | None, progress: Callable | None, desc
             ok = img is not None and img.width > 0 and img.height > 0
             hashes.append(_pixel_hash(img) if ok else None)
             if describe:
-                desc.append(_tiny_descriptor(img, max_value=src.max_value) if ok else None)
+                desc.append(_tiny_descriptor(img, max_value=white) if ok else None)
         if progress is not None:
             progress(len(hashes), len(idx))
     if not describe:
@@ -225,7 +227,8 @@ def _source_scan(source: Any, limit: int | None, progress: Callable | None, desc
 def near_duplicates(embeddings_or_source: Any, threshold: float = 0.05, *,
                     metric: str = "cosine", embeddings: Any = None, chunk_size: int | None = None,
                     max_pairs: int = 100_000, limit: int | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                    progress: Callable[[int, int], None] | None = None,
+                    max_value: float | None = None) -> pd.DataFrame:
     """Pairs of items that look the same: ``DataFrame(i, j, distance, exact)`` with ``i < j``,
     exact duplicates first, then by distance.
 
@@ -237,7 +240,8 @@ def near_duplicates(embeddings_or_source: Any, threshold: float = 0.05, *,
       pixels (``exact`` True, distance 0), and near ones by ``embeddings=`` (rows aligned with
       the items) if given, else by a 16x16 thumbnail descriptor (mean-centred RGB, so e.g. a
       brightness shift does not hide a copy; flat single-colour images match only exact copies).
-      ``i``/``j`` are item indices.
+      ``i``/``j`` are item indices. High-bit images are hashed at their depth and described at
+      the data set's white level: ``max_value`` if given, else an ``ImageSource``'s own.
 
     Memory stays at ``chunk_size x N`` distances at a time (``chunk_size`` None: blocks of
     about 16 MiB). At most ``max_pairs`` pairs (the
@@ -262,7 +266,8 @@ def near_duplicates(embeddings_or_source: Any, threshold: float = 0.05, *,
         ids = np.arange(x.shape[0])
     else:
         idx, hashes, desc = _source_scan(embeddings_or_source, limit, progress,
-                                         describe=embeddings is None)
+                                         describe=embeddings is None,
+                                         max_value=check_max_value(max_value))
         ids = np.asarray(idx)
         groups: dict[str, list[int]] = {}
         for pos, h in enumerate(hashes):

@@ -411,3 +411,13 @@ def test_a_folder_holding_a_saved_or_parquet_dataset_is_read_as_one(tmp_path) ->
     (tmp_path / "notes" / "a.bin").write_bytes(b"\0\1")
     with pytest.raises(ValueError, match=r"data: folder .* holds no image files"):
         as_image_source(str(tmp_path / "notes"))
+
+
+def test_a_string_label_column_is_dropped_with_a_warning() -> None:
+    import datasets
+    from visloupe.core.data import as_image_source
+
+    ds = datasets.Dataset.from_dict({"image": [Image.new("RGB", (4, 4))], "label": ["cat"]})
+    with pytest.warns(UserWarning, match=r"label_column: column 'label' .*class_encode_column"):
+        src = as_image_source(ds.cast_column("image", datasets.Image()))
+    assert src[0].label is None

@@ -707,6 +707,11 @@ def test_sixteen_bit_images_are_profiled_and_hashed_at_their_depth() -> None:
     pairs = vds.near_duplicates(images, threshold=0.0)
     exact = {(int(r.i), int(r.j)) for r in pairs.itertuples() if r.exact}
     assert exact == {(0, 2)}
+    # near duplicates at the 12-bit white level: the three thumbnails match
+    near = vds.near_duplicates(images, threshold=1e-3, max_value=4095)
+    assert {(int(r.i), int(r.j)) for r in near.itertuples()} == {(0, 1), (0, 2), (1, 2)}
+    with pytest.raises(ValueError, match="max_value"):
+        vds.near_duplicates(images, max_value=-1)
     twelve_bit = a / 4095 * 255
     expected = float(np.round(twelve_bit).mean() / 255)
     by_source = vds.profile_dataset(data.as_image_source(images, max_value=4095))

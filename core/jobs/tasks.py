@@ -72,19 +72,21 @@ def _readable(worker: ShardWorker, rows: Sequence[int]) -> tuple[list[int], pd.D
     others: one corrupt file costs its own row, not the shard (the jobs' ``embed`` reads the
     same rows through its profile)."""
     src = worker.data.source
-    try:
-        src.images(list(rows))
-        return list(rows), _unreadable([])
-    except Exception:  # noqa: BLE001 - find the bad rows one by one
-        pass
     ok: list[int] = []
     bad: list[tuple[int, str]] = []
-    for row in rows:
+    for chunk in _chunks(rows, 64):  # a few decoded images at a time, whatever the shard size
         try:
-            src.images([row])
-            ok.append(row)
-        except Exception as err:  # noqa: BLE001 - recorded per row
-            bad.append((row, f"{type(err).__name__}: {err}"))
+            src.images(chunk)
+            ok.extend(chunk)
+            continue
+        except Exception:  # noqa: BLE001 - find the bad rows one by one
+            pass
+        for row in chunk:
+            try:
+                src.images([row])
+                ok.append(row)
+            except Exception as err:  # noqa: BLE001 - recorded per row
+                bad.append((row, f"{type(err).__name__}: {err}"))
     if bad:
         logger.warning("%d of %d rows of this shard cannot be read (first: row %d, %s); they "
                        "are listed in the 'unreadable' table", len(bad), len(rows), *bad[0])

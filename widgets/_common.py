@@ -18,6 +18,7 @@ from visloupe.core.checks import (  # noqa: F401 - the shared checks, used by th
     check_bool,
     check_int,
 )
+from visloupe.core.data import HIGH_BIT_MODES, to_rgb
 
 from . import render
 from .style import BAD, TEXT_S
@@ -55,6 +56,8 @@ def default_preprocess(model: nn.Module) -> Preprocess:
     mode = "L" if channels == 1 else "RGB"
 
     def preprocess(image: Image.Image) -> torch.Tensor:
+        if image.mode in HIGH_BIT_MODES:  # PIL's convert clips 16-bit/float values
+            image = to_rgb(image)
         arr = np.asarray(image.convert(mode), dtype=np.float32) / 255.0
         if arr.ndim == 2:
             arr = arr[None]

@@ -183,6 +183,9 @@ class DatasetExplorer(ExplorerBase, w.VBox):
         profile.attrs.update(sampled=False, n_total=rows, seed=0, source="results")
         table = res["embeddings"].set_index("row_id")
         readable = profile.loc[profile["error"].isna(), "index"].to_numpy(dtype=np.int64)
+        if not len(readable):
+            raise ValueError("results: no image of this embed job could be read; its profile's "
+                             "error column says why")
         vectors = np.stack([np.asarray(v, dtype=np.float32) for v in table.loc[readable,
                                                                              "embedding"]])
         view = source if source.length == rows else source.select(range(rows))

@@ -29,6 +29,7 @@ from .source import (
     rgb_pixels,
     to_pil,
     to_rgb,
+    warn_if_eight_bit,
 )
 from .text import TEXT_CLASSES, TextTokenizer, text_tokenizer
 
@@ -59,5 +60,6 @@ __all__ = [
     "text_tokenizer",
     "to_pil",
     "to_rgb",
+    "warn_if_eight_bit",
     "wordnet_graph",
 ]

@@ -166,6 +166,16 @@ def mode_max(mode: str) -> float:
     return 1.0 if mode == "F" else 65535.0
 
 
+def warn_if_eight_bit(arr: np.ndarray, mode: str, max_value: float | None) -> None:
+    """Warn (once per call site) when an integer high-bit image scaled by its mode's range holds
+    only 0..255: 8-bit data stored wide (HF decodes integer arrays as mode "I"), which would
+    look -- and reach the model -- 257 times too dark."""
+    if max_value is None and mode != "F" and arr.size and 0 < float(arr.max()) <= 255:
+        warnings.warn(f"data: a {mode!r} image holds values 0..{int(arr.max())} only and is "
+                      "scaled by the 16-bit range (65535 is white); if the data are 8-bit, pass "
+                      "max_value=255 to as_image_source (or store them as uint8)", stacklevel=3)
+
+
 def check_max_value(max_value: Any) -> float | None:
     """``max_value`` (the white level of high-bit images) as a float, or None; else
     ValueError naming it."""
@@ -193,6 +203,7 @@ def to_rgb(img: Image.Image, max_value: float | None = None) -> Image.Image:
         return Image.alpha_composite(white, rgba).convert("RGB")
     if img.mode in HIGH_BIT_MODES:
         arr = np.asarray(img, dtype=np.float64)
+        warn_if_eight_bit(arr, img.mode, max_value)
         hi = mode_max(img.mode) if max_value is None else float(max_value)
         arr = np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
@@ -230,7 +241,9 @@ def pil_to_tensor(img: Image.Image, max_value: float | None = None) -> torch.Ten
     ``preprocess``."""
     if img.mode in HIGH_BIT_MODES:
         hi = mode_max(img.mode) if max_value is None else float(max_value)
-        arr = np.asarray(img, dtype=np.float32) / np.float32(hi)
+        arr = np.asarray(img, dtype=np.float32)
+        warn_if_eight_bit(arr, img.mode, max_value)
+        arr = arr / np.float32(hi)
         return torch.from_numpy(np.ascontiguousarray(np.clip(arr, 0.0, 1.0)[None]))
     if img.mode not in ("L", "RGB", "RGBA"):
         img = to_rgb(img)

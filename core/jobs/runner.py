@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
+import pandas as pd
 import torch
 
 from ..cache import model_fingerprint
@@ -279,7 +280,11 @@ def run(
     seconds = time.perf_counter() - started
     rows_run = sum(s["stop"] - s["start"] for s in pending)
     tables = folder.read_tables(manifest)
-    summary = spec.summarize(tables, options)
+    if any(len(t) for name, t in tables.items() if name != "unreadable"):
+        summary = spec.summarize(tables, options)
+    else:  # no row could be read: nothing to summarise, the unreadable table says why
+        logger.warning("no row of the %s job could be read; see its 'unreadable' table", job)
+        summary = pd.DataFrame()
     folder.finish(manifest, summary, {
         "engine": engine, "workers": workers if engine == "ray" else 1,
         "batch_size": batch_size, "threads": threads, "shards": len(pending),

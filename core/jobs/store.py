@@ -118,6 +118,15 @@ class ResultsFolder:
                     f"out: {str(self.path)!r} holds results of another run ("
                     + "; ".join(diffs) + "); use another folder, or delete this one to start "
                     "again")
+            added = [t for t in tables if t not in manifest["tables"]]
+            if added:  # a folder begun before the job had these tables: its pending shards
+                # write them, its finished shards stay finished (and lack them)
+                manifest["tables"] = [*manifest["tables"], *added]
+                for shard in manifest["shards"]:
+                    if not self.done(manifest, shard):
+                        shard["files"].update({t: str(self.file(t, shard["index"]).relative_to(
+                            self.path)) for t in added})
+                _write_json(self.manifest_path, manifest)
             return manifest
         if self.path.is_dir() and any(self.path.iterdir()):
             raise ValueError(f"out: {str(self.path)!r} is not empty and has no {MANIFEST}; "

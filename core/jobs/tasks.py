@@ -337,7 +337,7 @@ def _sanity(worker: ShardWorker, rows: list[int]) -> dict[str, pd.DataFrame]:
     if not frames:
         return {"records": pd.DataFrame(), "unreadable": unreadable}
     records = pd.concat(frames, ignore_index=True)  # in row order, whatever the batch size
-    records = records.sort_values(["row_id", "step", "explainer", "measure"], kind="stable")
+    records = records.sort_values("row_id", kind="stable")  # each row's own order kept
     return {"records": records.reset_index(drop=True), "unreadable": unreadable}
 
 

@@ -125,17 +125,21 @@ def _swap_pad_modules(out: nn.Module, mode: str) -> None:
     from ..padding.explicit import pad_module_info
 
     new_of: dict[int, nn.Module] = {}
+    done: set[tuple[int, str]] = set()  # a shared block is reached once per use: fold it once
     for name, module in list(out.named_modules(remove_duplicate=False)):
         info = pad_module_info(module)
         if info is None or not name or _inside_same_layer(out, name):
             continue
+        parent_name, _, child = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        if (id(parent), child) in done:
+            continue
+        done.add((id(parent), child))
         pads, own = info
         if min(pads) < 0:
             logger.info("swap_padding: %s (%s) crops (pads %s); kept", name,
                         type(module).__name__, pads)
             continue
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
         if mode != "partial":
             if own != mode:
                 if id(module) not in new_of:

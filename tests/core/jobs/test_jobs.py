@@ -267,6 +267,26 @@ def test_embed_job_goes_on_past_an_unreadable_file(tmp_path, shapes):
         assert other["unreadable"].row_id.tolist() == errors, job
         assert "cannot read" in other["unreadable"].error.iloc[0]
         assert sorted(other[table].row_id.unique()) == readable == other.row_ids, job
+    # nothing readable: the job finishes with an empty summary, the table says why
+    for path in sorted(folder.rglob("*.png")):
+        path.write_bytes(b"not a png")
+    none = jobs.run("attribution", data=str(folder), split=None, model=MODEL, shard_size=4,
+                    out=tmp_path / "none", explainers=["saliency"])
+    assert none.complete and len(none.summary) == 0 and len(none["unreadable"]) == 6
+    # a folder begun before the job had the unreadable table: pending shards write it
+    old = tmp_path / "old"
+    jobs.run("attribution", data=str(folder), split=None, model=MODEL, shard_size=4, out=old,
+             explainers=["saliency"])
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["tables"] = ["maps"]
+    manifest["complete"] = False
+    for shard in manifest["shards"]:
+        shard["files"] = {"maps": shard["files"]["maps"]}
+        (old / shard["files"]["maps"]).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    again = jobs.run("attribution", data=str(folder), split=None, model=MODEL, shard_size=4,
+                     out=old, explainers=["saliency"])
+    assert len(again["unreadable"]) == 6
 
 
 # --------------------------------------------------------------------------- resumption

@@ -363,6 +363,9 @@ def test_swap_padding_replaces_a_module_at_every_place_it_is_used() -> None:
     assert torch.allclose(again(x), P.swap_padding(ref, "partial")(x))
     shared = nn.Sequential(c1, nn.ReLU(), c1)
     assert all(isinstance(m, P.PadConv2d) for m in P.swap_padding(shared, "reflect")[::2])
+    block = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(3, 3, 3))  # a block used twice
+    twice = nn.Sequential(block, nn.ReLU(), block).double()
+    assert P.swap_padding(twice, "partial")(x).shape == twice(x).shape  # folded once
     crop = P.swap_padding(nn.Sequential(nn.ZeroPad2d(-1), nn.Conv2d(3, 3, 3, padding=1)),
                           "symmetric")
     assert isinstance(crop[0], nn.ZeroPad2d) and crop[0].padding == (-1, -1, -1, -1)

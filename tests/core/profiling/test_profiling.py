@@ -765,3 +765,23 @@ def test_columns_given_beside_an_image_source_are_refused() -> None:
     src = data.as_image_source(data.load_builtin("shapes", "test").select(range(2)))
     with pytest.raises(ValueError, match="image_column: an ImageSource has its columns"):
         vds.profile_dataset(src, image_column="nope")
+
+
+def test_eight_bit_values_stored_wide_get_a_hint_and_widgets_scale_high_bit() -> None:
+    """HF decodes integer arrays as mode "I": 0..255 values scaled as 16-bit look 257x too
+    dark, so a warning names max_value=255; the widgets' default preprocess scales 16-bit
+    images like core instead of PIL's clipping."""
+    import datasets
+    from visloupe.widgets._common import default_preprocess
+
+    arr = np.arange(64, dtype=np.int32).reshape(8, 8) * 4
+    ds = datasets.Dataset.from_dict({"image": [arr]}).cast_column("image", datasets.Image())
+    with pytest.warns(UserWarning, match="pass max_value=255"):
+        data.as_image_source(ds).tensors([0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled = data.as_image_source(ds, max_value=255).tensors([0])
+    assert float(scaled.max()) == pytest.approx(252 / 255)
+    ramp = Image.fromarray((np.linspace(0, 1, 64).reshape(8, 8) * 65535).astype(np.uint16))
+    pre = default_preprocess(torch.nn.Conv2d(3, 1, 1))
+    assert float(pre(ramp).mean()) == pytest.approx(0.5, abs=3e-3)

@@ -38,7 +38,10 @@ def _as_pair(size: int | Sequence[int]) -> tuple[int, int]:
 class ImagePreprocess:
     """PIL image -> normalised float tensor ``(C, H, W)`` for a built-in image model.
 
-    Converts any PIL mode (RGBA, P, L, I;16, ...) to ``mode`` (``"RGB"`` or ``"L"``), resizes to
+    Converts any PIL mode (RGBA, P, L, ...) to ``mode`` (``"RGB"`` or ``"L"``; high-bit modes
+    I;16, I, F are first scaled to 8 bits by their range, as ``data.to_rgb`` shows them -- PIL's
+    own conversion clips them; a source's ``max_value`` reaches this through
+    ``ImageSource.model_image``), resizes to
     ``size`` = (height, width) with ``resample`` filtering when needed, scales to [0, 1] and
     applies ``(x - mean) / std`` per channel. ``denormalize`` undoes the last step for display.
     Also accepts uint8 ``(H, W)``/``(H, W, C)`` numpy arrays, which are read as PIL images.

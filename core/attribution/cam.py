@@ -45,31 +45,22 @@ __all__ = ["capture_layer", "grad_cam", "grad_cam_pp", "gradcam_pp_weights", "to
 logger = logging.getLogger(__name__)
 
 
-def _with_first(output: tuple | list, first: Tensor) -> object:
-    """``output`` (a tuple, list, named tuple or other sequence type) with ``first`` in place
-    of its first item; the same object when its type cannot be rebuilt from items (then an
+def _replaced(output: tuple | list | Mapping, key: Any, value: Tensor) -> object:
+    """``output`` (a tuple, list, named tuple, dict or ModelOutput) with ``value`` at ``key``,
+    in the output's own type; the same object when that type cannot be rebuilt (then an
     in-place op after the layer can still overwrite the stored activations: logged)."""
-    items = [first, *output[1:]]
     kind = type(output)
-    try:
-        if isinstance(output, tuple) and hasattr(output, "_fields"):  # a named tuple
-            return kind(*items)
-        return kind(items)
-    except Exception:  # noqa: BLE001 - a sequence type with its own constructor
-        logger.info("Grad-CAM: cannot rebuild a %s output; its first item is not copied",
-                    kind.__name__)
-        return output
-
-
-def _with_item(output: Mapping, key: Any, value: Tensor) -> object:
-    """``output`` (a dict or ModelOutput) with ``value`` under ``key``; the same object when
-    its type cannot be rebuilt (logged, as in :func:`_with_first`)."""
-    items = {**output, key: value}
-    kind = type(output)
-    for build in (lambda: kind(**items), lambda: kind(items)):
+    if isinstance(output, Mapping):
+        items: Any = {**output, key: value}
+        builds = (lambda: kind(**items), lambda: kind(items))
+    else:
+        items = [*output[:key], value, *output[key + 1:]]
+        named = isinstance(output, tuple) and hasattr(output, "_fields")
+        builds = ((lambda: kind(*items)) if named else (lambda: kind(items)),)
+    for build in builds:
         try:
             return build()
-        except Exception:  # noqa: BLE001 - try the other constructor form
+        except Exception:  # noqa: BLE001 - a type with its own constructor: try the next form
             continue
     logger.info("Grad-CAM: cannot rebuild a %s output; its %r item is not copied",
                 kind.__name__, key)
@@ -92,13 +83,13 @@ def capture_layer(
             return output.clone()
         if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
             store["act"] = output[0]
-            return _with_first(output, output[0].clone())
+            return _replaced(output, 0, output[0].clone())
         if isinstance(output, Mapping):  # a dict or HF ModelOutput: its logits, else first tensor
             key = "logits" if isinstance(output.get("logits"), Tensor) else next(
                 (k for k, v in output.items() if isinstance(v, Tensor)), None)
             if key is not None:
                 store["act"] = output[key]
-                return _with_item(output, key, output[key].clone())
+                return _replaced(output, key, output[key].clone())
         return None
 
     handle = module.register_forward_hook(hook)
@@ -157,7 +148,7 @@ def grad_cam(forward: nn.Module, inputs: Tensor, target: Tensor, *, baseline: Te
     """Grad-CAM at ``layer`` (Selvaraju et al., ICCV 2017), ``(n, 1, h, w)`` at layer resolution.
 
     One hook path for conv maps and token layers (reshaped to their grid first); the tests
-    check it against Captum's ``LayerGradCam`` and pytorch-grad-cam. It hands the network a copy
+    check it against Captum's ``LayerGradCam``. It hands the network a copy
     of the layer's output in the output's own type (tensor, tuple, named tuple), which Captum's
     hook does not: it turns a named tuple into a plain one.
     """

@@ -27,6 +27,7 @@ from ..models.adapter import (
     check_inputs,
     check_model,
     eval_mode,
+    input_size_error,
     logits,
     model_device,
 )
@@ -293,10 +294,8 @@ def _attribute(
                             if spec.needs_layer else None)
         except DryRunError as err:  # the shape came from inputs, not from an input_shape=
             cause = err.__cause__
-            raise ValueError(f"inputs: {type(model).__name__} cannot run on inputs of shape "
-                             f"{tuple(x.shape[1:])} per item ({type(cause).__name__}: {cause}); "
-                             "give it the input size and layout it was built for (its "
-                             "preprocess)") from cause
+            raise input_size_error(model, x.shape[1:],
+                                   f"{type(cause).__name__}: {cause}") from cause
         for start in range(0, n, chunk):
             xc = x[start:start + chunk]
             bc = None if base is None else base[start:start + chunk]

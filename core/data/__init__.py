@@ -29,7 +29,6 @@ from .source import (
     rgb_pixels,
     to_pil,
     to_rgb,
-    warn_if_eight_bit,
 )
 from .text import TEXT_CLASSES, TextTokenizer, text_tokenizer
 
@@ -60,6 +59,5 @@ __all__ = [
     "text_tokenizer",
     "to_pil",
     "to_rgb",
-    "warn_if_eight_bit",
     "wordnet_graph",
 ]

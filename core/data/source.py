@@ -166,7 +166,7 @@ def mode_max(mode: str) -> float:
     return 1.0 if mode == "F" else 65535.0
 
 
-def warn_if_eight_bit(arr: np.ndarray, mode: str, max_value: float | None) -> None:
+def _warn_if_eight_bit(arr: np.ndarray, mode: str, max_value: float | None) -> None:
     """Warn (once per call site) when an integer high-bit image scaled by its mode's range holds
     only 0..255: 8-bit data stored wide (HF decodes integer arrays as mode "I"), which would
     look -- and reach the model -- 257 times too dark."""
@@ -174,6 +174,16 @@ def warn_if_eight_bit(arr: np.ndarray, mode: str, max_value: float | None) -> No
         warnings.warn(f"data: a {mode!r} image holds values 0..{int(arr.max())} only and is "
                       "scaled by the 16-bit range (65535 is white); if the data are 8-bit, pass "
                       "max_value=255 to as_image_source (or store them as uint8)", stacklevel=3)
+
+
+def _high_bit_unit(img: Image.Image, max_value: float | None = None,
+                  dtype: type = np.float32) -> np.ndarray:
+    """The values of a high-bit image divided by the white level (``max_value``, else the
+    mode's range) and clipped to [0, 1]: the one scaling rule of display and model inputs."""
+    arr = np.asarray(img, dtype=dtype)
+    _warn_if_eight_bit(arr, img.mode, max_value)
+    hi = mode_max(img.mode) if max_value is None else float(max_value)
+    return np.clip(arr / dtype(hi), 0.0, 1.0)
 
 
 def check_max_value(max_value: Any) -> float | None:
@@ -202,10 +212,7 @@ def to_rgb(img: Image.Image, max_value: float | None = None) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     if img.mode in HIGH_BIT_MODES:
-        arr = np.asarray(img, dtype=np.float64)
-        warn_if_eight_bit(arr, img.mode, max_value)
-        hi = mode_max(img.mode) if max_value is None else float(max_value)
-        arr = np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8)
+        arr = (_high_bit_unit(img, max_value, np.float64) * 255.0).round().astype(np.uint8)
         return Image.fromarray(arr).convert("RGB")
     return img.convert("RGB")
 
@@ -240,11 +247,7 @@ def pil_to_tensor(img: Image.Image, max_value: float | None = None) -> torch.Ten
     scaled by ``max_value`` (the data set's white level) or else their range. The default
     ``preprocess``."""
     if img.mode in HIGH_BIT_MODES:
-        hi = mode_max(img.mode) if max_value is None else float(max_value)
-        arr = np.asarray(img, dtype=np.float32)
-        warn_if_eight_bit(arr, img.mode, max_value)
-        arr = arr / np.float32(hi)
-        return torch.from_numpy(np.ascontiguousarray(np.clip(arr, 0.0, 1.0)[None]))
+        return torch.from_numpy(np.ascontiguousarray(_high_bit_unit(img, max_value)[None]))
     if img.mode not in ("L", "RGB", "RGBA"):
         img = to_rgb(img)
     arr = np.asarray(img, dtype=np.float32) / 255.0
@@ -826,12 +829,7 @@ class ImageSource:
         :func:`pil_to_tensor` (floats in [0, 1], channels as stored, high-bit ones scaled by
         ``max_value``), which needs all images to share one size.
         """
-        if preprocess is None:
-            def fn(img: Image.Image) -> torch.Tensor:
-                return pil_to_tensor(img, self.max_value)
-        else:
-            fn = preprocess
-        if not callable(fn):
+        if preprocess is not None and not callable(preprocess):
             raise TypeError(f"preprocess: expected a callable PIL.Image -> Tensor (C, H, W), got "
                             f"{type(preprocess).__name__}")
         indices = list(indices)
@@ -840,7 +838,8 @@ class ImageSource:
         out: list[torch.Tensor] = []
         first_mode = ""
         for i, img in zip(indices, self.images(indices), strict=True):
-            x = fn(img if preprocess is None else self.model_image(img))
+            x = (pil_to_tensor(img, self.max_value) if preprocess is None
+                 else preprocess(self.model_image(img)))
             first_mode = first_mode or img.mode
             check_image_tensor(x, i, out[0] if out else None, indices[0],
                                modes=(img.mode, first_mode), default=preprocess is None)

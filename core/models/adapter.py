@@ -17,7 +17,7 @@ import contextlib
 import difflib
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,11 +101,17 @@ def run_model(model: nn.Module, inputs: Tensor, name: str = "inputs") -> Any:
                 or any(bug in text for bug in _MODEL_BUGS) \
                 or not any(word in text for word in _SHAPE_WORDS):
             raise
-        raise ValueError(
-            f"{name}: {type(model).__name__} cannot run on inputs of shape "
-            f"{tuple(inputs.shape[1:])} per item ({text.strip()}); give it the input size and "
-            "layout it was built for (its preprocess) -- if this is that size, the error is "
-            "inside the model") from err
+        raise input_size_error(model, inputs.shape[1:], text.strip(), name) from err
+
+
+def input_size_error(model: nn.Module, item_shape: Sequence[int], cause: str,
+                     name: str = "inputs") -> ValueError:
+    """The one message for a model that cannot run on items of ``item_shape`` (``cause``:
+    torch's own words), naming the caller's argument ``name``."""
+    return ValueError(
+        f"{name}: {type(model).__name__} cannot run on inputs of shape {tuple(item_shape)} per "
+        f"item ({cause}); give it the input size and layout it was built for (its preprocess) "
+        "-- if this is that size, the error is inside the model")
 
 
 def _walk(model: nn.Module) -> Iterator[nn.Module]:
